@@ -414,6 +414,7 @@ impl Settings {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err, reason = "figment's Jail API fixes the error type")]
 mod tests {
     use super::*;
 

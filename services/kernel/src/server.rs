@@ -24,6 +24,7 @@ use tonic::server::NamedService;
 use tonic_health::ServingStatus;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
+use crate::clients::ServiceClients;
 use crate::config::{KernelConfig, Settings};
 use crate::db::{Database, DbError};
 use crate::error_bus::{ErrorBus, ErrorBusWorker, SentrySink};
@@ -84,6 +85,7 @@ pub struct Kernel {
     pub db: Database,
     pub redis: Option<Redis>,
     pub readiness: Readiness,
+    pub clients: ServiceClients,
     hooks: Arc<Mutex<Vec<ShutdownHook>>>,
     bus_worker: Arc<Mutex<Option<ErrorBusWorker>>>,
 }
@@ -138,6 +140,7 @@ impl Kernel {
             None => None,
         };
 
+        let clients = ServiceClients::new(config.clients.clone());
         Ok(Self {
             settings: Arc::new(settings),
             errors,
@@ -145,6 +148,7 @@ impl Kernel {
             db,
             redis,
             readiness,
+            clients,
             hooks: Arc::default(),
             bus_worker: Arc::new(Mutex::new(Some(bus_worker))),
         })
@@ -362,7 +366,7 @@ impl GrpcServices {
     }
 
     /// Adds one generated tonic server (configure it with [`crate::grpc_limits!`]).
-    pub fn add<S>(mut self, service: S) -> Self
+    pub fn with<S>(mut self, service: S) -> Self
     where
         S: tower::Service<http::Request<tonic::body::Body>, Error = Infallible>
             + NamedService

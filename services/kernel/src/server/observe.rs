@@ -100,7 +100,9 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let future = span.in_scope(|| inner.call(request));
         Box::pin(async move {
-            let result = future.instrument(span.clone()).await;
+            let result = crate::clients::REQUEST_ID
+                .scope(request_id, future.instrument(span.clone()))
+                .await;
             match result {
                 Ok(response) => {
                     let code = grpc_status(response.headers());

@@ -1,0 +1,1 @@
+DROP TABLE events; DROP FUNCTION events_are_append_only();

@@ -1,0 +1,13 @@
+//! `bulwark-audit`: runs the Audit service until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    bulwark_kernel::run(
+        bulwark_audit::SPEC,
+        bulwark_audit::MIGRATIONS,
+        bulwark_audit::app,
+    )
+    .await
+}

@@ -1,0 +1,428 @@
+//! Typed clients of the core services. Each service is one async trait, so callers
+//! (and their tests) depend on the operation, not on tonic; the factory builds tonic
+//! clients from configured endpoints (static addresses now, Consul discovery later)
+//! that carry the caller's `traceparent` and request id, a deadline per attempt, and
+//! retries on UNAVAILABLE for idempotent calls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bulwark_proto::audit::v1::audit_service_client::AuditServiceClient;
+use bulwark_proto::audit::v1::{AppendEventsRequest, AppendEventsResponse, AuditEvent};
+use bulwark_proto::auth::v1::auth_service_client::AuthServiceClient;
+use bulwark_proto::auth::v1::{GetJwksRequest, Jwks};
+use bulwark_proto::authz::v1::authz_service_client::AuthzServiceClient;
+use bulwark_proto::authz::v1::{CheckRequest, ListUserRolesRequest, ListUserRolesResponse};
+use bulwark_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use bulwark_proto::identity::v1::{
+    GetUserRequest, User, VerifyCredentialsRequest, VerifyCredentialsResponse,
+};
+use futures::future::BoxFuture;
+use tonic::Status;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::ClientsConfig;
+
+tokio::task_local! {
+    /// The request id of the RPC being served, passed on to outgoing calls.
+    pub static REQUEST_ID: String;
+}
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("clients.{service} is not configured")]
+    NotConfigured { service: &'static str },
+    #[error("clients.{service}: invalid endpoint `{endpoint}`: {source}")]
+    Endpoint {
+        service: &'static str,
+        endpoint: String,
+        source: tonic::transport::Error,
+    },
+}
+
+/// Identity operations other services use.
+pub trait IdentityApi: Send + Sync {
+    fn verify_credentials(
+        &self,
+        email: String,
+        password: String,
+    ) -> BoxFuture<'_, Result<VerifyCredentialsResponse, Status>>;
+    fn get_user(&self, id: String) -> BoxFuture<'_, Result<User, Status>>;
+}
+
+/// Auth operations other services use.
+pub trait AuthApi: Send + Sync {
+    fn get_jwks(&self) -> BoxFuture<'_, Result<Jwks, Status>>;
+}
+
+/// Authorization decisions.
+pub trait AuthzApi: Send + Sync {
+    fn check(&self, subject: String, permission: String) -> BoxFuture<'_, Result<bool, Status>>;
+    fn list_user_roles(
+        &self,
+        user_id: String,
+    ) -> BoxFuture<'_, Result<ListUserRolesResponse, Status>>;
+}
+
+/// Delivery of audit events (idempotent: Audit drops duplicate ids).
+pub trait AuditApi: Send + Sync {
+    fn append_events(
+        &self,
+        events: Vec<AuditEvent>,
+    ) -> BoxFuture<'_, Result<AppendEventsResponse, Status>>;
+}
+
+/// Adds `traceparent` and `x-request-id` of the current call to every request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ContextInterceptor;
+
+impl tonic::service::Interceptor for ContextInterceptor {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        let mut headers = http::HeaderMap::new();
+        crate::telemetry::inject_current_context(&mut headers);
+        for (name, value) in &headers {
+            if let Ok(value) = tonic::metadata::MetadataValue::try_from(value.as_bytes()) {
+                request.metadata_mut().insert(
+                    tonic::metadata::MetadataKey::from_bytes(name.as_str().as_bytes())
+                        .map_err(|_| Status::internal("invalid propagation header"))?,
+                    value,
+                );
+            }
+        }
+        if let Ok(Ok(value)) =
+            REQUEST_ID.try_with(|id| tonic::metadata::MetadataValue::try_from(id.as_str()))
+        {
+            request.metadata_mut().insert("x-request-id", value);
+        }
+        Ok(request)
+    }
+}
+
+type Intercepted = InterceptedService<Channel, ContextInterceptor>;
+
+/// Deadline and retry policy of outgoing calls.
+#[derive(Debug, Clone, Copy)]
+pub struct CallPolicy {
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+impl CallPolicy {
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(self.timeout);
+        request
+    }
+
+    /// Runs an idempotent call, retrying UNAVAILABLE with a short exponential backoff.
+    pub async fn idempotent<T, F, Fut>(&self, mut call: F) -> Result<T, Status>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match call().await {
+                Err(status)
+                    if status.code() == tonic::Code::Unavailable && attempt < self.retries =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+}
+
+/// Builds the typed clients from `clients.*` configuration.
+#[derive(Debug, Clone)]
+pub struct ServiceClients {
+    config: ClientsConfig,
+}
+
+impl ServiceClients {
+    pub fn new(config: ClientsConfig) -> Self {
+        Self { config }
+    }
+
+    fn policy(&self) -> CallPolicy {
+        CallPolicy {
+            timeout: Duration::from_millis(self.config.timeout_ms),
+            retries: self.config.retries,
+        }
+    }
+
+    /// A lazily connecting channel: building a client never waits for the peer.
+    fn channel(
+        &self,
+        service: &'static str,
+        endpoint: Option<&String>,
+    ) -> Result<Intercepted, ClientError> {
+        let endpoint = endpoint.ok_or(ClientError::NotConfigured { service })?;
+        let channel = Endpoint::from_shared(endpoint.clone())
+            .map_err(|source| ClientError::Endpoint {
+                service,
+                endpoint: endpoint.clone(),
+                source,
+            })?
+            .connect_timeout(Duration::from_millis(self.config.timeout_ms))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(InterceptedService::new(channel, ContextInterceptor))
+    }
+
+    pub fn identity(&self) -> Result<Arc<dyn IdentityApi>, ClientError> {
+        let channel = self.channel("identity", self.config.identity.as_ref())?;
+        Ok(Arc::new(GrpcIdentity {
+            client: IdentityServiceClient::new(channel),
+            policy: self.policy(),
+        }))
+    }
+
+    pub fn auth(&self) -> Result<Arc<dyn AuthApi>, ClientError> {
+        let channel = self.channel("auth", self.config.auth.as_ref())?;
+        Ok(Arc::new(GrpcAuth {
+            client: AuthServiceClient::new(channel),
+            policy: self.policy(),
+        }))
+    }
+
+    pub fn authz(&self) -> Result<Arc<dyn AuthzApi>, ClientError> {
+        let channel = self.channel("authz", self.config.authz.as_ref())?;
+        Ok(Arc::new(GrpcAuthz {
+            client: AuthzServiceClient::new(channel),
+            policy: self.policy(),
+        }))
+    }
+
+    pub fn audit(&self) -> Result<Arc<dyn AuditApi>, ClientError> {
+        let channel = self.channel("audit", self.config.audit.as_ref())?;
+        Ok(Arc::new(GrpcAudit {
+            client: AuditServiceClient::new(channel),
+            policy: self.policy(),
+        }))
+    }
+}
+
+struct GrpcIdentity {
+    client: IdentityServiceClient<Intercepted>,
+    policy: CallPolicy,
+}
+
+impl IdentityApi for GrpcIdentity {
+    fn verify_credentials(
+        &self,
+        email: String,
+        password: String,
+    ) -> BoxFuture<'_, Result<VerifyCredentialsResponse, Status>> {
+        Box::pin(self.policy.idempotent(move || {
+            let mut client = self.client.clone();
+            let request = self.policy.request(VerifyCredentialsRequest {
+                email: email.clone(),
+                password: password.clone(),
+            });
+            async move {
+                client
+                    .verify_credentials(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        }))
+    }
+
+    fn get_user(&self, id: String) -> BoxFuture<'_, Result<User, Status>> {
+        Box::pin(self.policy.idempotent(move || {
+            let mut client = self.client.clone();
+            let request = self.policy.request(GetUserRequest { id: id.clone() });
+            async move {
+                client
+                    .get_user(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        }))
+    }
+}
+
+struct GrpcAuth {
+    client: AuthServiceClient<Intercepted>,
+    policy: CallPolicy,
+}
+
+impl AuthApi for GrpcAuth {
+    fn get_jwks(&self) -> BoxFuture<'_, Result<Jwks, Status>> {
+        Box::pin(self.policy.idempotent(move || {
+            let mut client = self.client.clone();
+            let request = self.policy.request(GetJwksRequest {});
+            async move {
+                client
+                    .get_jwks(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        }))
+    }
+}
+
+struct GrpcAuthz {
+    client: AuthzServiceClient<Intercepted>,
+    policy: CallPolicy,
+}
+
+impl AuthzApi for GrpcAuthz {
+    fn check(&self, subject: String, permission: String) -> BoxFuture<'_, Result<bool, Status>> {
+        Box::pin(self.policy.idempotent(move || {
+            let mut client = self.client.clone();
+            let request = self.policy.request(CheckRequest {
+                subject: subject.clone(),
+                permission: permission.clone(),
+            });
+            async move {
+                let response = client.check(request).await?.into_inner();
+                Ok(response.allowed.unwrap_or(false))
+            }
+        }))
+    }
+
+    fn list_user_roles(
+        &self,
+        user_id: String,
+    ) -> BoxFuture<'_, Result<ListUserRolesResponse, Status>> {
+        Box::pin(self.policy.idempotent(move || {
+            let mut client = self.client.clone();
+            let request = self.policy.request(ListUserRolesRequest {
+                user_id: user_id.clone(),
+            });
+            async move {
+                client
+                    .list_user_roles(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        }))
+    }
+}
+
+struct GrpcAudit {
+    client: AuditServiceClient<Intercepted>,
+    policy: CallPolicy,
+}
+
+impl AuditApi for GrpcAudit {
+    fn append_events(
+        &self,
+        events: Vec<AuditEvent>,
+    ) -> BoxFuture<'_, Result<AppendEventsResponse, Status>> {
+        Box::pin(self.policy.idempotent(move || {
+            let mut client = self.client.clone();
+            let request = self.policy.request(AppendEventsRequest {
+                events: events.clone(),
+            });
+            async move {
+                client
+                    .append_events(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn idempotent_calls_retry_unavailable_then_succeed() {
+        let policy = CallPolicy {
+            timeout: Duration::from_secs(1),
+            retries: 2,
+        };
+        let attempts = AtomicU32::new(0);
+        let result = policy
+            .idempotent(|| {
+                let n = attempts.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < 2 {
+                        Err(Status::unavailable("down"))
+                    } else {
+                        Ok(n)
+                    }
+                }
+            })
+            .await;
+        assert_eq!(result.ok(), Some(2));
+        assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_stop_at_the_limit_and_other_errors_are_not_retried() {
+        let policy = CallPolicy {
+            timeout: Duration::from_secs(1),
+            retries: 1,
+        };
+        let attempts = AtomicU32::new(0);
+        let result: Result<(), Status> = policy
+            .idempotent(|| {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                async { Err(Status::unavailable("down")) }
+            })
+            .await;
+        assert_eq!(result.map_err(|s| s.code()), Err(tonic::Code::Unavailable));
+        assert_eq!(attempts.load(Ordering::SeqCst), 2, "one try plus one retry");
+
+        let attempts = AtomicU32::new(0);
+        let result: Result<(), Status> = policy
+            .idempotent(|| {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                async { Err(Status::permission_denied("no")) }
+            })
+            .await;
+        assert_eq!(
+            result.map_err(|s| s.code()),
+            Err(tonic::Code::PermissionDenied)
+        );
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn missing_endpoint_is_named() {
+        let clients = ServiceClients::new(ClientsConfig {
+            identity: None,
+            auth: None,
+            authz: None,
+            audit: Some("not a uri".into()),
+            timeout_ms: 100,
+            retries: 0,
+        });
+        let error = clients
+            .identity()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("clients.identity"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn outgoing_calls_carry_the_request_id_of_the_current_call() {
+        let mut interceptor = ContextInterceptor;
+        let request = REQUEST_ID
+            .scope("req-42".to_owned(), async {
+                tonic::service::Interceptor::call(&mut interceptor, tonic::Request::new(()))
+            })
+            .await
+            .unwrap_or_else(|s| panic!("interceptor failed: {s}"));
+        assert_eq!(
+            request
+                .metadata()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok()),
+            Some("req-42")
+        );
+    }
+}
