@@ -84,6 +84,7 @@ pub struct KernelConfig {
     pub sentry: SentryConfig,
     pub faults: FaultsConfig,
     pub clients: ClientsConfig,
+    pub tokens: TokensConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,6 +164,17 @@ pub struct FaultsConfig {
     pub panic_rpc: Option<String>,
 }
 
+/// What every service checks on a bearer token (Auth issues them with these values).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokensConfig {
+    pub issuer: String,
+    pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway_seconds: u64,
+    /// How often the cached JWKS is refreshed from Auth.
+    pub jwks_refresh_seconds: u64,
+}
+
 /// Where the other core services are, for the typed clients.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClientsConfig {
@@ -236,6 +248,12 @@ impl KernelConfig {
                 audit: Some("http://127.0.0.1:50054".to_owned()),
                 timeout_ms: 2_000,
                 retries: 2,
+            },
+            tokens: TokensConfig {
+                issuer: "bulwark".to_owned(),
+                audience: "bulwark-api".to_owned(),
+                leeway_seconds: 30,
+                jwks_refresh_seconds: 300,
             },
         }
     }
@@ -311,6 +329,19 @@ impl KernelConfig {
             }
         }
         positive("clients.timeout_ms", self.clients.timeout_ms)?;
+        if self.tokens.issuer.is_empty() {
+            return Err(invalid("tokens.issuer", "must not be empty"));
+        }
+        if self.tokens.audience.is_empty() {
+            return Err(invalid("tokens.audience", "must not be empty"));
+        }
+        if self.tokens.leeway_seconds > 300 {
+            return Err(invalid("tokens.leeway_seconds", "must be at most 300"));
+        }
+        positive(
+            "tokens.jwks_refresh_seconds",
+            self.tokens.jwks_refresh_seconds,
+        )?;
         Ok(())
     }
 }
@@ -386,6 +417,16 @@ impl Settings {
         Ok(Self { figment, kernel })
     }
 
+    /// Settings from an already built kernel configuration plus dotted service keys;
+    /// for tests and embedding, where there is no file or environment to read.
+    pub fn from_parts(kernel: KernelConfig, values: &[(&str, serde_json::Value)]) -> Self {
+        let mut figment = Figment::from(Serialized::defaults(&kernel));
+        for (key, value) in values {
+            figment = figment.merge(Serialized::default(key, value));
+        }
+        Self { figment, kernel }
+    }
+
     /// A service's own section (`[auth]` in the file, `BULWARK_AUTH__*` in the
     /// environment), falling back to `T::default()` for keys that are not set.
     pub fn section<T>(&self, name: &str) -> Result<T, ConfigError>
@@ -414,7 +455,10 @@ impl Settings {
 }
 
 #[cfg(test)]
-#[allow(clippy::result_large_err, reason = "figment's Jail API fixes the error type")]
+#[allow(
+    clippy::result_large_err,
+    reason = "figment's Jail API fixes the error type"
+)]
 mod tests {
     use super::*;
 

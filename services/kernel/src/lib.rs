@@ -4,15 +4,19 @@
 //! A service's `main` is one call to [`run`]; its handlers receive a [`Kernel`].
 
 pub mod admin;
+pub mod caller;
 pub mod clients;
 pub mod config;
 pub mod db;
 pub mod error_bus;
 pub mod health;
 pub mod metrics;
+pub mod outbox;
 pub mod redis;
 pub mod server;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use std::process::ExitCode;
 
