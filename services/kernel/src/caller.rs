@@ -254,6 +254,17 @@ pub fn bearer_token(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+impl crate::Kernel {
+    /// A verifier of bearer tokens against Auth's JWKS (fetched through the typed
+    /// Auth client on first use). Auth itself builds one over its own key table.
+    pub fn token_verifier(&self) -> Result<Arc<TokenVerifier>, crate::clients::ClientError> {
+        Ok(Arc::new(TokenVerifier::new(
+            self.clients.auth()?,
+            self.config().tokens.clone(),
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -406,16 +417,5 @@ mod tests {
             "Basic abc".parse().unwrap_or_else(|_| panic!()),
         );
         assert_eq!(bearer_token(&metadata), None);
-    }
-}
-
-impl crate::Kernel {
-    /// A verifier of bearer tokens against Auth's JWKS (fetched through the typed
-    /// Auth client on first use). Auth itself builds one over its own key table.
-    pub fn token_verifier(&self) -> Result<Arc<TokenVerifier>, crate::clients::ClientError> {
-        Ok(Arc::new(TokenVerifier::new(
-            self.clients.auth()?,
-            self.config().tokens.clone(),
-        )))
     }
 }
