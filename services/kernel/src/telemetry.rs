@@ -79,7 +79,9 @@ impl Telemetry {
 
 use tracing_subscriber::Layer as _;
 
-fn tracer_provider(
+/// The span pipeline: a provider that names the service and, given an OTLP/gRPC
+/// endpoint, batches spans to it.
+pub fn tracer_provider(
     service: &str,
     otlp_endpoint: Option<&str>,
 ) -> Result<SdkTracerProvider, TelemetryError> {

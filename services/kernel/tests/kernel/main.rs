@@ -1,0 +1,3 @@
+//! Integration tests of the kernel against real peers.
+
+mod otlp;
