@@ -85,6 +85,7 @@ pub struct KernelConfig {
     pub faults: FaultsConfig,
     pub clients: ClientsConfig,
     pub tokens: TokensConfig,
+    pub consul: crate::consul::ConsulConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -255,6 +256,7 @@ impl KernelConfig {
                 leeway_seconds: 30,
                 jwks_refresh_seconds: 300,
             },
+            consul: crate::consul::ConsulConfig::default(),
         }
     }
 

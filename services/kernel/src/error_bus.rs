@@ -160,9 +160,7 @@ impl ErrorBusWorker {
 }
 
 fn init_sentry(sink: &SentrySink) -> sentry::ClientInitGuard {
-    // Sentry's HTTPS transport needs a rustls provider; the process uses ring only
-    // (two providers in one binary panic at start).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_crypto_provider();
     let guard = sentry::init((sink.dsn.expose_secret(), {
         let mut options = sentry::ClientOptions::default();
         options.release = Some(sink.release.clone().into());

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod caller;
 pub mod clients;
 pub mod config;
+pub mod consul;
 pub mod db;
 pub mod error_bus;
 pub mod health;
@@ -72,6 +73,12 @@ where
     };
     telemetry.shutdown();
     code
+}
+
+/// Installs ring as the process's one rustls crypto provider (Sentry's and Consul's
+/// HTTP clients need one; two providers in one binary panic). Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Panics are logged as JSON through `tracing` (inside the request's span, so with

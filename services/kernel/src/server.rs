@@ -26,6 +26,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 
 use crate::clients::ServiceClients;
 use crate::config::{KernelConfig, Settings};
+use crate::consul::{ConsulAgent, Registration};
 use crate::db::{Database, DbError};
 use crate::error_bus::{ErrorBus, ErrorBusWorker, SentrySink};
 use crate::health::Readiness;
@@ -182,6 +183,9 @@ impl Kernel {
         let http_listener = bind("http.listen", config.http.listen).await?;
         let grpc_addr = local_addr("grpc.listen", &grpc_listener, config.grpc.listen)?;
         let http_addr = local_addr("http.listen", &http_listener, config.http.listen)?;
+        if let Some(address) = &config.consul.address {
+            self.register_with_consul(address, grpc_addr, http_addr);
+        }
         let (trigger, triggered) = oneshot::channel();
         let task =
             tokio::spawn(self.serve_until(services, grpc_listener, http_listener, triggered));
@@ -192,6 +196,57 @@ impl Kernel {
             trigger: Some(trigger),
             task,
         })
+    }
+
+    /// Registers with the local Consul agent in the background (retrying while the
+    /// agent is unreachable) and deregisters first among the shutdown hooks.
+    fn register_with_consul(&self, address: &str, grpc: SocketAddr, admin: SocketAddr) {
+        let config = &self.config().consul;
+        let agent = ConsulAgent::new(address, config.token.clone());
+        let registration = Registration::new(
+            &self.config().service.name,
+            grpc,
+            admin,
+            config.service_address.as_deref(),
+        );
+        let id = registration.id.clone();
+        let errors = self.errors.clone();
+        let register_agent = agent.clone();
+        let registering = tokio::spawn(async move {
+            let mut delay = Duration::from_millis(500);
+            loop {
+                match register_agent.register(&registration).await {
+                    Ok(()) => {
+                        tracing::info!(id = %registration.id, "registered with Consul");
+                        return;
+                    }
+                    Err(error) => {
+                        errors.error("consul", &error);
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+        });
+        if let Ok(mut hooks) = self.hooks.lock() {
+            hooks.insert(
+                0,
+                (
+                    "consul deregistration".to_owned(),
+                    Box::new(move || {
+                        Box::pin(async move {
+                            registering.abort();
+                            match agent.deregister(&id).await {
+                                Ok(()) => tracing::info!(%id, "deregistered from Consul"),
+                                Err(error) => {
+                                    tracing::warn!(%error, "Consul deregistration failed")
+                                }
+                            }
+                        })
+                    }),
+                ),
+            );
+        }
     }
 
     async fn serve_until(

@@ -1,3 +1,4 @@
 //! Integration tests of the kernel against real peers.
 
+mod consul_files;
 mod otlp;
