@@ -30,12 +30,15 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
     #[error("migration failed: {0}")]
     Migration(String),
+    #[error("this service has no database")]
+    Absent,
 }
 
-/// The pool plus the schema every connection is bound to.
+/// The pool plus the schema every connection is bound to. Services without state
+/// (the rate-limit service) get [`Database::absent`], whose every use is an error.
 #[derive(Clone)]
 pub struct Database {
-    pool: Pool<AsyncPgConnection>,
+    pool: Option<Pool<AsyncPgConnection>>,
     schema: Arc<str>,
     max_connections: u32,
 }
@@ -44,7 +47,7 @@ impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Database")
             .field("schema", &self.schema)
-            .field("state", &self.pool.state())
+            .field("state", &self.pool.as_ref().map(Pool::state))
             .finish()
     }
 }
@@ -90,10 +93,23 @@ impl Database {
             .await
             .map_err(|e| DbError::Pool(e.to_string()))?;
         Ok(Self {
-            pool,
+            pool: Some(pool),
             schema: config.schema.as_str().into(),
             max_connections: config.max_connections,
         })
+    }
+
+    /// No database: for services that keep no state in Postgres.
+    pub fn absent() -> Self {
+        Self {
+            pool: None,
+            schema: "".into(),
+            max_connections: 0,
+        }
+    }
+
+    fn pool(&self) -> Result<&Pool<AsyncPgConnection>, DbError> {
+        self.pool.as_ref().ok_or(DbError::Absent)
     }
 
     pub fn schema(&self) -> &str {
@@ -102,7 +118,7 @@ impl Database {
 
     /// A connection from the pool, traced as `db.acquire`.
     pub async fn conn(&self) -> Result<DbConnection<'_>, DbError> {
-        self.pool
+        self.pool()?
             .get()
             .instrument(tracing::debug_span!("db.acquire", db.system = "postgresql"))
             .await
@@ -114,7 +130,7 @@ impl Database {
         let span =
             tracing::info_span!("db.migrate", db.system = "postgresql", db.schema = %self.schema);
         let conn = self
-            .pool
+            .pool()?
             .dedicated_connection()
             .await
             .map_err(|e| DbError::Pool(e.to_string()))?;
@@ -133,7 +149,8 @@ impl Database {
 
     /// Pool gauges for `/metrics`.
     pub fn record_pool_gauges(&self, service: &str) {
-        let state = self.pool.state();
+        let Some(pool) = &self.pool else { return };
+        let state = pool.state();
         let idle = f64::from(state.idle_connections);
         let total = f64::from(state.connections);
         metrics::gauge!("db_pool_connections", "service" => service.to_owned(), "state" => "idle")

@@ -37,6 +37,27 @@ where
     F: FnOnce(Kernel) -> Fut,
     Fut: Future<Output = anyhow::Result<GrpcServices>>,
 {
+    run_with(spec, Some(migrations), build).await
+}
+
+/// [`run`] for a service that keeps no state in Postgres (no connection is made).
+pub async fn run_stateless<F, Fut>(spec: ServiceSpec, build: F) -> ExitCode
+where
+    F: FnOnce(Kernel) -> Fut,
+    Fut: Future<Output = anyhow::Result<GrpcServices>>,
+{
+    run_with(spec, None, build).await
+}
+
+async fn run_with<F, Fut>(
+    spec: ServiceSpec,
+    migrations: Option<EmbeddedMigrations>,
+    build: F,
+) -> ExitCode
+where
+    F: FnOnce(Kernel) -> Fut,
+    Fut: Future<Output = anyhow::Result<GrpcServices>>,
+{
     let settings = match Settings::load(&spec) {
         Ok(settings) => settings,
         Err(error) => {
@@ -55,7 +76,10 @@ where
     install_panic_hook();
 
     let started = async {
-        let kernel = Kernel::boot(settings, migrations).await?;
+        let kernel = match migrations {
+            Some(migrations) => Kernel::boot(settings, migrations).await?,
+            None => Kernel::boot_stateless(settings).await?,
+        };
         let services = build(kernel.clone()).await?;
         kernel.serve(services).await
     }

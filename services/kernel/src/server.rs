@@ -107,6 +107,19 @@ impl Kernel {
         settings: Settings,
         migrations: EmbeddedMigrations,
     ) -> Result<Self, BootError> {
+        Self::boot_with(settings, Some(migrations)).await
+    }
+
+    /// Like [`Kernel::boot`] for a service that keeps no state in Postgres: no
+    /// connection is made and [`Kernel::db`] is [`Database::absent`].
+    pub async fn boot_stateless(settings: Settings) -> Result<Self, BootError> {
+        Self::boot_with(settings, None).await
+    }
+
+    async fn boot_with(
+        settings: Settings,
+        migrations: Option<EmbeddedMigrations>,
+    ) -> Result<Self, BootError> {
         let config = &settings.kernel;
         let service = config.service.name.clone();
         let sentry = config.sentry.dsn.as_ref().map(|dsn| SentrySink {
@@ -119,18 +132,24 @@ impl Kernel {
         let metrics = Metrics::install(&service);
         let readiness = Readiness::default();
 
-        let db = Database::connect(
-            &config.database,
-            &format!("bulwark-{service}"),
-            DATABASE_START_WAIT,
-        )
-        .await?;
-        let applied = db.migrate(migrations).await?;
-        tracing::info!(schema = db.schema(), applied = ?applied, "database ready");
-        readiness.add(Arc::new(db.clone()));
-        let pool_db = db.clone();
-        let pool_service = service.clone();
-        metrics.on_scrape(move || pool_db.record_pool_gauges(&pool_service));
+        let db = match migrations {
+            Some(migrations) => {
+                let db = Database::connect(
+                    &config.database,
+                    &format!("bulwark-{service}"),
+                    DATABASE_START_WAIT,
+                )
+                .await?;
+                let applied = db.migrate(migrations).await?;
+                tracing::info!(schema = db.schema(), applied = ?applied, "database ready");
+                readiness.add(Arc::new(db.clone()));
+                let pool_db = db.clone();
+                let pool_service = service.clone();
+                metrics.on_scrape(move || pool_db.record_pool_gauges(&pool_service));
+                db
+            }
+            None => Database::absent(),
+        };
 
         let redis = match config.redis.url {
             Some(_) => {

@@ -93,6 +93,22 @@ where
     Ok((running, kernel))
 }
 
+/// [`start`] for a service without a database; `settings` may use any database
+/// configuration (it is not connected).
+pub async fn start_stateless<F, Fut>(
+    settings: Settings,
+    build: F,
+) -> anyhow::Result<(Running, Kernel)>
+where
+    F: FnOnce(Kernel) -> Fut,
+    Fut: Future<Output = anyhow::Result<GrpcServices>>,
+{
+    let kernel = Kernel::boot_stateless(settings).await?;
+    let services = build(kernel.clone()).await?;
+    let running = kernel.clone().serve(services).await?;
+    Ok((running, kernel))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
