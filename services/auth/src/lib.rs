@@ -1,11 +1,32 @@
 //! The Auth service: login, token refresh and logout, and the signing keys behind the JWKS.
 
+mod audit_trail;
+mod config;
+mod domain;
+mod error;
 mod grpc;
+mod keys;
+mod schema;
+mod sessions;
+mod store;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bulwark_kernel::caller::TokenVerifier;
+use bulwark_kernel::clients::{AuditApi, AuthzApi, ClientError, IdentityApi};
+use bulwark_kernel::outbox::OutboxRelay;
 use bulwark_kernel::{EmbeddedMigrations, GrpcServices, Kernel, ServiceSpec, embed_migrations};
 use bulwark_proto::auth::v1::auth_service_server::AuthServiceServer;
 
 pub use grpc::AuthHandlers;
+pub use keys::KEY_CACHE_TTL;
+
+use audit_trail::AuditTrail;
+use config::AuthConfig;
+use keys::{KeyRing, TableKeys};
+use sessions::Sessions;
 
 /// Name and default ports (gRPC 50052, admin HTTP 9102).
 pub const SPEC: ServiceSpec = ServiceSpec::new("auth", 50052, 9102);
@@ -13,9 +34,84 @@ pub const SPEC: ServiceSpec = ServiceSpec::new("auth", 50052, 9102);
 /// The `auth` schema's migrations, applied at start.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
+/// The services Auth calls. [`app`] builds the real clients; tests pass fakes to
+/// [`app_with`].
+pub struct Deps {
+    pub identity: Arc<dyn IdentityApi>,
+    pub authz: Arc<dyn AuthzApi>,
+    /// Where the outbox relay delivers audit events.
+    pub audit: Arc<dyn AuditApi>,
+}
+
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps").finish_non_exhaustive()
+    }
+}
+
+impl Deps {
+    /// The typed gRPC clients from the kernel's `clients.*` configuration.
+    pub fn from_kernel(kernel: &Kernel) -> Result<Self, ClientError> {
+        Ok(Self {
+            identity: kernel.clients.identity()?,
+            authz: kernel.clients.authz()?,
+            audit: kernel.clients.audit()?,
+        })
+    }
+}
+
 /// Builds the gRPC services this binary serves.
 pub async fn app(kernel: Kernel) -> anyhow::Result<GrpcServices> {
-    let handlers = AuthHandlers::new(kernel.clone());
+    let deps = Deps::from_kernel(&kernel)?;
+    app_with(kernel, deps).await
+}
+
+/// Builds the service over the given dependencies: reads the `[auth]` section,
+/// starts the outbox relay, and makes sure a signing key exists.
+pub async fn app_with(kernel: Kernel, deps: Deps) -> anyhow::Result<GrpcServices> {
+    let config: AuthConfig = kernel.settings().section("auth")?;
+    config.validate().map_err(anyhow::Error::msg)?;
+    let tokens = kernel.config().tokens.clone();
+
+    let relay = start_outbox_relay(&kernel, deps.audit);
+    let keys = KeyRing::open(
+        kernel.db.clone(),
+        config.access_ttl(),
+        Duration::from_secs(tokens.leeway_seconds),
+    )
+    .await
+    .context("cannot load or create the signing key")?;
+    let verifier = Arc::new(TokenVerifier::new(
+        TableKeys::new(kernel.db.clone()),
+        tokens.clone(),
+    ));
+    let sessions = Arc::new(Sessions {
+        db: kernel.db.clone(),
+        keys: Arc::new(keys),
+        identity: deps.identity,
+        authz: deps.authz.clone(),
+        audit: AuditTrail::new(kernel.db.clone(), relay),
+        config,
+        tokens,
+    });
+
+    let handlers = AuthHandlers::new(kernel.clone(), sessions, verifier, deps.authz);
     let server = bulwark_kernel::grpc_limits!(kernel, AuthServiceServer::new(handlers));
     Ok(GrpcServices::new().with(server))
+}
+
+/// What `Kernel::start_outbox_relay` does, but delivering to `audit` (a fake in
+/// tests); a kernel method taking the client would replace this.
+fn start_outbox_relay(kernel: &Kernel, audit: Arc<dyn AuditApi>) -> OutboxRelay {
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let relay = OutboxRelay::start(
+        kernel.db.clone(),
+        audit,
+        kernel.errors.clone(),
+        stop.clone(),
+    );
+    kernel.on_shutdown("audit outbox relay", move || async move {
+        stop.notify_one();
+    });
+    relay
 }

@@ -1,0 +1,44 @@
+//! The claims of an access token, as the contract fixes them.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use bulwark_kernel::config::TokensConfig;
+
+/// What an access JWT says: who (`sub`), for whom (`iss`, `aud`), when (`iat`, `nbf`,
+/// `exp`), which token (`jti`), plus the roles the user held at issue time. The roles
+/// are informational; permission decisions always go to Authz.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub jti: String,
+    pub roles: Vec<String>,
+}
+
+impl AccessClaims {
+    /// Claims for `user_id`, valid from `now` for `ttl_seconds`, with a fresh `jti`.
+    pub fn new(
+        tokens: &TokensConfig,
+        user_id: uuid::Uuid,
+        roles: Vec<String>,
+        now: DateTime<Utc>,
+        ttl_seconds: u64,
+    ) -> Self {
+        let iat = now.timestamp();
+        Self {
+            iss: tokens.issuer.clone(),
+            aud: tokens.audience.clone(),
+            sub: user_id.to_string(),
+            iat,
+            nbf: iat,
+            exp: iat.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX)),
+            jti: uuid::Uuid::new_v4().to_string(),
+            roles,
+        }
+    }
+}

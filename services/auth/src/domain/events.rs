@@ -1,0 +1,121 @@
+//! The audit events Auth records, one per login, refresh, logout and key rotation.
+//! None carries a secret: no password, token or key material, and a failed login
+//! names the email only by a hash prefix.
+
+use bulwark_kernel::outbox::NewAuditEvent;
+use bulwark_proto::audit::v1::Outcome;
+use serde_json::json;
+use uuid::Uuid;
+
+pub const LOGIN: &str = "auth.login";
+pub const REFRESH: &str = "auth.refresh";
+pub const REFRESH_REUSE: &str = "auth.refresh_reuse";
+pub const LOGOUT: &str = "auth.logout";
+pub const KEY_ROTATE: &str = "auth.key_rotate";
+
+fn event(
+    actor: Option<Uuid>,
+    action: &str,
+    target: String,
+    outcome: Outcome,
+    details: serde_json::Value,
+) -> NewAuditEvent {
+    NewAuditEvent {
+        // Empty means anonymous, as the audit API defines it.
+        actor_id: actor.map(|id| id.to_string()).unwrap_or_default(),
+        action: action.to_owned(),
+        target,
+        outcome,
+        details,
+    }
+}
+
+pub fn login_succeeded(user_id: Uuid, family_id: Uuid) -> NewAuditEvent {
+    event(
+        Some(user_id),
+        LOGIN,
+        user_id.to_string(),
+        Outcome::Success,
+        json!({ "family_id": family_id }),
+    )
+}
+
+/// A refused login. `user_id` is known only when the password was right but the
+/// account is inactive; `email_target` is [`super::credentials::Credentials::audit_target`].
+pub fn login_failed(user_id: Option<Uuid>, email_target: String, reason: &str) -> NewAuditEvent {
+    event(
+        user_id,
+        LOGIN,
+        email_target,
+        Outcome::Failure,
+        json!({ "reason": reason }),
+    )
+}
+
+pub fn refreshed(user_id: Uuid, family_id: Uuid) -> NewAuditEvent {
+    event(
+        Some(user_id),
+        REFRESH,
+        user_id.to_string(),
+        Outcome::Success,
+        json!({ "family_id": family_id }),
+    )
+}
+
+/// A refused refresh: unknown, expired or revoked token, or an inactive user.
+pub fn refresh_refused(
+    user_id: Option<Uuid>,
+    family_id: Option<Uuid>,
+    reason: &str,
+) -> NewAuditEvent {
+    event(
+        user_id,
+        REFRESH,
+        user_id.map(|id| id.to_string()).unwrap_or_default(),
+        Outcome::Failure,
+        json!({ "reason": reason, "family_id": family_id }),
+    )
+}
+
+/// A used refresh token presented again: its whole family was revoked.
+pub fn refresh_reused(user_id: Uuid, family_id: Uuid, revoked_tokens: usize) -> NewAuditEvent {
+    event(
+        Some(user_id),
+        REFRESH_REUSE,
+        user_id.to_string(),
+        Outcome::Failure,
+        json!({ "family_id": family_id, "revoked_tokens": revoked_tokens }),
+    )
+}
+
+/// A logout; `revoked_tokens` is 0 when the token was unknown, already revoked or
+/// someone else's.
+pub fn logged_out(user_id: Uuid, revoked_tokens: usize) -> NewAuditEvent {
+    event(
+        Some(user_id),
+        LOGOUT,
+        user_id.to_string(),
+        Outcome::Success,
+        json!({ "revoked_tokens": revoked_tokens }),
+    )
+}
+
+pub fn key_rotated(actor: Uuid, kid: &str, previous_kid: Option<&str>) -> NewAuditEvent {
+    event(
+        Some(actor),
+        KEY_ROTATE,
+        format!("kid:{kid}"),
+        Outcome::Success,
+        json!({ "previous_kid": previous_kid }),
+    )
+}
+
+pub fn key_rotation_denied(actor: Uuid) -> NewAuditEvent {
+    event(
+        Some(actor),
+        KEY_ROTATE,
+        String::new(),
+        Outcome::Denied,
+        json!({ "missing_permission": super::signing_key::ROTATE_PERMISSION }),
+    )
+}

@@ -1,0 +1,141 @@
+//! The service's errors and the one mapping from them to gRPC statuses. Clients get
+//! a stable, safe message; internals (SQL, upstream details) go to the log and the
+//! error bus only.
+
+use bulwark_kernel::db::DbError;
+use bulwark_kernel::tonic::{Code, Status};
+
+/// The message of every failed login, whatever the reason.
+pub const INVALID_CREDENTIALS: &str = "invalid email or password";
+/// The message of every refused refresh token, whatever the reason.
+pub const INVALID_REFRESH_TOKEN: &str = "invalid or expired refresh token";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field breaks a rule; the message names both.
+    #[error("{field}: {rule}")]
+    InvalidArgument { field: &'static str, rule: String },
+    /// Unknown email, wrong password or inactive account: one answer for all.
+    #[error("{INVALID_CREDENTIALS}")]
+    InvalidCredentials,
+    /// Unknown, expired, revoked or reused refresh token, or an inactive user.
+    #[error("{INVALID_REFRESH_TOKEN}")]
+    InvalidRefreshToken,
+    #[error("permission {0} required")]
+    PermissionDenied(&'static str),
+    /// A service Auth depends on is down or slow; worth retrying.
+    #[error("{service} is unavailable: {status}")]
+    Unavailable {
+        service: &'static str,
+        status: Status,
+    },
+    /// A service Auth depends on answered something it should not have.
+    #[error("{service} answered unexpectedly: {status}")]
+    Upstream {
+        service: &'static str,
+        status: Status,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("signing key: {0}")]
+    Crypto(String),
+}
+
+impl Error {
+    pub fn invalid(field: &'static str, rule: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            field,
+            rule: rule.into(),
+        }
+    }
+
+    /// Classifies a failed call to another service: transient or a defect.
+    pub fn from_upstream(service: &'static str, status: Status) -> Self {
+        match status.code() {
+            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
+                Self::Unavailable { service, status }
+            }
+            _ => Self::Upstream { service, status },
+        }
+    }
+
+    /// Errors that are Auth's or its dependencies' fault, not the caller's: these
+    /// are reported on the error bus.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Self::Upstream { .. } | Self::Db(_) | Self::Crypto(_))
+    }
+}
+
+impl From<diesel::result::Error> for Error {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Db(DbError::Query(error))
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
+            Error::InvalidCredentials => Status::unauthenticated(INVALID_CREDENTIALS),
+            Error::InvalidRefreshToken => Status::unauthenticated(INVALID_REFRESH_TOKEN),
+            Error::PermissionDenied(_) => Status::permission_denied(error.to_string()),
+            Error::Unavailable { service, .. } => {
+                Status::unavailable(format!("{service} is unavailable, try again later"))
+            }
+            Error::Upstream { .. } | Error::Db(_) | Error::Crypto(_) => {
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_contract_and_hide_internals() {
+        let cases = [
+            (
+                Error::invalid("email", "is required"),
+                Code::InvalidArgument,
+                "email: is required",
+            ),
+            (
+                Error::InvalidCredentials,
+                Code::Unauthenticated,
+                INVALID_CREDENTIALS,
+            ),
+            (
+                Error::InvalidRefreshToken,
+                Code::Unauthenticated,
+                INVALID_REFRESH_TOKEN,
+            ),
+            (
+                Error::PermissionDenied("keys:write"),
+                Code::PermissionDenied,
+                "permission keys:write required",
+            ),
+            (
+                Error::from_upstream("identity", Status::unavailable("connection refused")),
+                Code::Unavailable,
+                "identity is unavailable, try again later",
+            ),
+            (
+                Error::from_upstream("authz", Status::internal("SELECT * FROM roles")),
+                Code::Internal,
+                "internal error",
+            ),
+            (
+                Error::Db(DbError::Pool("timed out".into())),
+                Code::Internal,
+                "internal error",
+            ),
+        ];
+        for (error, code, message) in cases {
+            let status = Status::from(error);
+            assert_eq!(status.code(), code, "{message}");
+            assert_eq!(status.message(), message);
+        }
+    }
+}

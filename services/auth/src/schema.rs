@@ -1,0 +1,28 @@
+//! Diesel table definitions of the `auth` schema (see `migrations/`); the outbox
+//! table is the kernel's.
+
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        algorithm -> Text,
+        private_key -> Bytea,
+        public_jwk -> Jsonb,
+        created_at -> Timestamptz,
+        retired_at -> Nullable<Timestamptz>,
+        publish_until -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (id) {
+        id -> Uuid,
+        family_id -> Uuid,
+        user_id -> Uuid,
+        token_hash -> Bytea,
+        parent_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}

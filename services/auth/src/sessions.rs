@@ -1,0 +1,357 @@
+//! Login sessions: login issues a token pair and starts a refresh token family,
+//! refresh exchanges a refresh token for a new pair in the same family (and revokes
+//! the family when a used token comes back), logout revokes the family.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use uuid::Uuid;
+
+use bulwark_kernel::caller::Caller;
+use bulwark_kernel::clients::{AuthzApi, IdentityApi};
+use bulwark_kernel::config::TokensConfig;
+use bulwark_kernel::db::Database;
+use bulwark_kernel::outbox;
+use bulwark_kernel::tonic::{Code, Status};
+use bulwark_proto::auth::v1::TokenPair;
+
+use crate::audit_trail::AuditTrail;
+use crate::config::AuthConfig;
+use crate::domain::access_token::AccessClaims;
+use crate::domain::credentials::Credentials;
+use crate::domain::events;
+use crate::domain::refresh_token::{NewRefreshToken, TokenHash, TokenState};
+use crate::error::Error;
+use crate::keys::KeyRing;
+use crate::store::{self, NewRefreshRow, RefreshRow};
+
+/// At most this many roles go into a token, each at most this long, so the token
+/// stays well under the 4 KiB the API promises.
+const MAX_TOKEN_ROLES: usize = 32;
+const MAX_TOKEN_ROLE_BYTES: usize = 64;
+
+/// What login, refresh and logout need.
+pub struct Sessions {
+    pub db: Database,
+    pub keys: Arc<KeyRing>,
+    pub identity: Arc<dyn IdentityApi>,
+    pub authz: Arc<dyn AuthzApi>,
+    pub audit: AuditTrail,
+    pub config: AuthConfig,
+    pub tokens: TokensConfig,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token pair and the stored form of its refresh token.
+struct Issued {
+    pair: TokenPair,
+    row: NewRefreshRow,
+}
+
+/// How the final, atomic step of a refresh ended.
+enum Exchange {
+    Done(TokenPair),
+    Refused,
+}
+
+impl Sessions {
+    /// Checks the credentials with Identity and issues a pair. Unknown email, wrong
+    /// password and inactive account all end in the same [`Error::InvalidCredentials`],
+    /// each with a failure event.
+    pub async fn login(&self, credentials: Credentials) -> Result<TokenPair, Error> {
+        let verified = self
+            .identity
+            .verify_credentials(
+                credentials.email().to_owned(),
+                credentials.password().to_owned(),
+            )
+            .await;
+        let user_id = match verified {
+            Ok(verified) => {
+                let user_id = Uuid::parse_str(&verified.user_id).map_err(|_| {
+                    Error::from_upstream(
+                        "identity",
+                        Status::internal("VerifyCredentials answered a malformed user id"),
+                    )
+                })?;
+                if !verified.active {
+                    return self
+                        .refuse_login(Some(user_id), &credentials, "inactive_account")
+                        .await;
+                }
+                user_id
+            }
+            // Identity's own input rules (e.g. a malformed email) end like a wrong
+            // password: the answer must not tell which check failed.
+            Err(status)
+                if matches!(
+                    status.code(),
+                    Code::Unauthenticated | Code::InvalidArgument | Code::NotFound
+                ) =>
+            {
+                return self
+                    .refuse_login(None, &credentials, "invalid_credentials")
+                    .await;
+            }
+            Err(status) => return Err(Error::from_upstream("identity", status)),
+        };
+
+        let roles = self.roles_of(user_id).await;
+        let family_id = Uuid::new_v4();
+        let issued = self.issue(user_id, roles, family_id, None).await?;
+        let mut pooled = self.db.conn().await?;
+        let conn: &mut AsyncPgConnection = &mut pooled;
+        conn.transaction::<_, Error, _>(async |conn| {
+            store::insert_refresh_token(conn, &issued.row).await?;
+            outbox::record(
+                conn,
+                crate::SPEC.name,
+                events::login_succeeded(user_id, family_id),
+            )
+            .await?;
+            Ok(())
+        })
+        .await?;
+        self.audit.committed();
+        Ok(issued.pair)
+    }
+
+    async fn refuse_login(
+        &self,
+        user_id: Option<Uuid>,
+        credentials: &Credentials,
+        reason: &str,
+    ) -> Result<TokenPair, Error> {
+        self.audit
+            .record(events::login_failed(
+                user_id,
+                credentials.audit_target(),
+                reason,
+            ))
+            .await?;
+        Err(Error::InvalidCredentials)
+    }
+
+    /// Exchanges a usable refresh token for a new pair in the same family. A token
+    /// that was already used revokes its family; every refusal is the same
+    /// [`Error::InvalidRefreshToken`].
+    pub async fn refresh(&self, hash: TokenHash) -> Result<TokenPair, Error> {
+        let found = {
+            let mut conn = self.db.conn().await?;
+            store::find_refresh_token(&mut conn, &hash).await?
+        };
+        let Some(row) = found else {
+            return self.refuse_refresh(None, "unknown_token").await;
+        };
+        match row.state(Utc::now()) {
+            TokenState::Usable => {}
+            TokenState::Used => return self.reuse_detected(&row).await,
+            state @ (TokenState::Revoked | TokenState::Expired) => {
+                return self.refuse_refresh(Some(&row), state.as_str()).await;
+            }
+        }
+        if !self.is_active(row.user_id).await {
+            return self.revoke_for_inactive_user(&row).await;
+        }
+
+        let roles = self.roles_of(row.user_id).await;
+        let issued = self
+            .issue(row.user_id, roles, row.family_id, Some(row.id))
+            .await?;
+        let mut pooled = self.db.conn().await?;
+        let conn: &mut AsyncPgConnection = &mut pooled;
+        let exchange = conn
+            .transaction::<_, Error, _>(async |conn| {
+                let now = Utc::now();
+                if store::claim_refresh_token(conn, row.id, now).await? {
+                    store::insert_refresh_token(conn, &issued.row).await?;
+                    outbox::record(
+                        conn,
+                        crate::SPEC.name,
+                        events::refreshed(row.user_id, row.family_id),
+                    )
+                    .await?;
+                    return Ok(Exchange::Done(issued.pair));
+                }
+                // Someone changed the token since it was read: a concurrent refresh
+                // used it (reuse), or a logout or reuse elsewhere revoked it.
+                let state = store::refresh_token_by_id(conn, row.id)
+                    .await?
+                    .map_or(TokenState::Revoked, |current| current.state(now));
+                let event = if state == TokenState::Used {
+                    let revoked = store::revoke_family(conn, row.family_id, now).await?;
+                    events::refresh_reused(row.user_id, row.family_id, revoked)
+                } else {
+                    events::refresh_refused(Some(row.user_id), Some(row.family_id), state.as_str())
+                };
+                outbox::record(conn, crate::SPEC.name, event).await?;
+                Ok(Exchange::Refused)
+            })
+            .await?;
+        self.audit.committed();
+        match exchange {
+            Exchange::Done(pair) => Ok(pair),
+            Exchange::Refused => {
+                tracing::info!(family_id = %row.family_id, "refresh token changed while being exchanged; refused");
+                Err(Error::InvalidRefreshToken)
+            }
+        }
+    }
+
+    async fn refuse_refresh(
+        &self,
+        row: Option<&RefreshRow>,
+        reason: &str,
+    ) -> Result<TokenPair, Error> {
+        self.audit
+            .record(events::refresh_refused(
+                row.map(|r| r.user_id),
+                row.map(|r| r.family_id),
+                reason,
+            ))
+            .await?;
+        Err(Error::InvalidRefreshToken)
+    }
+
+    /// A used token came back: whoever holds the family may be an attacker who
+    /// copied it, so every token of the login is revoked.
+    async fn reuse_detected(&self, row: &RefreshRow) -> Result<TokenPair, Error> {
+        let mut pooled = self.db.conn().await?;
+        let conn: &mut AsyncPgConnection = &mut pooled;
+        let revoked = conn
+            .transaction::<_, Error, _>(async |conn| {
+                let revoked = store::revoke_family(conn, row.family_id, Utc::now()).await?;
+                outbox::record(
+                    conn,
+                    crate::SPEC.name,
+                    events::refresh_reused(row.user_id, row.family_id, revoked),
+                )
+                .await?;
+                Ok(revoked)
+            })
+            .await?;
+        self.audit.committed();
+        tracing::warn!(family_id = %row.family_id, user_id = %row.user_id, revoked, "refresh token reused; family revoked");
+        Err(Error::InvalidRefreshToken)
+    }
+
+    async fn revoke_for_inactive_user(&self, row: &RefreshRow) -> Result<TokenPair, Error> {
+        let mut pooled = self.db.conn().await?;
+        let conn: &mut AsyncPgConnection = &mut pooled;
+        conn.transaction::<_, Error, _>(async |conn| {
+            store::revoke_family(conn, row.family_id, Utc::now()).await?;
+            outbox::record(
+                conn,
+                crate::SPEC.name,
+                events::refresh_refused(Some(row.user_id), Some(row.family_id), "inactive_user"),
+            )
+            .await?;
+            Ok(())
+        })
+        .await?;
+        self.audit.committed();
+        Err(Error::InvalidRefreshToken)
+    }
+
+    /// Revokes the family of `hash` if it belongs to `caller`; an unknown or someone
+    /// else's token changes nothing. Always records one logout event.
+    pub async fn logout(&self, caller: &Caller, hash: TokenHash) -> Result<(), Error> {
+        let mut pooled = self.db.conn().await?;
+        let conn: &mut AsyncPgConnection = &mut pooled;
+        conn.transaction::<_, Error, _>(async |conn| {
+            let revoked = match store::find_refresh_token(conn, &hash).await? {
+                Some(row) if row.user_id == caller.user_id => {
+                    store::revoke_family(conn, row.family_id, Utc::now()).await?
+                }
+                _ => 0,
+            };
+            outbox::record(
+                conn,
+                crate::SPEC.name,
+                events::logged_out(caller.user_id, revoked),
+            )
+            .await?;
+            Ok(())
+        })
+        .await?;
+        self.audit.committed();
+        Ok(())
+    }
+
+    /// Whether Identity still knows the user as active. Only a definite answer
+    /// (inactive, or no such user) refuses; when Identity cannot answer, the refresh
+    /// goes ahead: login already checked the account, and failing every refresh
+    /// while Identity is down would log everybody out.
+    async fn is_active(&self, user_id: Uuid) -> bool {
+        match self.identity.get_user(user_id.to_string()).await {
+            Ok(user) => user.active,
+            Err(status) if status.code() == Code::NotFound => false,
+            Err(status) => {
+                tracing::warn!(%user_id, code = ?status.code(), message = status.message(), "cannot confirm the user is active; refreshing anyway");
+                true
+            }
+        }
+    }
+
+    /// The user's roles for the token. When Authz cannot answer the token carries
+    /// none rather than failing the login: roles in a token are informational, every
+    /// permission decision asks Authz itself.
+    async fn roles_of(&self, user_id: Uuid) -> Vec<String> {
+        match self.authz.list_user_roles(user_id.to_string()).await {
+            Ok(response) => {
+                let mut roles = response.roles;
+                roles.retain(|role| role.len() <= MAX_TOKEN_ROLE_BYTES);
+                roles.truncate(MAX_TOKEN_ROLES);
+                roles
+            }
+            Err(status) => {
+                tracing::warn!(%user_id, code = ?status.code(), message = status.message(), "cannot list the user's roles; issuing a token without roles");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Signs an access token and mints a refresh token for `user_id` in `family_id`.
+    async fn issue(
+        &self,
+        user_id: Uuid,
+        roles: Vec<String>,
+        family_id: Uuid,
+        parent_id: Option<Uuid>,
+    ) -> Result<Issued, Error> {
+        let now = Utc::now();
+        let key = self.keys.signing_key().await?;
+        let ttl = self.config.access_token_ttl_seconds;
+        let access_token = key.sign(&AccessClaims::new(&self.tokens, user_id, roles, now, ttl))?;
+        let refresh = NewRefreshToken::generate()?;
+        let expires_at = chrono::Duration::from_std(self.config.refresh_ttl())
+            .ok()
+            .and_then(|ttl| now.checked_add_signed(ttl))
+            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+        Ok(Issued {
+            pair: TokenPair {
+                access_token,
+                refresh_token: refresh.plaintext,
+                token_type: "Bearer".to_owned(),
+                expires_in: i32::try_from(ttl).unwrap_or(i32::MAX),
+            },
+            row: NewRefreshRow {
+                id: Uuid::new_v4(),
+                family_id,
+                user_id,
+                token_hash: refresh.hash.0.to_vec(),
+                parent_id,
+                created_at: now,
+                expires_at,
+            },
+        })
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the Auth service against a real Postgres (a fresh database
+//! per test), with Identity, Authz and Audit faked in-process.
+
+mod audit;
+mod keys;
+mod login;
+mod logout;
+mod refresh;
+mod support;

@@ -1,0 +1,473 @@
+//! A running Auth service on a fresh database, with Identity, Authz and Audit faked
+//! in-process through the kernel's client traits.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bulwark_auth::{Deps, MIGRATIONS, SPEC};
+use bulwark_kernel::caller::{Caller, TokenVerifier};
+use bulwark_kernel::clients::{AuditApi, AuthApi, AuthzApi, IdentityApi};
+use bulwark_kernel::config::DatabaseConfig;
+use bulwark_kernel::outbox::audit_outbox;
+use bulwark_kernel::testing::{fresh_database, settings, start};
+use bulwark_kernel::tonic::transport::Channel;
+use bulwark_kernel::tonic::{Code, Request, Status};
+use bulwark_kernel::{Kernel, Running};
+use bulwark_proto::audit::v1::{AppendEventsResponse, AuditEvent};
+use bulwark_proto::auth::v1::auth_service_client::AuthServiceClient;
+use bulwark_proto::auth::v1::{
+    GetJwksRequest, Jwks, LoginRequest, LogoutRequest, RefreshRequest, RotateSigningKeyRequest,
+    RotateSigningKeyResponse, TokenPair,
+};
+use bulwark_proto::authz::v1::ListUserRolesResponse;
+use bulwark_proto::identity::v1::{User, VerifyCredentialsResponse};
+use futures::future::BoxFuture;
+use prost::Message as _;
+use uuid::Uuid;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A registered user of the fake Identity.
+#[derive(Debug, Clone)]
+pub struct FakeUser {
+    pub id: Uuid,
+    pub email: String,
+    password: String,
+    active: bool,
+}
+
+/// Identity as Auth sees it: a credential check and user lookups.
+#[derive(Debug, Default)]
+pub struct FakeIdentity {
+    users: Mutex<Vec<FakeUser>>,
+    down: AtomicBool,
+}
+
+impl FakeIdentity {
+    pub fn add(&self, email: &str) -> FakeUser {
+        let user = FakeUser {
+            id: Uuid::new_v4(),
+            email: email.to_owned(),
+            password: PASSWORD.to_owned(),
+            active: true,
+        };
+        self.users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(user.clone());
+        user
+    }
+
+    pub fn deactivate(&self, id: Uuid) {
+        for user in self
+            .users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter_mut()
+        {
+            if user.id == id {
+                user.active = false;
+            }
+        }
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    fn find(&self, matches: impl Fn(&FakeUser) -> bool) -> Option<FakeUser> {
+        self.users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|u| matches(u))
+            .cloned()
+    }
+}
+
+impl IdentityApi for FakeIdentity {
+    fn verify_credentials(
+        &self,
+        email: String,
+        password: String,
+    ) -> BoxFuture<'_, Result<VerifyCredentialsResponse, Status>> {
+        Box::pin(async move {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Status::unavailable("connection refused"));
+            }
+            match self.find(|u| u.email.eq_ignore_ascii_case(&email)) {
+                Some(user) if user.password == password => Ok(VerifyCredentialsResponse {
+                    user_id: user.id.to_string(),
+                    active: user.active,
+                }),
+                _ => Err(Status::unauthenticated("invalid email or password")),
+            }
+        })
+    }
+
+    fn get_user(&self, id: String) -> BoxFuture<'_, Result<User, Status>> {
+        Box::pin(async move {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Status::unavailable("connection refused"));
+            }
+            let user = self
+                .find(|u| u.id.to_string() == id)
+                .ok_or_else(|| Status::not_found("no such user"))?;
+            Ok(User {
+                id: user.id.to_string(),
+                email: user.email,
+                display_name: "Test User".into(),
+                created_at: None,
+                active: user.active,
+            })
+        })
+    }
+}
+
+/// Authz: roles per user; `admin` holds every permission.
+#[derive(Debug, Default)]
+pub struct FakeAuthz {
+    roles: Mutex<HashMap<Uuid, Vec<String>>>,
+    permissions: Mutex<HashMap<Uuid, Vec<String>>>,
+    down: AtomicBool,
+}
+
+impl FakeAuthz {
+    pub fn grant_role(&self, user: Uuid, role: &str) {
+        self.roles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(user)
+            .or_default()
+            .push(role.to_owned());
+    }
+
+    pub fn grant_permission(&self, user: Uuid, permission: &str) {
+        self.permissions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(user)
+            .or_default()
+            .push(permission.to_owned());
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    fn roles_of(&self, user: &str) -> Vec<String> {
+        let roles = self.roles.lock().unwrap_or_else(|e| e.into_inner());
+        Uuid::parse_str(user)
+            .ok()
+            .and_then(|id| roles.get(&id).cloned())
+            .unwrap_or_default()
+    }
+}
+
+impl AuthzApi for FakeAuthz {
+    fn check(&self, subject: String, permission: String) -> BoxFuture<'_, Result<bool, Status>> {
+        Box::pin(async move {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Status::unavailable("connection refused"));
+            }
+            if self.roles_of(&subject).iter().any(|r| r == "admin") {
+                return Ok(true);
+            }
+            let permissions = self.permissions.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(Uuid::parse_str(&subject)
+                .ok()
+                .and_then(|id| permissions.get(&id))
+                .is_some_and(|held| held.contains(&permission)))
+        })
+    }
+
+    fn list_user_roles(
+        &self,
+        user_id: String,
+    ) -> BoxFuture<'_, Result<ListUserRolesResponse, Status>> {
+        Box::pin(async move {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Status::unavailable("connection refused"));
+            }
+            Ok(ListUserRolesResponse {
+                roles: self.roles_of(&user_id),
+                permissions: Vec::new(),
+            })
+        })
+    }
+}
+
+/// Audit: keeps what the outbox relay delivers.
+#[derive(Debug, Default)]
+pub struct FakeAudit {
+    events: Mutex<Vec<AuditEvent>>,
+}
+
+impl FakeAudit {
+    pub fn events(&self) -> Vec<AuditEvent> {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl AuditApi for FakeAudit {
+    fn append_events(
+        &self,
+        events: Vec<AuditEvent>,
+    ) -> BoxFuture<'_, Result<AppendEventsResponse, Status>> {
+        Box::pin(async move {
+            let appended = i32::try_from(events.len()).unwrap_or(i32::MAX);
+            self.events
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(events);
+            Ok(AppendEventsResponse {
+                appended,
+                duplicates: 0,
+            })
+        })
+    }
+}
+
+/// Fetches the JWKS through the public RPC, as every other service does.
+struct JwksOverGrpc(AuthServiceClient<Channel>);
+
+impl AuthApi for JwksOverGrpc {
+    fn get_jwks(&self) -> BoxFuture<'_, Result<Jwks, Status>> {
+        let mut client = self.0.clone();
+        Box::pin(async move {
+            client
+                .get_jwks(GetJwksRequest {})
+                .await
+                .map(|r| r.into_inner())
+        })
+    }
+}
+
+/// One Auth service under test.
+pub struct TestApp {
+    pub client: AuthServiceClient<Channel>,
+    pub kernel: Kernel,
+    pub identity: Arc<FakeIdentity>,
+    pub authz: Arc<FakeAuthz>,
+    pub audit: Arc<FakeAudit>,
+    pub database: DatabaseConfig,
+    running: Running,
+}
+
+impl TestApp {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts Auth with `[auth]` keys such as `("auth.access_token_ttl_seconds", 60.into())`.
+    pub async fn start_with(sections: &[(&str, serde_json::Value)]) -> Self {
+        let database = fresh_database(SPEC.name)
+            .await
+            .unwrap_or_else(|e| panic!("no test database: {e:#}"));
+        Self::start_on(database, sections).await
+    }
+
+    /// Starts Auth on an existing database (to test what survives a restart).
+    pub async fn start_on(
+        database: DatabaseConfig,
+        sections: &[(&str, serde_json::Value)],
+    ) -> Self {
+        let identity = Arc::new(FakeIdentity::default());
+        let authz = Arc::new(FakeAuthz::default());
+        let audit = Arc::new(FakeAudit::default());
+        let deps = Deps {
+            identity: identity.clone(),
+            authz: authz.clone(),
+            audit: audit.clone(),
+        };
+        let settings = settings(&SPEC, database.clone(), |_| {}, sections);
+        let (running, kernel) = start(settings, MIGRATIONS, |kernel| {
+            bulwark_auth::app_with(kernel, deps)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("Auth did not start: {e:#}"));
+        let client = AuthServiceClient::connect(format!("http://{}", running.grpc_addr))
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to Auth: {e}"));
+        Self {
+            client,
+            kernel,
+            identity,
+            authz,
+            audit,
+            database,
+            running,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.running.shutdown().await;
+    }
+
+    /// A registered, active user.
+    pub fn user(&self, email: &str) -> FakeUser {
+        self.identity.add(email)
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Result<TokenPair, Status> {
+        self.client
+            .clone()
+            .login(LoginRequest {
+                email: email.to_owned(),
+                password: password.to_owned(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Logs `user` in, failing the test if that does not work.
+    pub async fn logged_in(&self, user: &FakeUser) -> TokenPair {
+        self.login(&user.email, PASSWORD)
+            .await
+            .unwrap_or_else(|s| panic!("login of {} failed: {s:?}", user.email))
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, Status> {
+        self.client
+            .clone()
+            .refresh(RefreshRequest {
+                refresh_token: refresh_token.to_owned(),
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn logout(&self, access_token: &str, refresh_token: &str) -> Result<(), Status> {
+        let request = with_bearer(
+            LogoutRequest {
+                refresh_token: refresh_token.to_owned(),
+            },
+            access_token,
+        );
+        self.client.clone().logout(request).await.map(|_| ())
+    }
+
+    pub async fn jwks(&self) -> Jwks {
+        self.client
+            .clone()
+            .get_jwks(GetJwksRequest {})
+            .await
+            .unwrap_or_else(|s| panic!("GetJwks failed: {s:?}"))
+            .into_inner()
+    }
+
+    pub async fn rotate(&self, access_token: &str) -> Result<RotateSigningKeyResponse, Status> {
+        self.client
+            .clone()
+            .rotate_signing_key(with_bearer(RotateSigningKeyRequest {}, access_token))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// A verifier like the other services': kernel `TokenVerifier` over `GetJwks`.
+    pub fn verifier(&self) -> TokenVerifier {
+        TokenVerifier::new(
+            Arc::new(JwksOverGrpc(self.client.clone())) as Arc<dyn AuthApi>,
+            self.kernel.config().tokens.clone(),
+        )
+    }
+
+    /// Verifies `token` as another service would.
+    pub async fn verify(&self, token: &str) -> Caller {
+        self.verifier()
+            .verify(token)
+            .await
+            .unwrap_or_else(|e| panic!("access token does not verify against the JWKS: {e}"))
+    }
+
+    /// Every event in the outbox, oldest first.
+    pub async fn outbox(&self) -> Vec<AuditEvent> {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.db().await;
+        let rows: Vec<Vec<u8>> = audit_outbox::table
+            .order((audit_outbox::occurred_at, audit_outbox::id))
+            .select(audit_outbox::event)
+            .load(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("cannot read the outbox: {e}"));
+        rows.iter()
+            .map(|bytes| {
+                AuditEvent::decode(bytes.as_slice())
+                    .unwrap_or_else(|e| panic!("undecodable outbox row: {e}"))
+            })
+            .collect()
+    }
+
+    /// Runs `statement` against Auth's schema (to look at rows or move time).
+    pub async fn sql(&self, statement: &str) -> usize {
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.db().await;
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("`{statement}` failed: {e}"))
+    }
+
+    pub async fn db(&self) -> bulwark_kernel::db::DbConnection<'_> {
+        self.kernel
+            .db
+            .conn()
+            .await
+            .unwrap_or_else(|e| panic!("no database connection: {e}"))
+    }
+}
+
+pub fn with_bearer<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    let value = format!("Bearer {token}")
+        .parse()
+        .unwrap_or_else(|e| panic!("bad token for metadata: {e}"));
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+/// The status of a call that must fail, with a message if it did not.
+pub fn failure<T: std::fmt::Debug>(result: Result<T, Status>, what: &str) -> Status {
+    match result {
+        Ok(value) => panic!("{what} should have failed but answered {value:?}"),
+        Err(status) => status,
+    }
+}
+
+/// Asserts `status` is `code`, naming the call.
+pub fn assert_code(status: &Status, code: Code, what: &str) {
+    assert_eq!(
+        status.code(),
+        code,
+        "{what}: expected {code:?}, got {:?} ({})",
+        status.code(),
+        status.message()
+    );
+}
+
+/// The claims of a token, without verification (to look at them).
+pub fn claims(token: &str) -> serde_json::Value {
+    let payload = token
+        .split('.')
+        .nth(1)
+        .unwrap_or_else(|| panic!("not a JWS: {token}"));
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap_or_else(|e| panic!("payload is not base64url: {e}"));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("payload is not JSON: {e}"))
+}
+
+/// The `kid` of a token's header.
+pub fn kid(token: &str) -> String {
+    jsonwebtoken::decode_header(token)
+        .unwrap_or_else(|e| panic!("bad JWS header: {e}"))
+        .kid
+        .unwrap_or_else(|| panic!("token has no kid"))
+}
