@@ -16,7 +16,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bulwark_kernel::caller::TokenVerifier;
 use bulwark_kernel::clients::{AuditApi, AuthzApi, ClientError, IdentityApi};
-use bulwark_kernel::outbox::OutboxRelay;
 use bulwark_kernel::{EmbeddedMigrations, GrpcServices, Kernel, ServiceSpec, embed_migrations};
 use bulwark_proto::auth::v1::auth_service_server::AuthServiceServer;
 
@@ -73,7 +72,7 @@ pub async fn app_with(kernel: Kernel, deps: Deps) -> anyhow::Result<GrpcServices
     config.validate().map_err(anyhow::Error::msg)?;
     let tokens = kernel.config().tokens.clone();
 
-    let relay = start_outbox_relay(&kernel, deps.audit);
+    let relay = kernel.start_outbox_relay_with(deps.audit);
     let keys = KeyRing::open(
         kernel.db.clone(),
         config.access_ttl(),
@@ -98,20 +97,4 @@ pub async fn app_with(kernel: Kernel, deps: Deps) -> anyhow::Result<GrpcServices
     let handlers = AuthHandlers::new(kernel.clone(), sessions, verifier, deps.authz);
     let server = bulwark_kernel::grpc_limits!(kernel, AuthServiceServer::new(handlers));
     Ok(GrpcServices::new().with(server))
-}
-
-/// What `Kernel::start_outbox_relay` does, but delivering to `audit` (a fake in
-/// tests); a kernel method taking the client would replace this.
-fn start_outbox_relay(kernel: &Kernel, audit: Arc<dyn AuditApi>) -> OutboxRelay {
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let relay = OutboxRelay::start(
-        kernel.db.clone(),
-        audit,
-        kernel.errors.clone(),
-        stop.clone(),
-    );
-    kernel.on_shutdown("audit outbox relay", move || async move {
-        stop.notify_one();
-    });
-    relay
 }

@@ -224,16 +224,17 @@ impl crate::Kernel {
     /// Starts this service's outbox relay to Audit and stops it during shutdown
     /// (after in-flight calls have drained, so their events are already committed).
     pub fn start_outbox_relay(&self) -> Result<OutboxRelay, crate::clients::ClientError> {
+        Ok(self.start_outbox_relay_with(self.clients.audit()?))
+    }
+
+    /// [`Kernel::start_outbox_relay`] delivering to the given Audit client (tests pass
+    /// an in-process one).
+    pub fn start_outbox_relay_with(&self, audit: Arc<dyn AuditApi>) -> OutboxRelay {
         let stop = Arc::new(Notify::new());
-        let relay = OutboxRelay::start(
-            self.db.clone(),
-            self.clients.audit()?,
-            self.errors.clone(),
-            stop.clone(),
-        );
+        let relay = OutboxRelay::start(self.db.clone(), audit, self.errors.clone(), stop.clone());
         self.on_shutdown("audit outbox relay", move || async move {
             stop.notify_one();
         });
-        Ok(relay)
+        relay
     }
 }
