@@ -1,0 +1,142 @@
+//! The per-request decision: strip-worthy identity headers, public routes, bearer
+//! extraction and verification, and the identity forwarded upstream.
+
+use crate::config::GatewayConfig;
+use crate::error::AuthError;
+use crate::jwks::{JwksError, KeyStore, LoadedJwks};
+use crate::ratelimit::{self, RateLimitCheck, RateLimitSubject};
+use crate::verifier::{TokenVerifier, VerifiedClaims};
+
+/// The request facts the decision needs.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// `:method`.
+    pub method: &'a str,
+    /// `:path`, query included.
+    pub path: &'a str,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<&'a str>,
+}
+
+/// The outcome for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// A public route: forwarded without identity.
+    Public,
+    /// A verified bearer: forwarded with the identity headers.
+    Authenticated(VerifiedClaims),
+    /// Refused with 401.
+    Denied(AuthError),
+}
+
+/// Config plus verifier: everything one worker needs to decide on requests.
+#[derive(Debug)]
+pub struct Gateway {
+    config: GatewayConfig,
+    verifier: TokenVerifier,
+}
+
+impl Gateway {
+    /// A gateway with no keys loaded yet.
+    pub fn new(config: GatewayConfig) -> Self {
+        let verifier = TokenVerifier::new(&config);
+        Self { config, verifier }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    /// The verifier (keys, cache counters).
+    pub fn verifier(&self) -> &TokenVerifier {
+        &self.verifier
+    }
+
+    /// Parses a JWKS document and, if it has a usable key, makes it the key set.
+    /// On error the previous key set stays in force.
+    pub fn install_jwks(&mut self, jwks_json: &[u8]) -> Result<LoadedJwks, JwksError> {
+        let loaded = KeyStore::from_jwks_json(jwks_json)?;
+        self.verifier.install_keys(loaded.store.clone());
+        Ok(loaded)
+    }
+
+    /// Whether a request may pass without a token.
+    pub fn is_public(&self, method: &str, path: &str) -> bool {
+        self.config
+            .public_routes
+            .iter()
+            .any(|r| r.matches(method, path))
+    }
+
+    /// Decides on a request at time `now` (Unix seconds, host clock).
+    pub fn authorize(&mut self, head: &RequestHead<'_>, now: u64) -> Access {
+        if self.is_public(head.method, head.path) {
+            return Access::Public;
+        }
+        let token = match head.authorization.map(bearer_token) {
+            None => return Access::Denied(AuthError::MissingToken),
+            Some(Err(e)) => return Access::Denied(e),
+            Some(Ok(token)) => token,
+        };
+        match self.verifier.verify(token, now) {
+            Ok(claims) => Access::Authenticated(claims),
+            Err(e) => Access::Denied(e),
+        }
+    }
+
+    /// The identity headers to set upstream for verified claims. Roles are comma-joined;
+    /// an absent `roles` claim yields an empty value, so upstreams always see the header.
+    pub fn identity_headers(&self, claims: &VerifiedClaims) -> [(String, String); 2] {
+        let names = &self.config.identity_headers;
+        [
+            (names.user_id.clone(), claims.sub.clone()),
+            (names.roles.clone(), claims.roles.join(",")),
+        ]
+    }
+
+    /// The rate-limit check for a request, if rate limiting is configured and applies.
+    pub fn rate_limit_check(&self, subject: &RateLimitSubject<'_>) -> Option<RateLimitCheck> {
+        ratelimit::plan(self.config.rate_limit.as_ref()?, subject)
+    }
+}
+
+/// The token of an RFC 6750 `Authorization: Bearer <token>` header.
+pub fn bearer_token(header: &str) -> Result<&str, AuthError> {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once([' ', '\t']).unwrap_or((header, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::NotBearer);
+    }
+    let token = rest.trim_start_matches([' ', '\t']);
+    if token.is_empty() {
+        return Err(AuthError::MissingToken);
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("bearer abc"), Ok("abc"));
+        assert_eq!(bearer_token("BEARER  abc "), Ok("abc"));
+    }
+
+    #[test]
+    fn other_schemes_are_not_bearer() {
+        assert_eq!(
+            bearer_token("Basic dXNlcjpwYXNz"),
+            Err(AuthError::NotBearer)
+        );
+        assert_eq!(bearer_token("Bearerabc"), Err(AuthError::NotBearer));
+    }
+
+    #[test]
+    fn bearer_without_token_is_missing_token() {
+        assert_eq!(bearer_token("Bearer"), Err(AuthError::MissingToken));
+        assert_eq!(bearer_token("Bearer   "), Err(AuthError::MissingToken));
+    }
+}

@@ -1,0 +1,159 @@
+//! The request decision and the 401 reply a client sees.
+
+use bulwark_gateway_logic::response::unauthorized;
+use bulwark_gateway_logic::{Access, AuthError, Gateway, RequestHead};
+use serde_json::json;
+
+use crate::support::{self, NOW, claims, ed25519_a, sign};
+
+fn gateway() -> Gateway {
+    let mut gateway = Gateway::new(support::config());
+    gateway
+        .install_jwks(&support::jwks(&[&ed25519_a()]))
+        .unwrap();
+    gateway
+}
+
+fn head<'a>(method: &'a str, path: &'a str, authorization: Option<&'a str>) -> RequestHead<'a> {
+    RequestHead {
+        method,
+        path,
+        authorization,
+    }
+}
+
+#[test]
+fn public_routes_pass_without_a_token() {
+    let mut gateway = gateway();
+    for (method, path) in [
+        ("POST", "/v1/auth/login"),
+        ("POST", "/v1/auth/refresh"),
+        ("POST", "/v1/users"),
+        ("GET", "/.well-known/jwks.json"),
+        ("GET", "/healthz"),
+        ("OPTIONS", "/v1/users/me"),
+        ("POST", "/bulwark.auth.v1.AuthService/Login"),
+        ("POST", "/bulwark.auth.v1.AuthService/GetJwks"),
+        ("POST", "/bulwark.identity.v1.IdentityService/CreateUser"),
+    ] {
+        assert_eq!(
+            gateway.authorize(&head(method, path, None), NOW),
+            Access::Public,
+            "{method} {path}"
+        );
+    }
+}
+
+#[test]
+fn public_route_ignores_a_bad_token() {
+    let mut gateway = gateway();
+    let access = gateway.authorize(&head("POST", "/v1/auth/login", Some("Bearer garbage")), NOW);
+    assert_eq!(access, Access::Public);
+}
+
+#[test]
+fn bearer_routes_need_a_token() {
+    let mut gateway = gateway();
+    for (method, path) in [
+        ("GET", "/v1/users/me"),
+        ("GET", "/v1/users"),
+        ("POST", "/v1/auth/logout"),
+        ("POST", "/v1/users/123"),
+        ("GET", "/v1/audit/events"),
+        ("GET", "/healthz/../v1/users/me"),
+        ("POST", "/bulwark.auth.v1.AuthService/Logout"),
+        ("POST", "/bulwark.identity.v1.IdentityService/GetMe"),
+        ("POST", "/bulwark.auth.v1.AuthService/RotateSigningKey"),
+    ] {
+        assert_eq!(
+            gateway.authorize(&head(method, path, None), NOW),
+            Access::Denied(AuthError::MissingToken),
+            "{method} {path}"
+        );
+    }
+}
+
+#[test]
+fn valid_bearer_token_authenticates_and_yields_identity_headers() {
+    let mut gateway = gateway();
+    let token = sign(&ed25519_a(), &claims());
+    let authorization = format!("Bearer {token}");
+    let Access::Authenticated(verified) =
+        gateway.authorize(&head("GET", "/v1/users/me", Some(&authorization)), NOW)
+    else {
+        panic!("token should authenticate");
+    };
+    let headers = gateway.identity_headers(&verified);
+    assert_eq!(
+        headers,
+        [
+            ("x-bulwark-user-id".to_owned(), "user-42".to_owned()),
+            ("x-bulwark-roles".to_owned(), "admin,auditor".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn basic_credentials_are_refused_on_bearer_routes() {
+    let mut gateway = gateway();
+    let access = gateway.authorize(
+        &head("GET", "/v1/users/me", Some("Basic dXNlcjpwYXNz")),
+        NOW,
+    );
+    assert_eq!(access, Access::Denied(AuthError::NotBearer));
+}
+
+#[test]
+fn invalid_jwks_keeps_the_previous_keys() {
+    let mut gateway = gateway();
+    assert!(gateway.install_jwks(b"{\"keys\": []}").is_err());
+    let token = sign(&ed25519_a(), &claims());
+    let authorization = format!("Bearer {token}");
+    assert!(matches!(
+        gateway.authorize(&head("GET", "/v1/users/me", Some(&authorization)), NOW),
+        Access::Authenticated(_)
+    ));
+}
+
+#[test]
+fn unauthorized_reply_follows_rfc_6750_and_the_edge_contract() {
+    let reply = unauthorized(&AuthError::Expired);
+    assert_eq!(reply.status, 401);
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some("Bearer error=\"invalid_token\", error_description=\"the bearer token has expired\"")
+    );
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(
+        body,
+        json!({"code": 16, "message": "the bearer token has expired"})
+    );
+}
+
+#[test]
+fn missing_token_reply_also_says_invalid_token() {
+    let reply = unauthorized(&AuthError::MissingToken);
+    let challenge = reply.header("www-authenticate").unwrap();
+    assert!(
+        challenge.starts_with("Bearer error=\"invalid_token\""),
+        "{challenge}"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["code"], 16);
+}
+
+#[test]
+fn unauthorized_reply_never_echoes_token_details() {
+    let reply = unauthorized(&AuthError::UnknownKid(
+        "attacker-controlled\"kid".to_owned(),
+    ));
+    let text = String::from_utf8(reply.body.clone()).unwrap();
+    assert!(!text.contains("attacker-controlled"), "{text}");
+    assert!(
+        !reply
+            .header("www-authenticate")
+            .unwrap()
+            .contains("attacker-controlled")
+    );
+}

@@ -1,0 +1,163 @@
+//! Thin, panic-free wrappers over the proxy-wasm hostcalls the filter uses. The SDK's
+//! context-trait helpers unwrap host errors; these return or log them instead.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use bulwark_gateway_logic::LocalResponse;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType};
+
+/// The proxy's clock in Unix seconds. If the host cannot tell the time, 0 makes every
+/// token look not-yet-valid, so the filter fails closed rather than skipping `exp`.
+pub fn now_unix() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The proxy's clock in Unix milliseconds (0 if unknown), for the JWKS fetch schedule.
+pub fn now_unix_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+pub fn plugin_configuration(size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
+        .ok()
+        .flatten()
+}
+
+pub fn request_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+}
+
+pub fn set_request_header(name: &str, value: &str) {
+    if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)) {
+        log::error!("could not set request header {name}: {status:?}");
+    }
+}
+
+pub fn remove_request_header(name: &str) {
+    if let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name) {
+        log::error!("could not remove request header {name}: {status:?}");
+    }
+}
+
+pub fn send_local_response(response: &LocalResponse) {
+    if let Err(status) = hostcalls::send_http_response(
+        response.status,
+        response.header_refs(),
+        Some(&response.body),
+    ) {
+        log::error!(
+            "could not send the local {} reply: {status:?}",
+            response.status
+        );
+    }
+}
+
+pub fn resume_request() {
+    if let Err(status) = hostcalls::resume_http_request() {
+        log::error!("could not resume the request: {status:?}");
+    }
+}
+
+pub fn set_tick_period(period: Duration) {
+    if let Err(status) = hostcalls::set_tick_period(period) {
+        log::error!("could not set the tick period: {status:?}");
+    }
+}
+
+/// Value and CAS of a shared-data key (`None` when absent or unreadable).
+pub fn shared_data(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    hostcalls::get_shared_data(key).unwrap_or((None, None))
+}
+
+/// Writes shared data; `false` on a CAS mismatch (another worker wrote first) or error.
+pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> bool {
+    hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+}
+
+/// Status, then body, of the HTTP call response being delivered.
+pub fn http_call_response(body_size: usize, max_body: usize) -> (Option<String>, Option<Vec<u8>>) {
+    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten();
+    let body = if body_size == 0 || body_size > max_body {
+        None
+    } else {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+    };
+    (status, body)
+}
+
+/// Starts an HTTP call; the answer comes to the context that is active now.
+pub fn dispatch_http_call(
+    cluster: &str,
+    headers: Vec<(&str, &str)>,
+    timeout: Duration,
+) -> Option<u32> {
+    match hostcalls::dispatch_http_call(cluster, headers, None, Vec::new(), timeout) {
+        Ok(token) => Some(token),
+        Err(status) => {
+            log::warn!("could not call cluster {cluster}: {status:?}");
+            None
+        }
+    }
+}
+
+pub fn set_response_header(name: &str, value: &str) {
+    if let Err(status) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)) {
+        log::error!("could not set response header {name}: {status:?}");
+    }
+}
+
+/// The downstream peer address (`source.address`, e.g. `203.0.113.7:51234`).
+pub fn source_address() -> Option<String> {
+    hostcalls::get_property(vec!["source", "address"])
+        .ok()
+        .flatten()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+}
+
+/// Starts a unary gRPC call on a cluster; the answer comes to the active context.
+pub fn dispatch_grpc_call(
+    cluster: &str,
+    service: &str,
+    method: &str,
+    message: &[u8],
+    timeout: Duration,
+) -> Option<u32> {
+    match hostcalls::dispatch_grpc_call(
+        cluster,
+        service,
+        method,
+        Vec::new(),
+        Some(message),
+        timeout,
+    ) {
+        Ok(token) => Some(token),
+        Err(status) => {
+            log::warn!("could not call {service}/{method} on cluster {cluster}: {status:?}");
+            None
+        }
+    }
+}
+
+/// The message of the gRPC call response being delivered.
+pub fn grpc_call_response(size: usize) -> Option<Vec<u8>> {
+    if size == 0 {
+        // An empty message is valid protobuf (all defaults).
+        return Some(Vec::new());
+    }
+    hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+        .ok()
+        .flatten()
+}

@@ -1,0 +1,39 @@
+//! Bulwark's Envoy gateway filter: a proxy-wasm HTTP filter that verifies bearer JWTs at
+//! the edge and forwards the verified identity upstream; all decisions live in
+//! `bulwark-gateway-logic`, this crate only binds them to the proxy-wasm host.
+//!
+//! Lifecycle: the root context parses the plugin configuration in `on_configure`, then on
+//! every tick syncs the JWKS from shared data and, when due, fetches it from the
+//! configured cluster (one worker per interval, see `jwks_sync`). Each HTTP context strips
+//! client-sent identity headers, lets public routes through, verifies the bearer token and
+//! either sets the identity headers or answers 401; a request that passes is then checked
+//! against the global rate-limit service (when configured) and answered 429 when over.
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod host;
+mod http;
+mod metrics;
+pub mod ratelimit_call;
+mod root;
+mod worker;
+
+use proxy_wasm::types::LogLevel;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    install_panic_hook();
+    proxy_wasm::set_root_context(|_context_id| Box::new(root::GatewayRoot::default()));
+}}
+
+/// Replaces the SDK's hook (which unwraps its own log call) with one that cannot fail:
+/// with `panic = "abort"` a panic kills the VM, and this line in Envoy's log is all that
+/// says why.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let _ = proxy_wasm::hostcalls::log(
+            LogLevel::Critical,
+            &format!("bulwark gateway filter panicked: {info}"),
+        );
+    }));
+}
