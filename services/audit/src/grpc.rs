@@ -1,53 +1,260 @@
 //! gRPC handlers of `bulwark.audit.v1.AuditService`.
 //!
-//! The infrastructure (health, metrics, readiness, tracing, shutdown) is live; the
-//! business logic of each RPC lands with issue #3 and answers UNIMPLEMENTED until then.
+//! `AppendEvents` is internal (the outbox relays call it without a token);
+//! `ListEvents` and `VerifyChain` need a bearer token whose user holds `audit:read`,
+//! asked of Authz. Audit records no audit events of its own.
+
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use bulwark_kernel::Kernel;
+use bulwark_kernel::caller::TokenVerifier;
+use bulwark_kernel::clients::AuthzApi;
 use bulwark_kernel::tonic::{Request, Response, Status};
 use bulwark_proto::audit::v1::audit_service_server::AuditService;
 use bulwark_proto::audit::v1::{
-    AppendEventsRequest, AppendEventsResponse, ListEventsRequest, ListEventsResponse,
-    VerifyChainRequest, VerifyChainResponse,
+    AppendEventsRequest, AppendEventsResponse, AuditEvent, ListEventsRequest, ListEventsResponse,
+    Outcome, VerifyChainRequest, VerifyChainResponse,
 };
+use diesel_async::AsyncConnection as _;
+
+use crate::domain::chain::{self, GENESIS};
+use crate::domain::{self, ListQuery, OutcomeText as _, PageToken};
+use crate::error::Error;
+use crate::origin;
+use crate::store::{self, EventRow, NewEventRow};
+
+/// Needed to list events and to verify the chain.
+const AUDIT_READ: &str = "audit:read";
+/// Events read per round trip while verifying the chain.
+const VERIFY_BATCH: i64 = 1_000;
 
 /// The audit service's handlers.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuditHandlers {
-    #[allow(dead_code, reason = "used by the handlers of issue #3")]
     kernel: Kernel,
+    verifier: Arc<TokenVerifier>,
+    authz: Arc<dyn AuthzApi>,
 }
 
-impl AuditHandlers {
-    pub fn new(kernel: Kernel) -> Self {
-        Self { kernel }
+impl std::fmt::Debug for AuditHandlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditHandlers")
+            .field("kernel", &self.kernel)
+            .finish_non_exhaustive()
     }
 }
 
-fn not_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!("AuditService.{rpc} is not implemented yet"))
+impl AuditHandlers {
+    pub fn new(kernel: Kernel, verifier: Arc<TokenVerifier>, authz: Arc<dyn AuthzApi>) -> Self {
+        Self {
+            kernel,
+            verifier,
+            authz,
+        }
+    }
+
+    /// Answers `result`; internal errors go to the error bus, clients see a bare
+    /// "internal error".
+    fn reply<T>(&self, result: Result<T, Error>) -> Result<Response<T>, Status> {
+        result.map(Response::new).map_err(|error| {
+            if error.is_internal() {
+                self.kernel.errors.error("grpc", &error);
+            }
+            Status::from(error)
+        })
+    }
+
+    async fn authenticate<T>(&self, request: &Request<T>) -> Result<uuid::Uuid, Error> {
+        // The verifier logs why a token was refused; the client gets one message.
+        let caller = self
+            .verifier
+            .caller(request)
+            .await
+            .map_err(|_| Error::Unauthenticated)?;
+        Ok(caller.user_id)
+    }
+
+    async fn require_audit_read(&self, user: uuid::Uuid) -> Result<(), Error> {
+        let allowed = self
+            .authz
+            .check(user.to_string(), AUDIT_READ.to_owned())
+            .await
+            .map_err(Error::Authz)?;
+        if allowed {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(format!(
+                "requires permission {AUDIT_READ}"
+            )))
+        }
+    }
+
+    async fn do_append(
+        &self,
+        request: Request<AppendEventsRequest>,
+    ) -> Result<AppendEventsResponse, Error> {
+        if origin::through_edge(request.metadata()) {
+            return Err(Error::PermissionDenied(
+                "AppendEvents is internal and not available through the edge".to_owned(),
+            ));
+        }
+        let events = domain::validate_batch(request.into_inner().events)?;
+        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
+        let mut conn = self.kernel.db.conn().await?;
+        let (appended, duplicates) = conn
+            .transaction::<_, Error, _>(async |conn| {
+                // One appender at a time from here to the commit: it reads the head and
+                // extends it, so the chain stays linear across instances and tasks.
+                store::lock_chain(conn).await?;
+                let mut seen: HashSet<uuid::Uuid> =
+                    store::existing_ids(conn, &ids).await?.into_iter().collect();
+                let mut prev = store::head_hash(conn).await?.unwrap_or(GENESIS.to_vec());
+                let mut rows = Vec::with_capacity(events.len());
+                for event in &events {
+                    // `insert` is false for an id stored before or earlier in this batch.
+                    if !seen.insert(event.id) {
+                        continue;
+                    }
+                    let hash = chain::link(&prev, &event.fields()).to_vec();
+                    rows.push(NewEventRow {
+                        id: event.id,
+                        occurred_at: event.occurred_at,
+                        service: &event.service,
+                        actor_id: &event.actor_id,
+                        action: &event.action,
+                        target: &event.target,
+                        outcome: event.outcome,
+                        trace_id: &event.trace_id,
+                        details: &event.details,
+                        prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                        hash,
+                    });
+                }
+                if !rows.is_empty() {
+                    store::insert(conn, &rows).await?;
+                }
+                Ok((rows.len(), events.len() - rows.len()))
+            })
+            .await?;
+        Ok(AppendEventsResponse {
+            // Both are at most the batch limit (500).
+            appended: i32::try_from(appended).unwrap_or(i32::MAX),
+            duplicates: i32::try_from(duplicates).unwrap_or(i32::MAX),
+        })
+    }
+
+    async fn do_list(
+        &self,
+        request: Request<ListEventsRequest>,
+    ) -> Result<ListEventsResponse, Error> {
+        let caller = self.authenticate(&request).await?;
+        let query = ListQuery::parse(request.into_inner())?;
+        self.require_audit_read(caller).await?;
+
+        let mut conn = self.kernel.db.conn().await?;
+        let mut rows = store::list(&mut conn, &query).await?;
+        let more = usize::try_from(query.page_size).is_ok_and(|size| rows.len() > size);
+        if more {
+            rows.pop();
+        }
+        let next_page_token = match rows.last() {
+            Some(last) if more => PageToken {
+                before_seq: last.seq,
+            }
+            .encode(),
+            _ => String::new(),
+        };
+        Ok(ListEventsResponse {
+            events: rows.into_iter().map(to_message).collect(),
+            next_page_token,
+        })
+    }
+
+    /// Recomputes the chain in `seq` order, in batches, up to the newest event at the
+    /// start (appends made meanwhile are left for the next run). An event is broken
+    /// when its `prev_hash` is not its predecessor's hash or its `hash` does not match
+    /// its content; `events_checked` counts the broken one too.
+    async fn do_verify(
+        &self,
+        request: Request<VerifyChainRequest>,
+    ) -> Result<VerifyChainResponse, Error> {
+        let caller = self.authenticate(&request).await?;
+        self.require_audit_read(caller).await?;
+
+        let mut conn = self.kernel.db.conn().await?;
+        let Some(up_to) = store::max_seq(&mut conn).await? else {
+            return Ok(VerifyChainResponse {
+                ok: true,
+                first_broken_event_id: String::new(),
+                events_checked: 0,
+            });
+        };
+        let mut prev = GENESIS.to_vec();
+        let mut after = 0;
+        let mut checked = 0;
+        loop {
+            let batch = store::chain_batch(&mut conn, after, up_to, VERIFY_BATCH).await?;
+            let Some(last) = batch.last() else {
+                break;
+            };
+            after = last.seq;
+            for row in &batch {
+                checked += 1;
+                let expected = chain::link(&prev, &row.fields());
+                if row.prev_hash != prev || row.hash != expected {
+                    tracing::warn!(event_id = %row.id, seq = row.seq, "audit chain broken");
+                    return Ok(VerifyChainResponse {
+                        ok: false,
+                        first_broken_event_id: row.id.to_string(),
+                        events_checked: checked,
+                    });
+                }
+                prev.clone_from(&row.hash);
+            }
+        }
+        Ok(VerifyChainResponse {
+            ok: true,
+            first_broken_event_id: String::new(),
+            events_checked: checked,
+        })
+    }
+}
+
+fn to_message(row: EventRow) -> AuditEvent {
+    AuditEvent {
+        id: row.id.to_string(),
+        occurred_at: Some(domain::to_timestamp(row.occurred_at)),
+        outcome: Outcome::from_text(&row.outcome) as i32,
+        service: row.service,
+        actor_id: row.actor_id,
+        action: row.action,
+        target: row.target,
+        trace_id: row.trace_id,
+        details: row.details,
+    }
 }
 
 #[bulwark_kernel::tonic::async_trait]
 impl AuditService for AuditHandlers {
     async fn append_events(
         &self,
-        _request: Request<AppendEventsRequest>,
+        request: Request<AppendEventsRequest>,
     ) -> Result<Response<AppendEventsResponse>, Status> {
-        Err(not_yet("AppendEvents"))
+        self.reply(self.do_append(request).await)
     }
 
     async fn list_events(
         &self,
-        _request: Request<ListEventsRequest>,
+        request: Request<ListEventsRequest>,
     ) -> Result<Response<ListEventsResponse>, Status> {
-        Err(not_yet("ListEvents"))
+        self.reply(self.do_list(request).await)
     }
 
     async fn verify_chain(
         &self,
-        _request: Request<VerifyChainRequest>,
+        request: Request<VerifyChainRequest>,
     ) -> Result<Response<VerifyChainResponse>, Status> {
-        Err(not_yet("VerifyChain"))
+        self.reply(self.do_verify(request).await)
     }
 }

@@ -1,1 +1,2 @@
-DROP TABLE events; DROP FUNCTION events_are_append_only();
+DROP TABLE events;
+DROP FUNCTION events_are_append_only();

@@ -1,1 +1,5 @@
-DROP TABLE audit_outbox; DROP TABLE role_grants; DROP TABLE roles;
+DROP TABLE audit_outbox;
+DROP TABLE role_grants;
+DROP TABLE roles;
+DROP TABLE policy_version;
+DROP FUNCTION bump_policy_version();

@@ -1,0 +1,35 @@
+//! Validated values of the Audit API: events, their hash chain, list queries.
+
+pub mod chain;
+mod event;
+mod query;
+
+pub use event::{OutcomeText, validate_batch};
+pub use query::{ListQuery, PageToken};
+
+use chrono::{DateTime, Utc};
+
+use crate::error::Error;
+
+/// A protobuf timestamp as a UTC time truncated to microseconds (what Postgres stores,
+/// so what is hashed is exactly what is read back); years 1970 to 9999.
+pub fn timestamp(field: &str, value: &prost_types::Timestamp) -> Result<DateTime<Utc>, Error> {
+    const MAX_SECONDS: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    if !(0..=MAX_SECONDS).contains(&value.seconds) || !(0..1_000_000_000).contains(&value.nanos) {
+        return Err(Error::invalid(
+            field,
+            "must be a valid time between 1970 and 9999",
+        ));
+    }
+    let micros = value.seconds * 1_000_000 + i64::from(value.nanos / 1_000);
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| Error::invalid(field, "must be a valid time between 1970 and 9999"))
+}
+
+/// The API form of a stored time.
+pub fn to_timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}

@@ -1,0 +1,7 @@
+//! Audit API tests: the service in-process on a fresh database in a real Postgres, with
+//! Auth's keys and Authz faked (see `support`).
+
+mod append;
+mod chain;
+mod list;
+mod support;

@@ -1,0 +1,9 @@
+//! Authz API tests: the service in-process on a fresh database in a real Postgres, with
+//! Auth's keys and Audit faked (see `support`).
+
+mod cache;
+mod checks;
+mod grants;
+mod outbox;
+mod roles;
+mod support;

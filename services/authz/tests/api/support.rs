@@ -1,0 +1,281 @@
+//! Starting Authz on a fresh database, signing test tokens, and fakes of the services
+//! Authz talks to (Auth's JWKS, Audit).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bulwark_authz::{Deps, MIGRATIONS, SPEC, admin_user_id, app_with};
+use bulwark_kernel::Running;
+use bulwark_kernel::caller::{KeySource, TokenVerifier};
+use bulwark_kernel::clients::AuditApi;
+use bulwark_kernel::config::DatabaseConfig;
+use bulwark_kernel::testing::{fresh_database, settings, start};
+use bulwark_kernel::tonic::transport::Channel;
+use bulwark_kernel::tonic::{Code, Request, Status};
+use bulwark_proto::audit::v1::{AppendEventsResponse, AuditEvent};
+use bulwark_proto::authz::v1::CreateRoleRequest;
+use bulwark_proto::authz::v1::authz_service_client::AuthzServiceClient;
+use bulwark_proto::authz::v1::{CheckRequest, GrantRoleRequest};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures::future::BoxFuture;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use secrecy::ExposeSecret as _;
+use uuid::Uuid;
+
+/// A throwaway Ed25519 key generated for these tests only.
+const TEST_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIMC3COQdMrDNY+dlDhgmhJ7KIcX4xmNKfN6BF/Hgnmqd\n-----END PRIVATE KEY-----\n";
+const TEST_KID: &str = "test-key";
+/// The admin email the tests configure; its user id holds `admin` after start.
+pub const ADMIN_EMAIL: &str = "Root@Example.test";
+
+fn signing_key() -> EncodingKey {
+    EncodingKey::from_ed_pem(TEST_KEY_PEM.as_bytes())
+        .unwrap_or_else(|e| panic!("test key does not load: {e}"))
+}
+
+/// Auth's JWKS, faked: the test key only.
+struct TestKeys;
+
+impl KeySource for TestKeys {
+    fn fetch(&self) -> BoxFuture<'_, Result<Vec<Jwk>, String>> {
+        Box::pin(async {
+            let mut jwk = Jwk::from_encoding_key(&signing_key(), Algorithm::EdDSA)
+                .map_err(|e| e.to_string())?;
+            jwk.common.key_id = Some(TEST_KID.to_owned());
+            Ok(vec![jwk])
+        })
+    }
+}
+
+/// A valid access token for `user`, as Auth would issue it.
+pub fn token(user: Uuid) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({
+        "iss": "bulwark", "aud": "bulwark-api", "sub": user.to_string(),
+        "iat": now, "exp": now + 600, "jti": Uuid::new_v4().to_string(),
+    });
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(TEST_KID.to_owned());
+    jsonwebtoken::encode(&header, &claims, &signing_key())
+        .unwrap_or_else(|e| panic!("cannot sign a test token: {e}"))
+}
+
+/// `message` with `authorization: Bearer <token for user>`.
+pub fn as_user<T>(user: Uuid, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    let value = format!("Bearer {}", token(user))
+        .parse()
+        .unwrap_or_else(|e| panic!("header: {e}"));
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+/// Audit, faked: keeps what the outbox relay delivers.
+#[derive(Debug, Default)]
+pub struct FakeAudit {
+    pub events: Mutex<Vec<AuditEvent>>,
+}
+
+impl AuditApi for FakeAudit {
+    fn append_events(
+        &self,
+        events: Vec<AuditEvent>,
+    ) -> BoxFuture<'_, Result<AppendEventsResponse, Status>> {
+        let appended = i32::try_from(events.len()).unwrap_or(i32::MAX);
+        if let Ok(mut stored) = self.events.lock() {
+            stored.extend(events);
+        }
+        Box::pin(async move {
+            Ok(AppendEventsResponse {
+                appended,
+                duplicates: 0,
+            })
+        })
+    }
+}
+
+/// One Authz instance, served in-process.
+pub struct TestAuthz {
+    pub client: AuthzServiceClient<Channel>,
+    pub audit: Arc<FakeAudit>,
+    pub database: DatabaseConfig,
+    pub admin: Uuid,
+    running: Option<Running>,
+}
+
+impl TestAuthz {
+    /// Authz on a fresh database with the default decision-cache TTL.
+    pub async fn start() -> Self {
+        let database = fresh_database(SPEC.name)
+            .await
+            .unwrap_or_else(|e| panic!("no test database: {e}"));
+        Self::start_on(database, 2_000).await
+    }
+
+    /// Authz on `database` (possibly shared with another instance).
+    pub async fn start_on(database: DatabaseConfig, cache_ttl_ms: u64) -> Self {
+        let audit = Arc::new(FakeAudit::default());
+        let settings = settings(
+            &SPEC,
+            database.clone(),
+            |_| {},
+            &[
+                ("admin_email", ADMIN_EMAIL.into()),
+                ("authz.decision_cache_ttl_ms", cache_ttl_ms.into()),
+            ],
+        );
+        let fake_audit: Arc<dyn AuditApi> = audit.clone();
+        let (running, _kernel) = start(settings, MIGRATIONS, |kernel| {
+            let deps = Deps {
+                verifier: Arc::new(TokenVerifier::new(TestKeys, kernel.config().tokens.clone())),
+                audit: fake_audit,
+            };
+            app_with(kernel, deps)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("authz did not start: {e:#}"));
+        let client = AuthzServiceClient::connect(format!("http://{}", running.grpc_addr))
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to authz: {e}"));
+        Self {
+            client,
+            audit,
+            database,
+            admin: admin_user_id(ADMIN_EMAIL),
+            running: Some(running),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+    }
+
+    /// A direct connection to the test database as its superuser, on Authz's schema.
+    pub async fn sql(&self) -> AsyncPgConnection {
+        let url = format!(
+            "{}?options=-c%20search_path%3D{}",
+            self.database.url.expose_secret(),
+            SPEC.name
+        );
+        AsyncPgConnection::establish(&url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the test database: {e}"))
+    }
+
+    /// Creates a role as the admin.
+    pub async fn create_role(&self, name: &str, permissions: &[&str]) {
+        self.client
+            .clone()
+            .create_role(as_user(
+                self.admin,
+                CreateRoleRequest {
+                    name: name.to_owned(),
+                    permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+                },
+            ))
+            .await
+            .unwrap_or_else(|s| panic!("admin could not create role {name}: {s:?}"));
+    }
+
+    /// Grants `role` to `user` as the admin.
+    pub async fn grant(&self, user: Uuid, role: &str) {
+        self.client
+            .clone()
+            .grant_role(as_user(
+                self.admin,
+                GrantRoleRequest {
+                    user_id: user.to_string(),
+                    role: role.to_owned(),
+                },
+            ))
+            .await
+            .unwrap_or_else(|s| panic!("admin could not grant {role}: {s:?}"));
+    }
+
+    /// Whether `user` holds `permission`, asked by `user` itself.
+    pub async fn allowed(&self, user: Uuid, permission: &str) -> bool {
+        self.client
+            .clone()
+            .check(as_user(
+                user,
+                CheckRequest {
+                    subject: String::new(),
+                    permission: permission.to_owned(),
+                },
+            ))
+            .await
+            .unwrap_or_else(|s| panic!("check of {permission} failed: {s:?}"))
+            .into_inner()
+            .allowed
+            .unwrap_or_else(|| panic!("check of {permission} left `allowed` unset"))
+    }
+
+    /// The actions of the events in the outbox, oldest first.
+    pub async fn outbox_actions(&self) -> Vec<(String, String, String)> {
+        use bulwark_kernel::outbox::audit_outbox;
+        use diesel::QueryDsl as _;
+        use prost::Message as _;
+        let mut conn = self.sql().await;
+        let rows: Vec<Vec<u8>> = audit_outbox::table
+            .order((audit_outbox::occurred_at, audit_outbox::id))
+            .select(audit_outbox::event)
+            .load(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("cannot read the outbox: {e}"));
+        rows.iter()
+            .map(|bytes| {
+                let event = AuditEvent::decode(bytes.as_slice())
+                    .unwrap_or_else(|e| panic!("undecodable outbox event: {e}"));
+                (event.action, event.actor_id, event.target)
+            })
+            .collect()
+    }
+}
+
+/// Asserts `result` failed with `code` and a message starting with `prefix`.
+pub fn assert_status<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    prefix: &str,
+    what: &str,
+) {
+    match result {
+        Ok(value) => panic!("{what}: expected {code:?}, got success {value:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "{what}: wrong code ({status:?})");
+            assert!(
+                status.message().starts_with(prefix),
+                "{what}: message {:?} does not start with {prefix:?}",
+                status.message()
+            );
+        }
+    }
+}
+
+/// Waits up to `timeout` for `condition`.
+pub async fn eventually<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `TEST_KEY_PEM` is used by both halves; a wrong key would make every test fail
+/// with UNAUTHENTICATED, so say so early.
+#[test]
+fn test_key_loads() {
+    let _ = signing_key();
+}
