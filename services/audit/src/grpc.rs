@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use bulwark_kernel::Kernel;
-use bulwark_kernel::caller::TokenVerifier;
+use bulwark_kernel::caller::{TokenVerifier, through_edge};
 use bulwark_kernel::clients::AuthzApi;
 use bulwark_kernel::tonic::{Request, Response, Status};
 use bulwark_proto::audit::v1::audit_service_server::AuditService;
@@ -21,7 +21,6 @@ use diesel_async::AsyncConnection as _;
 use crate::domain::chain::{self, GENESIS};
 use crate::domain::{self, ListQuery, OutcomeText as _, PageToken};
 use crate::error::Error;
-use crate::origin;
 use crate::store::{self, EventRow, NewEventRow};
 
 /// Needed to list events and to verify the chain.
@@ -94,7 +93,7 @@ impl AuditHandlers {
         &self,
         request: Request<AppendEventsRequest>,
     ) -> Result<AppendEventsResponse, Error> {
-        if origin::through_edge(request.metadata()) {
+        if through_edge(request.metadata()) {
             return Err(Error::PermissionDenied(
                 "AppendEvents is internal and not available through the edge".to_owned(),
             ));

@@ -3,7 +3,6 @@
 mod domain;
 mod error;
 mod grpc;
-mod origin;
 mod schema;
 mod store;
 

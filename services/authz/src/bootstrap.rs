@@ -1,5 +1,5 @@
 //! Start-up: the `admin` role exists with every permission, and the bootstrap admin
-//! (whose id Identity derives from the same configured email) holds it.
+//! (whose id the kernel derives from the configured email, as Identity does) holds it.
 
 use bulwark_kernel::db::Database;
 use bulwark_kernel::outbox::{self, NewAuditEvent};
@@ -11,18 +11,8 @@ use crate::domain::RoleName;
 use crate::error::Error;
 use crate::{SPEC, store};
 
-/// The admin email when `BULWARK_ADMIN_EMAIL` is not set.
-pub const DEFAULT_ADMIN_EMAIL: &str = "admin@bulwark.local";
 /// What the `admin` role grants: every permission.
 pub const ADMIN_PERMISSIONS: &str = "*:*";
-
-/// The bootstrap admin's user id, fixed by design so that Identity and Authz agree on
-/// it without calling each other: UUIDv5 in the URL namespace of
-/// `"bulwark:admin:" + lowercase(email)`.
-pub fn admin_user_id(email: &str) -> Uuid {
-    let name = format!("bulwark:admin:{}", email.to_lowercase());
-    Uuid::new_v5(&Uuid::NAMESPACE_URL, name.as_bytes())
-}
 
 /// Ensures the `admin` role (with exactly `*:*`) and its grant to `admin`. Idempotent,
 /// and safe when several instances start at once. Creating either records the usual
@@ -92,16 +82,4 @@ async fn record(
     )
     .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn admin_id_is_the_v5_uuid_of_the_lowercased_email() {
-        let expected = Uuid::new_v5(&Uuid::NAMESPACE_URL, b"bulwark:admin:admin@bulwark.local");
-        assert_eq!(admin_user_id("Admin@Bulwark.LOCAL"), expected);
-        assert_ne!(admin_user_id("other@bulwark.local"), expected);
-    }
 }

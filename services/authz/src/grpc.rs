@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use bulwark_kernel::Kernel;
-use bulwark_kernel::caller::TokenVerifier;
+use bulwark_kernel::caller::{TokenVerifier, through_edge};
 use bulwark_kernel::outbox::{self, NewAuditEvent, OutboxRelay};
 use bulwark_kernel::tonic::{Request, Response, Status};
 use bulwark_proto::audit::v1::Outcome;
@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::decisions::Decisions;
 use crate::domain::{self, Permission, RoleName};
 use crate::error::Error;
-use crate::{SPEC, origin, store};
+use crate::{SPEC, store};
 
 /// Needed to create roles and to grant or revoke them.
 const ROLES_WRITE: &str = "roles:write";
@@ -88,7 +88,7 @@ impl AuthzHandlers {
     /// the token must be valid.
     async fn asker<T>(&self, request: &Request<T>) -> Result<Asker, Error> {
         let metadata = request.metadata();
-        if metadata.contains_key("authorization") || origin::through_edge(metadata) {
+        if metadata.contains_key("authorization") || through_edge(metadata) {
             Ok(Asker::User(self.authenticate(request).await?))
         } else {
             Ok(Asker::Service)
@@ -275,7 +275,7 @@ impl AuthzHandlers {
         &self,
         request: Request<ListUserRolesRequest>,
     ) -> Result<ListUserRolesResponse, Error> {
-        if origin::through_edge(request.metadata()) {
+        if through_edge(request.metadata()) {
             return Err(Error::PermissionDenied(
                 "ListUserRoles is internal and not available through the edge".to_owned(),
             ));

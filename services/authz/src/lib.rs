@@ -5,21 +5,19 @@ mod decisions;
 mod domain;
 mod error;
 mod grpc;
-mod origin;
 mod schema;
 mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bulwark_kernel::bootstrap::{admin_email, admin_user_id};
 use bulwark_kernel::caller::TokenVerifier;
 use bulwark_kernel::clients::AuditApi;
-use bulwark_kernel::outbox::OutboxRelay;
 use bulwark_kernel::{EmbeddedMigrations, GrpcServices, Kernel, ServiceSpec, embed_migrations};
 use bulwark_proto::authz::v1::authz_service_server::AuthzServiceServer;
 use serde::{Deserialize, Serialize};
 
-pub use bootstrap::{DEFAULT_ADMIN_EMAIL, admin_user_id};
 pub use grpc::AuthzHandlers;
 
 /// Name and default ports (gRPC 50053, admin HTTP 9103).
@@ -79,13 +77,10 @@ pub async fn app(kernel: Kernel) -> anyhow::Result<GrpcServices> {
 /// the outbox relay and builds the handlers.
 pub async fn app_with(kernel: Kernel, deps: Deps) -> anyhow::Result<GrpcServices> {
     let settings: AuthzSettings = kernel.settings().section("authz")?;
-    let admin_email = kernel
-        .settings()
-        .value::<String>("admin_email")?
-        .unwrap_or_else(|| DEFAULT_ADMIN_EMAIL.to_owned());
+    let admin = admin_user_id(&admin_email(kernel.settings())?);
 
-    let relay = start_outbox_relay(&kernel, deps.audit);
-    if bootstrap::ensure_admin(&kernel.db, admin_user_id(&admin_email)).await? {
+    let relay = kernel.start_outbox_relay_with(deps.audit);
+    if bootstrap::ensure_admin(&kernel.db, admin).await? {
         relay.kick();
     }
 
@@ -96,19 +91,4 @@ pub async fn app_with(kernel: Kernel, deps: Deps) -> anyhow::Result<GrpcServices
     let handlers = AuthzHandlers::new(kernel.clone(), deps.verifier, decisions, relay);
     let server = bulwark_kernel::grpc_limits!(kernel, AuthzServiceServer::new(handlers));
     Ok(GrpcServices::new().with(server))
-}
-
-/// `Kernel::start_outbox_relay` with the Audit client given (so tests can fake it).
-fn start_outbox_relay(kernel: &Kernel, audit: Arc<dyn AuditApi>) -> OutboxRelay {
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let relay = OutboxRelay::start(
-        kernel.db.clone(),
-        audit,
-        kernel.errors.clone(),
-        stop.clone(),
-    );
-    kernel.on_shutdown("audit outbox relay", move || async move {
-        stop.notify_one();
-    });
-    relay
 }

@@ -246,6 +246,19 @@ impl TokenVerifier {
     }
 }
 
+/// Headers the edge adds to every request it forwards: with `use_remote_address`
+/// Envoy appends the client's address to `x-forwarded-for`, and the JSON transcoder
+/// adds `x-envoy-original-path`. Services call each other directly, without either.
+const EDGE_MARKERS: [&str; 2] = ["x-forwarded-for", "x-envoy-original-path"];
+
+/// Whether the call passed through the edge (a client of the public API) rather than
+/// coming straight from another service. A client cannot remove headers the edge
+/// adds, so presence is reliable; absence is trusted only as far as the mesh network
+/// is (Connect intentions and mTLS in production).
+pub fn through_edge(metadata: &tonic::metadata::MetadataMap) -> bool {
+    EDGE_MARKERS.iter().any(|name| metadata.contains_key(*name))
+}
+
 /// The token of an `authorization: Bearer <token>` header (scheme case-insensitive).
 pub fn bearer_token(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {
     let value = metadata.get("authorization")?.to_str().ok()?;
@@ -402,6 +415,23 @@ mod tests {
         let no_kid = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims(600), &key)
             .unwrap_or_else(|e| panic!("sign: {e}"));
         assert_eq!(verifier.verify(&no_kid).await, Err(TokenError::NoKid));
+    }
+
+    #[test]
+    fn calls_forwarded_by_the_edge_are_recognised() {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        assert!(!through_edge(&metadata));
+        metadata.insert(
+            "x-forwarded-for",
+            "127.0.0.9".parse().unwrap_or_else(|_| panic!()),
+        );
+        assert!(through_edge(&metadata));
+        let mut transcoded = tonic::metadata::MetadataMap::new();
+        transcoded.insert(
+            "x-envoy-original-path",
+            "/v1/users/me".parse().unwrap_or_else(|_| panic!()),
+        );
+        assert!(through_edge(&transcoded));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! A service's `main` is one call to [`run`]; its handlers receive a [`Kernel`].
 
 pub mod admin;
+pub mod bootstrap;
 pub mod caller;
 pub mod clients;
 pub mod config;

@@ -109,9 +109,145 @@ where
     Ok((running, kernel))
 }
 
+/// A throwaway Ed25519 key made for tests only.
+const TEST_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIMC3COQdMrDNY+dlDhgmhJ7KIcX4xmNKfN6BF/Hgnmqd\n-----END PRIVATE KEY-----\n";
+/// The `kid` of the test key.
+pub const TEST_KID: &str = "test-key";
+
+/// Access tokens as Auth issues them, signed by a test key, with the matching JWKS
+/// for a [`crate::caller::TokenVerifier`].
+#[derive(Clone)]
+pub struct TestTokens {
+    key: jsonwebtoken::EncodingKey,
+}
+
+impl std::fmt::Debug for TestTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TestTokens")
+    }
+}
+
+impl Default for TestTokens {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestTokens {
+    #[allow(
+        clippy::panic,
+        reason = "a constant test key that does not load is a bug"
+    )]
+    pub fn new() -> Self {
+        let key = jsonwebtoken::EncodingKey::from_ed_pem(TEST_KEY_PEM.as_bytes())
+            .unwrap_or_else(|e| panic!("the test key does not load: {e}"));
+        Self { key }
+    }
+
+    /// The JWKS holding the test key, as Auth would publish it.
+    pub fn key_source(&self) -> impl crate::caller::KeySource + 'static {
+        StaticJwks(self.key.clone())
+    }
+
+    /// A verifier over the test key with the kernel's default token settings.
+    pub fn verifier(&self) -> std::sync::Arc<crate::caller::TokenVerifier> {
+        let tokens = KernelConfig::defaults(&ServiceSpec::new("test", 0, 0)).tokens;
+        std::sync::Arc::new(crate::caller::TokenVerifier::new(self.key_source(), tokens))
+    }
+
+    /// A valid 10-minute token for `user` with the default issuer and audience.
+    pub fn token(&self, user: uuid::Uuid) -> String {
+        let now = chrono::Utc::now().timestamp();
+        self.sign(&serde_json::json!({
+            "iss": "bulwark", "aud": "bulwark-api", "sub": user.to_string(),
+            "iat": now, "exp": now + 600, "jti": uuid::Uuid::new_v4().to_string(),
+        }))
+    }
+
+    /// Signs arbitrary claims (for expired, wrong-audience... cases).
+    #[allow(clippy::panic, reason = "signing with a valid test key cannot fail")]
+    pub fn sign(&self, claims: &serde_json::Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some(TEST_KID.to_owned());
+        jsonwebtoken::encode(&header, claims, &self.key)
+            .unwrap_or_else(|e| panic!("cannot sign a test token: {e}"))
+    }
+
+    /// `message` with `authorization: Bearer <token for user>`.
+    #[allow(clippy::panic, reason = "a JWT is always a valid header value")]
+    pub fn request<T>(&self, user: uuid::Uuid, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        let value = format!("Bearer {}", self.token(user))
+            .parse()
+            .unwrap_or_else(|e| panic!("header: {e}"));
+        request.metadata_mut().insert("authorization", value);
+        request
+    }
+}
+
+struct StaticJwks(jsonwebtoken::EncodingKey);
+
+impl crate::caller::KeySource for StaticJwks {
+    fn fetch(&self) -> futures::future::BoxFuture<'_, Result<Vec<jsonwebtoken::jwk::Jwk>, String>> {
+        Box::pin(async move {
+            let mut jwk =
+                jsonwebtoken::jwk::Jwk::from_encoding_key(&self.0, jsonwebtoken::Algorithm::EdDSA)
+                    .map_err(|e| e.to_string())?;
+            jwk.common.key_id = Some(TEST_KID.to_owned());
+            Ok(vec![jwk])
+        })
+    }
+}
+
+/// Audit, faked in-process: keeps what the outbox relay delivers.
+#[derive(Debug, Default)]
+pub struct FakeAudit {
+    pub events: std::sync::Mutex<Vec<bulwark_proto::audit::v1::AuditEvent>>,
+}
+
+impl FakeAudit {
+    /// The delivered events so far.
+    pub fn delivered(&self) -> Vec<bulwark_proto::audit::v1::AuditEvent> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+impl crate::clients::AuditApi for FakeAudit {
+    fn append_events(
+        &self,
+        events: Vec<bulwark_proto::audit::v1::AuditEvent>,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<bulwark_proto::audit::v1::AppendEventsResponse, tonic::Status>,
+    > {
+        let appended = i32::try_from(events.len()).unwrap_or(i32::MAX);
+        if let Ok(mut stored) = self.events.lock() {
+            stored.extend(events);
+        }
+        Box::pin(async move {
+            Ok(bulwark_proto::audit::v1::AppendEventsResponse {
+                appended,
+                duplicates: 0,
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn test_tokens_verify_against_their_key_source() {
+        let tokens = TestTokens::new();
+        let user = uuid::Uuid::new_v4();
+        let caller = tokens
+            .verifier()
+            .verify(&tokens.token(user))
+            .await
+            .unwrap_or_else(|e| panic!("test token refused: {e}"));
+        assert_eq!(caller.user_id, user);
+    }
 
     #[test]
     fn database_name_is_replaced_and_query_kept() {

@@ -3,7 +3,7 @@
 use bulwark_kernel::tonic::{Code, Request};
 use bulwark_proto::audit::v1::{AppendEventsRequest, ListEventsRequest};
 
-use crate::support::{TestAudit, as_user, assert_status, event};
+use crate::support::{TestAudit, assert_status, event};
 
 #[tokio::test]
 async fn append_stores_new_events_and_counts_duplicates() {
@@ -30,7 +30,11 @@ async fn append_stores_new_events_and_counts_duplicates() {
     let listed = audit
         .client
         .clone()
-        .list_events(as_user(audit.reader, ListEventsRequest::default()))
+        .list_events(
+            audit
+                .tokens
+                .request(audit.reader, ListEventsRequest::default()),
+        )
         .await
         .unwrap_or_else(|s| panic!("list failed: {s:?}"))
         .into_inner();
@@ -82,7 +86,11 @@ async fn a_batch_with_a_bad_event_is_refused_whole() {
     let listed = audit
         .client
         .clone()
-        .list_events(as_user(audit.reader, ListEventsRequest::default()))
+        .list_events(
+            audit
+                .tokens
+                .request(audit.reader, ListEventsRequest::default()),
+        )
         .await
         .unwrap_or_else(|s| panic!("list failed: {s:?}"))
         .into_inner();

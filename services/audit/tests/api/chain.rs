@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection as _};
 use uuid::Uuid;
 
-use crate::support::{TestAudit, as_user, assert_status, event};
+use crate::support::{TestAudit, assert_status, event};
 
 diesel::table! {
     events (seq) {
@@ -55,7 +55,7 @@ async fn verify(audit: &TestAudit) -> VerifyChainResponse {
     audit
         .client
         .clone()
-        .verify_chain(as_user(audit.reader, VerifyChainRequest {}))
+        .verify_chain(audit.tokens.request(audit.reader, VerifyChainRequest {}))
         .await
         .unwrap_or_else(|s| panic!("verify failed: {s:?}"))
         .into_inner()
@@ -191,7 +191,7 @@ async fn verify_chain_needs_audit_read() {
     let result = audit
         .client
         .clone()
-        .verify_chain(as_user(Uuid::new_v4(), VerifyChainRequest {}))
+        .verify_chain(audit.tokens.request(Uuid::new_v4(), VerifyChainRequest {}))
         .await;
     assert_status(
         result,

@@ -6,7 +6,7 @@ use bulwark_kernel::tonic::{Code, Request};
 use bulwark_proto::audit::v1::{ListEventsRequest, ListEventsResponse};
 use uuid::Uuid;
 
-use crate::support::{TestAudit, as_user, assert_status, event};
+use crate::support::{TestAudit, assert_status, event};
 
 /// Every page of `request`, following `next_page_token` to the end.
 async fn all_pages(audit: &TestAudit, request: ListEventsRequest) -> Vec<ListEventsResponse> {
@@ -16,7 +16,7 @@ async fn all_pages(audit: &TestAudit, request: ListEventsRequest) -> Vec<ListEve
         let page = audit
             .client
             .clone()
-            .list_events(as_user(
+            .list_events(audit.tokens.request(
                 audit.reader,
                 ListEventsRequest {
                     page_token: token.clone(),
@@ -118,7 +118,11 @@ async fn filters_and_pages_cover_every_match_once_newest_first() {
     let default_page = audit
         .client
         .clone()
-        .list_events(as_user(audit.reader, ListEventsRequest::default()))
+        .list_events(
+            audit
+                .tokens
+                .request(audit.reader, ListEventsRequest::default()),
+        )
         .await
         .unwrap_or_else(|s| panic!("list failed: {s:?}"))
         .into_inner();
@@ -136,7 +140,7 @@ async fn bad_page_tokens_and_arguments_are_invalid_argument() {
     let mut client = audit.client.clone();
     for token in ["garbage!", "djI6NDI", "djE6LTE", "bm90IGEgdG9rZW4"] {
         let result = client
-            .list_events(as_user(
+            .list_events(audit.tokens.request(
                 audit.reader,
                 ListEventsRequest {
                     page_token: token.into(),
@@ -147,7 +151,7 @@ async fn bad_page_tokens_and_arguments_are_invalid_argument() {
         assert_status(result, Code::InvalidArgument, "page_token: ", token);
     }
     let negative = client
-        .list_events(as_user(
+        .list_events(audit.tokens.request(
             audit.reader,
             ListEventsRequest {
                 page_size: -1,
@@ -162,7 +166,7 @@ async fn bad_page_tokens_and_arguments_are_invalid_argument() {
         "negative size",
     );
     let reversed = client
-        .list_events(as_user(
+        .list_events(audit.tokens.request(
             audit.reader,
             ListEventsRequest {
                 from_time: at(10),
@@ -194,7 +198,11 @@ async fn listing_needs_a_token_and_audit_read() {
         "no token",
     );
     let stranger = client
-        .list_events(as_user(Uuid::new_v4(), ListEventsRequest::default()))
+        .list_events(
+            audit
+                .tokens
+                .request(Uuid::new_v4(), ListEventsRequest::default()),
+        )
         .await;
     assert_status(
         stranger,

@@ -1,68 +1,24 @@
-//! Starting Audit on a fresh database, signing test tokens, building events, and fakes
-//! of the services Audit talks to (Auth's JWKS, Authz).
+//! Starting Audit on a fresh database, with the kernel's test tokens standing in for
+//! Auth's keys and a fake Authz, building events, and asserting statuses.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use bulwark_audit::{Deps, MIGRATIONS, SPEC, app_with};
 use bulwark_kernel::Running;
-use bulwark_kernel::caller::{KeySource, TokenVerifier};
+use bulwark_kernel::caller::TokenVerifier;
 use bulwark_kernel::clients::AuthzApi;
 use bulwark_kernel::config::DatabaseConfig;
-use bulwark_kernel::testing::{fresh_database, settings, start};
+use bulwark_kernel::testing::{TestTokens, fresh_database, settings, start};
 use bulwark_kernel::tonic::transport::Channel;
-use bulwark_kernel::tonic::{Code, Request, Status};
+use bulwark_kernel::tonic::{Code, Status};
 use bulwark_proto::audit::v1::audit_service_client::AuditServiceClient;
 use bulwark_proto::audit::v1::{AppendEventsRequest, AppendEventsResponse, AuditEvent, Outcome};
 use bulwark_proto::authz::v1::ListUserRolesResponse;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures::future::BoxFuture;
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::ExposeSecret as _;
 use uuid::Uuid;
-
-/// A throwaway Ed25519 key generated for these tests only.
-const TEST_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIMC3COQdMrDNY+dlDhgmhJ7KIcX4xmNKfN6BF/Hgnmqd\n-----END PRIVATE KEY-----\n";
-const TEST_KID: &str = "test-key";
-
-fn signing_key() -> EncodingKey {
-    EncodingKey::from_ed_pem(TEST_KEY_PEM.as_bytes())
-        .unwrap_or_else(|e| panic!("test key does not load: {e}"))
-}
-
-/// Auth's JWKS, faked: the test key only.
-struct TestKeys;
-
-impl KeySource for TestKeys {
-    fn fetch(&self) -> BoxFuture<'_, Result<Vec<Jwk>, String>> {
-        Box::pin(async {
-            let mut jwk = Jwk::from_encoding_key(&signing_key(), Algorithm::EdDSA)
-                .map_err(|e| e.to_string())?;
-            jwk.common.key_id = Some(TEST_KID.to_owned());
-            Ok(vec![jwk])
-        })
-    }
-}
-
-/// `message` with a valid bearer token for `user`.
-pub fn as_user<T>(user: Uuid, message: T) -> Request<T> {
-    let now = chrono::Utc::now().timestamp();
-    let claims = serde_json::json!({
-        "iss": "bulwark", "aud": "bulwark-api", "sub": user.to_string(),
-        "iat": now, "exp": now + 600, "jti": Uuid::new_v4().to_string(),
-    });
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some(TEST_KID.to_owned());
-    let token = jsonwebtoken::encode(&header, &claims, &signing_key())
-        .unwrap_or_else(|e| panic!("cannot sign a test token: {e}"));
-    let mut request = Request::new(message);
-    let value = format!("Bearer {token}")
-        .parse()
-        .unwrap_or_else(|e| panic!("header: {e}"));
-    request.metadata_mut().insert("authorization", value);
-    request
-}
 
 /// Authz, faked: `audit:read` for the users listed in `readers`, nothing else.
 #[derive(Debug, Default)]
@@ -88,6 +44,8 @@ impl AuthzApi for FakeAuthz {
 /// One Audit instance served in-process, and a user allowed to read the log.
 pub struct TestAudit {
     pub client: AuditServiceClient<Channel>,
+    /// Signs the tokens Audit accepts (`tokens.request(user, message)`).
+    pub tokens: TestTokens,
     pub reader: Uuid,
     pub database: DatabaseConfig,
     running: Option<Running>,
@@ -103,10 +61,14 @@ impl TestAudit {
         if let Ok(mut readers) = authz.readers.lock() {
             readers.insert(reader.to_string());
         }
+        let tokens = TestTokens::new();
         let settings = settings(&SPEC, database.clone(), |_| {}, &[]);
         let (running, _kernel) = start(settings, MIGRATIONS, |kernel| {
             let deps = Deps {
-                verifier: Arc::new(TokenVerifier::new(TestKeys, kernel.config().tokens.clone())),
+                verifier: Arc::new(TokenVerifier::new(
+                    tokens.key_source(),
+                    kernel.config().tokens.clone(),
+                )),
                 authz,
             };
             app_with(kernel, deps)
@@ -118,6 +80,7 @@ impl TestAudit {
             .unwrap_or_else(|e| panic!("cannot connect to audit: {e}"));
         Self {
             client,
+            tokens,
             reader,
             database,
             running: Some(running),

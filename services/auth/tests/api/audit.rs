@@ -178,7 +178,7 @@ async fn outbox_events_are_delivered_to_audit() {
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let delivered: Vec<String> = app.audit.events().into_iter().map(|e| e.id).collect();
+        let delivered: Vec<String> = app.audit.delivered().into_iter().map(|e| e.id).collect();
         if recorded.iter().all(|id| delivered.contains(id)) {
             break;
         }

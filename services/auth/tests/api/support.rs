@@ -1,5 +1,5 @@
-//! A running Auth service on a fresh database, with Identity, Authz and Audit faked
-//! in-process through the kernel's client traits.
+//! A running Auth service on a fresh database, with Identity and Authz faked
+//! in-process through the kernel's client traits, and Audit by the kernel's `FakeAudit`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bulwark_auth::{Deps, MIGRATIONS, SPEC};
 use bulwark_kernel::caller::{Caller, TokenVerifier};
-use bulwark_kernel::clients::{AuditApi, AuthApi, AuthzApi, IdentityApi};
+use bulwark_kernel::clients::{AuthApi, AuthzApi, IdentityApi};
 use bulwark_kernel::config::DatabaseConfig;
 use bulwark_kernel::outbox::audit_outbox;
-use bulwark_kernel::testing::{fresh_database, settings, start};
+use bulwark_kernel::testing::{FakeAudit, fresh_database, settings, start};
 use bulwark_kernel::tonic::transport::Channel;
 use bulwark_kernel::tonic::{Code, Request, Status};
 use bulwark_kernel::{Kernel, Running};
-use bulwark_proto::audit::v1::{AppendEventsResponse, AuditEvent};
+use bulwark_proto::audit::v1::AuditEvent;
 use bulwark_proto::auth::v1::auth_service_client::AuthServiceClient;
 use bulwark_proto::auth::v1::{
     GetJwksRequest, Jwks, LoginRequest, LogoutRequest, RefreshRequest, RotateSigningKeyRequest,
@@ -194,40 +194,6 @@ impl AuthzApi for FakeAuthz {
             Ok(ListUserRolesResponse {
                 roles: self.roles_of(&user_id),
                 permissions: Vec::new(),
-            })
-        })
-    }
-}
-
-/// Audit: keeps what the outbox relay delivers.
-#[derive(Debug, Default)]
-pub struct FakeAudit {
-    events: Mutex<Vec<AuditEvent>>,
-}
-
-impl FakeAudit {
-    pub fn events(&self) -> Vec<AuditEvent> {
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-}
-
-impl AuditApi for FakeAudit {
-    fn append_events(
-        &self,
-        events: Vec<AuditEvent>,
-    ) -> BoxFuture<'_, Result<AppendEventsResponse, Status>> {
-        Box::pin(async move {
-            let appended = i32::try_from(events.len()).unwrap_or(i32::MAX);
-            self.events
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(events);
-            Ok(AppendEventsResponse {
-                appended,
-                duplicates: 0,
             })
         })
     }

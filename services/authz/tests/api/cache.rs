@@ -33,7 +33,7 @@ async fn grant_through_one_instance_is_seen_by_another_on_its_next_check() {
 
     a.client
         .clone()
-        .revoke_role(crate::support::as_user(
+        .revoke_role(a.tokens.request(
             a.admin,
             bulwark_proto::authz::v1::RevokeRoleRequest {
                 user_id: user.to_string(),

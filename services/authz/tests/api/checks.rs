@@ -4,7 +4,7 @@ use bulwark_kernel::tonic::{Code, Request};
 use bulwark_proto::authz::v1::CheckRequest;
 use uuid::Uuid;
 
-use crate::support::{TestAuthz, as_user, assert_status};
+use crate::support::{TestAuthz, assert_status};
 
 fn check(subject: &str, permission: &str) -> CheckRequest {
     CheckRequest {
@@ -22,7 +22,11 @@ async fn checking_another_subject_needs_roles_read() {
     let mut client = authz.client.clone();
 
     let about_bob = client
-        .check(as_user(alice, check(&bob.to_string(), "audit:read")))
+        .check(
+            authz
+                .tokens
+                .request(alice, check(&bob.to_string(), "audit:read")),
+        )
         .await;
     assert_status(
         about_bob,
@@ -34,7 +38,7 @@ async fn checking_another_subject_needs_roles_read() {
     // Their own subject, by id or left empty, needs nothing.
     for subject in [bob.to_string(), String::new()] {
         let own = client
-            .check(as_user(bob, check(&subject, "audit:read")))
+            .check(authz.tokens.request(bob, check(&subject, "audit:read")))
             .await
             .unwrap_or_else(|s| panic!("own check ({subject:?}) failed: {s:?}"))
             .into_inner();
@@ -44,13 +48,21 @@ async fn checking_another_subject_needs_roles_read() {
     authz.create_role("role-reader", &["roles:read"]).await;
     authz.grant(alice, "role-reader").await;
     let about_bob = client
-        .check(as_user(alice, check(&bob.to_string(), "audit:read")))
+        .check(
+            authz
+                .tokens
+                .request(alice, check(&bob.to_string(), "audit:read")),
+        )
         .await
         .unwrap_or_else(|s| panic!("check with roles:read failed: {s:?}"))
         .into_inner();
     assert_eq!(about_bob.allowed, Some(true));
     let admin_on_bob = client
-        .check(as_user(authz.admin, check(&bob.to_string(), "users:write")))
+        .check(
+            authz
+                .tokens
+                .request(authz.admin, check(&bob.to_string(), "users:write")),
+        )
         .await
         .unwrap_or_else(|s| panic!("admin check failed: {s:?}"))
         .into_inner();
@@ -76,7 +88,11 @@ async fn check_validates_subject_and_permission() {
     ];
     for (subject, permission, field) in cases {
         let result = client
-            .check(as_user(authz.admin, check(subject, permission)))
+            .check(
+                authz
+                    .tokens
+                    .request(authz.admin, check(subject, permission)),
+            )
             .await;
         assert_status(
             result,
@@ -87,7 +103,11 @@ async fn check_validates_subject_and_permission() {
     }
     let long = "a".repeat(129);
     let result = client
-        .check(as_user(authz.admin, check("", &format!("{long}:read"))))
+        .check(
+            authz
+                .tokens
+                .request(authz.admin, check("", &format!("{long}:read"))),
+        )
         .await;
     assert_status(
         result,
@@ -104,7 +124,7 @@ async fn unknown_subjects_and_permissions_are_simply_not_allowed() {
     let answer = authz
         .client
         .clone()
-        .check(as_user(
+        .check(authz.tokens.request(
             authz.admin,
             check(&Uuid::new_v4().to_string(), "never:granted"),
         ))

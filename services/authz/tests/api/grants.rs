@@ -4,7 +4,7 @@ use bulwark_kernel::tonic::{Code, Request};
 use bulwark_proto::authz::v1::{GrantRoleRequest, ListUserRolesRequest, RevokeRoleRequest};
 use uuid::Uuid;
 
-use crate::support::{TestAuthz, as_user, assert_status};
+use crate::support::{TestAuthz, assert_status};
 
 fn grant(user: &str, role: &str) -> GrantRoleRequest {
     GrantRoleRequest {
@@ -54,7 +54,7 @@ async fn revoke_denies_at_once() {
     authz
         .client
         .clone()
-        .revoke_role(as_user(authz.admin, revoke(user, "auditor")))
+        .revoke_role(authz.tokens.request(authz.admin, revoke(user, "auditor")))
         .await
         .unwrap_or_else(|s| panic!("revoke failed: {s:?}"));
     assert!(
@@ -65,7 +65,7 @@ async fn revoke_denies_at_once() {
     authz
         .client
         .clone()
-        .revoke_role(as_user(authz.admin, revoke(user, "auditor")))
+        .revoke_role(authz.tokens.request(authz.admin, revoke(user, "auditor")))
         .await
         .unwrap_or_else(|s| panic!("second revoke failed: {s:?}"));
     authz.stop().await;
@@ -91,7 +91,11 @@ async fn grant_is_idempotent_and_checks_its_arguments() {
 
     let mut client = authz.client.clone();
     let unknown = client
-        .grant_role(as_user(authz.admin, grant(&user.to_string(), "ghost")))
+        .grant_role(
+            authz
+                .tokens
+                .request(authz.admin, grant(&user.to_string(), "ghost")),
+        )
         .await;
     assert_status(
         unknown,
@@ -100,7 +104,7 @@ async fn grant_is_idempotent_and_checks_its_arguments() {
         "unknown role",
     );
     let bad_user = client
-        .grant_role(as_user(authz.admin, grant("alice", "auditor")))
+        .grant_role(authz.tokens.request(authz.admin, grant("alice", "auditor")))
         .await;
     assert_status(
         bad_user,
@@ -109,11 +113,19 @@ async fn grant_is_idempotent_and_checks_its_arguments() {
         "non-UUID user",
     );
     let bad_role = client
-        .grant_role(as_user(authz.admin, grant(&user.to_string(), "Bad Role")))
+        .grant_role(
+            authz
+                .tokens
+                .request(authz.admin, grant(&user.to_string(), "Bad Role")),
+        )
         .await;
     assert_status(bad_role, Code::InvalidArgument, "role: ", "malformed role");
     let denied = client
-        .grant_role(as_user(user, grant(&user.to_string(), "admin")))
+        .grant_role(
+            authz
+                .tokens
+                .request(user, grant(&user.to_string(), "admin")),
+        )
         .await;
     assert_status(
         denied,
@@ -153,7 +165,11 @@ async fn revoking_the_last_admin_is_refused() {
     let authz = TestAuthz::start().await;
     let mut client = authz.client.clone();
     let last = client
-        .revoke_role(as_user(authz.admin, revoke(authz.admin, "admin")))
+        .revoke_role(
+            authz
+                .tokens
+                .request(authz.admin, revoke(authz.admin, "admin")),
+        )
         .await;
     assert_status(
         last,
@@ -170,7 +186,7 @@ async fn revoking_the_last_admin_is_refused() {
     let second = Uuid::new_v4();
     authz.grant(second, "admin").await;
     client
-        .revoke_role(as_user(second, revoke(authz.admin, "admin")))
+        .revoke_role(authz.tokens.request(second, revoke(authz.admin, "admin")))
         .await
         .unwrap_or_else(|s| panic!("revoking one of two admins failed: {s:?}"));
     assert!(
@@ -178,7 +194,7 @@ async fn revoking_the_last_admin_is_refused() {
         "revoked admin still allowed"
     );
     let last = client
-        .revoke_role(as_user(second, revoke(second, "admin")))
+        .revoke_role(authz.tokens.request(second, revoke(second, "admin")))
         .await;
     assert_status(
         last,
@@ -196,8 +212,12 @@ async fn concurrent_revokes_never_remove_every_admin() {
     authz.grant(second, "admin").await;
     let (mut a, mut b) = (authz.client.clone(), authz.client.clone());
     let (first, other) = tokio::join!(
-        a.revoke_role(as_user(authz.admin, revoke(authz.admin, "admin"))),
-        b.revoke_role(as_user(authz.admin, revoke(second, "admin"))),
+        a.revoke_role(
+            authz
+                .tokens
+                .request(authz.admin, revoke(authz.admin, "admin"))
+        ),
+        b.revoke_role(authz.tokens.request(authz.admin, revoke(second, "admin"))),
     );
     let succeeded = [first.is_ok(), other.is_ok()]
         .iter()

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bulwark_proto::authz::v1::RevokeRoleRequest;
 use uuid::Uuid;
 
-use crate::support::{TestAuthz, as_user, eventually};
+use crate::support::{TestAuthz, eventually};
 
 #[tokio::test]
 async fn role_changes_are_recorded_in_the_outbox_and_delivered() {
@@ -18,7 +18,7 @@ async fn role_changes_are_recorded_in_the_outbox_and_delivered() {
     authz
         .client
         .clone()
-        .revoke_role(as_user(
+        .revoke_role(authz.tokens.request(
             authz.admin,
             RevokeRoleRequest {
                 user_id: user.to_string(),
@@ -46,16 +46,11 @@ async fn role_changes_are_recorded_in_the_outbox_and_delivered() {
     assert_eq!(authz.outbox_actions().await, expected, "outbox content");
 
     let delivered = eventually(Duration::from_secs(5), || async {
-        authz.audit.events.lock().map(|e| e.len()).unwrap_or(0) >= expected.len()
+        authz.audit.delivered().len() >= expected.len()
     })
     .await;
     assert!(delivered, "the relay did not deliver the events to Audit");
-    let events = authz
-        .audit
-        .events
-        .lock()
-        .map(|e| e.clone())
-        .unwrap_or_default();
+    let events = authz.audit.delivered();
     assert!(
         events.iter().all(|e| e.service == "authz"),
         "wrong service: {events:?}"

@@ -4,7 +4,7 @@ use bulwark_kernel::tonic::{Code, Request};
 use bulwark_proto::authz::v1::CreateRoleRequest;
 use uuid::Uuid;
 
-use crate::support::{TestAuthz, as_user, assert_status};
+use crate::support::{TestAuthz, assert_status};
 
 fn create(name: &str, permissions: &[&str]) -> CreateRoleRequest {
     CreateRoleRequest {
@@ -19,7 +19,7 @@ async fn create_role_returns_the_role_without_duplicate_permissions() {
     let role = authz
         .client
         .clone()
-        .create_role(as_user(
+        .create_role(authz.tokens.request(
             authz.admin,
             create("auditor", &["audit:read", "users:read", "audit:read"]),
         ))
@@ -43,13 +43,21 @@ async fn duplicate_role_name_is_already_exists() {
     let again = authz
         .client
         .clone()
-        .create_role(as_user(authz.admin, create("auditor", &["users:read"])))
+        .create_role(
+            authz
+                .tokens
+                .request(authz.admin, create("auditor", &["users:read"])),
+        )
         .await;
     assert_status(again, Code::AlreadyExists, "role auditor", "second create");
     let admin = authz
         .client
         .clone()
-        .create_role(as_user(authz.admin, create("admin", &["users:read"])))
+        .create_role(
+            authz
+                .tokens
+                .request(authz.admin, create("admin", &["users:read"])),
+        )
         .await;
     assert_status(admin, Code::AlreadyExists, "role admin", "recreating admin");
     authz.stop().await;
@@ -76,7 +84,7 @@ async fn invalid_names_and_permissions_are_refused_naming_the_field() {
         let result = authz
             .client
             .clone()
-            .create_role(as_user(authz.admin, create(name, permissions)))
+            .create_role(authz.tokens.request(authz.admin, create(name, permissions)))
             .await;
         assert_status(
             result,
@@ -103,7 +111,7 @@ async fn create_role_without_roles_write_is_denied_and_audited() {
     let result = authz
         .client
         .clone()
-        .create_role(as_user(nobody, create("sneaky", &["*:*"])))
+        .create_role(authz.tokens.request(nobody, create("sneaky", &["*:*"])))
         .await;
     assert_status(
         result,

@@ -1,103 +1,34 @@
-//! Starting Authz on a fresh database, signing test tokens, and fakes of the services
-//! Authz talks to (Auth's JWKS, Audit).
+//! Starting Authz on a fresh database, with the kernel's test tokens standing in for
+//! Auth's keys and its fake Audit receiving the outbox, and helpers to drive it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bulwark_authz::{Deps, MIGRATIONS, SPEC, admin_user_id, app_with};
+use bulwark_authz::{Deps, MIGRATIONS, SPEC, app_with};
 use bulwark_kernel::Running;
-use bulwark_kernel::caller::{KeySource, TokenVerifier};
+use bulwark_kernel::bootstrap::admin_user_id;
+use bulwark_kernel::caller::TokenVerifier;
 use bulwark_kernel::clients::AuditApi;
 use bulwark_kernel::config::DatabaseConfig;
-use bulwark_kernel::testing::{fresh_database, settings, start};
+use bulwark_kernel::testing::{FakeAudit, TestTokens, fresh_database, settings, start};
 use bulwark_kernel::tonic::transport::Channel;
-use bulwark_kernel::tonic::{Code, Request, Status};
-use bulwark_proto::audit::v1::{AppendEventsResponse, AuditEvent};
+use bulwark_kernel::tonic::{Code, Status};
+use bulwark_proto::audit::v1::AuditEvent;
 use bulwark_proto::authz::v1::CreateRoleRequest;
 use bulwark_proto::authz::v1::authz_service_client::AuthzServiceClient;
 use bulwark_proto::authz::v1::{CheckRequest, GrantRoleRequest};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use futures::future::BoxFuture;
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::ExposeSecret as _;
 use uuid::Uuid;
 
-/// A throwaway Ed25519 key generated for these tests only.
-const TEST_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIMC3COQdMrDNY+dlDhgmhJ7KIcX4xmNKfN6BF/Hgnmqd\n-----END PRIVATE KEY-----\n";
-const TEST_KID: &str = "test-key";
 /// The admin email the tests configure; its user id holds `admin` after start.
 pub const ADMIN_EMAIL: &str = "Root@Example.test";
-
-fn signing_key() -> EncodingKey {
-    EncodingKey::from_ed_pem(TEST_KEY_PEM.as_bytes())
-        .unwrap_or_else(|e| panic!("test key does not load: {e}"))
-}
-
-/// Auth's JWKS, faked: the test key only.
-struct TestKeys;
-
-impl KeySource for TestKeys {
-    fn fetch(&self) -> BoxFuture<'_, Result<Vec<Jwk>, String>> {
-        Box::pin(async {
-            let mut jwk = Jwk::from_encoding_key(&signing_key(), Algorithm::EdDSA)
-                .map_err(|e| e.to_string())?;
-            jwk.common.key_id = Some(TEST_KID.to_owned());
-            Ok(vec![jwk])
-        })
-    }
-}
-
-/// A valid access token for `user`, as Auth would issue it.
-pub fn token(user: Uuid) -> String {
-    let now = chrono::Utc::now().timestamp();
-    let claims = serde_json::json!({
-        "iss": "bulwark", "aud": "bulwark-api", "sub": user.to_string(),
-        "iat": now, "exp": now + 600, "jti": Uuid::new_v4().to_string(),
-    });
-    let mut header = Header::new(Algorithm::EdDSA);
-    header.kid = Some(TEST_KID.to_owned());
-    jsonwebtoken::encode(&header, &claims, &signing_key())
-        .unwrap_or_else(|e| panic!("cannot sign a test token: {e}"))
-}
-
-/// `message` with `authorization: Bearer <token for user>`.
-pub fn as_user<T>(user: Uuid, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    let value = format!("Bearer {}", token(user))
-        .parse()
-        .unwrap_or_else(|e| panic!("header: {e}"));
-    request.metadata_mut().insert("authorization", value);
-    request
-}
-
-/// Audit, faked: keeps what the outbox relay delivers.
-#[derive(Debug, Default)]
-pub struct FakeAudit {
-    pub events: Mutex<Vec<AuditEvent>>,
-}
-
-impl AuditApi for FakeAudit {
-    fn append_events(
-        &self,
-        events: Vec<AuditEvent>,
-    ) -> BoxFuture<'_, Result<AppendEventsResponse, Status>> {
-        let appended = i32::try_from(events.len()).unwrap_or(i32::MAX);
-        if let Ok(mut stored) = self.events.lock() {
-            stored.extend(events);
-        }
-        Box::pin(async move {
-            Ok(AppendEventsResponse {
-                appended,
-                duplicates: 0,
-            })
-        })
-    }
-}
 
 /// One Authz instance, served in-process.
 pub struct TestAuthz {
     pub client: AuthzServiceClient<Channel>,
+    /// Signs the tokens Authz accepts (`tokens.request(user, message)`).
+    pub tokens: TestTokens,
     pub audit: Arc<FakeAudit>,
     pub database: DatabaseConfig,
     pub admin: Uuid,
@@ -116,6 +47,7 @@ impl TestAuthz {
     /// Authz on `database` (possibly shared with another instance).
     pub async fn start_on(database: DatabaseConfig, cache_ttl_ms: u64) -> Self {
         let audit = Arc::new(FakeAudit::default());
+        let tokens = TestTokens::new();
         let settings = settings(
             &SPEC,
             database.clone(),
@@ -128,7 +60,10 @@ impl TestAuthz {
         let fake_audit: Arc<dyn AuditApi> = audit.clone();
         let (running, _kernel) = start(settings, MIGRATIONS, |kernel| {
             let deps = Deps {
-                verifier: Arc::new(TokenVerifier::new(TestKeys, kernel.config().tokens.clone())),
+                verifier: Arc::new(TokenVerifier::new(
+                    tokens.key_source(),
+                    kernel.config().tokens.clone(),
+                )),
                 audit: fake_audit,
             };
             app_with(kernel, deps)
@@ -140,6 +75,7 @@ impl TestAuthz {
             .unwrap_or_else(|e| panic!("cannot connect to authz: {e}"));
         Self {
             client,
+            tokens,
             audit,
             database,
             admin: admin_user_id(ADMIN_EMAIL),
@@ -169,7 +105,7 @@ impl TestAuthz {
     pub async fn create_role(&self, name: &str, permissions: &[&str]) {
         self.client
             .clone()
-            .create_role(as_user(
+            .create_role(self.tokens.request(
                 self.admin,
                 CreateRoleRequest {
                     name: name.to_owned(),
@@ -184,7 +120,7 @@ impl TestAuthz {
     pub async fn grant(&self, user: Uuid, role: &str) {
         self.client
             .clone()
-            .grant_role(as_user(
+            .grant_role(self.tokens.request(
                 self.admin,
                 GrantRoleRequest {
                     user_id: user.to_string(),
@@ -199,7 +135,7 @@ impl TestAuthz {
     pub async fn allowed(&self, user: Uuid, permission: &str) -> bool {
         self.client
             .clone()
-            .check(as_user(
+            .check(self.tokens.request(
                 user,
                 CheckRequest {
                     subject: String::new(),
@@ -271,11 +207,4 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// `TEST_KEY_PEM` is used by both halves; a wrong key would make every test fail
-/// with UNAUTHENTICATED, so say so early.
-#[test]
-fn test_key_loads() {
-    let _ = signing_key();
 }
