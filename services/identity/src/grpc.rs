@@ -1,68 +1,319 @@
-//! gRPC handlers of `bulwark.identity.v1.IdentityService`.
+//! gRPC handlers of `bulwark.identity.v1.IdentityService`: authenticate the caller,
+//! validate the request, check permissions, then read or write through the store.
 //!
-//! The infrastructure (health, metrics, readiness, tracing, shutdown) is live; the
-//! business logic of each RPC lands with issue #3 and answers UNIMPLEMENTED until then.
+//! Permission checks come before existence checks, so a caller without `users:read`
+//! learns nothing about which ids exist. The internal RPCs (`VerifyCredentials`,
+//! `DeactivateUser`) refuse calls that came through the edge.
+
+use std::sync::Arc;
 
 use bulwark_kernel::Kernel;
+use bulwark_kernel::caller::{Caller, TokenVerifier, through_edge};
+use bulwark_kernel::clients::AuthzApi;
+use bulwark_kernel::outbox::OutboxRelay;
 use bulwark_kernel::tonic::{Request, Response, Status};
+use bulwark_proto::audit::v1::Outcome;
 use bulwark_proto::identity::v1::identity_service_server::IdentityService;
 use bulwark_proto::identity::v1::{
-    CreateUserRequest, DeactivateUserRequest, GetMeRequest, GetUserRequest,
-    UpdateDisplayNameRequest, User, VerifyCredentialsRequest, VerifyCredentialsResponse,
+    self as api, CreateUserRequest, DeactivateUserRequest, GetMeRequest, GetUserRequest,
+    UpdateDisplayNameRequest, VerifyCredentialsRequest, VerifyCredentialsResponse,
 };
+use uuid::Uuid;
+
+use crate::credentials::Passwords;
+use crate::domain::{
+    DisplayName, Email, InvalidInput, LoginAttempt, NewUser, Password, User, UserId, events,
+};
+use crate::error::Error;
+use crate::store;
+
+/// Permission to read another user's record.
+pub const USERS_READ: &str = "users:read";
+/// Permission to change or deactivate another user.
+pub const USERS_WRITE: &str = "users:write";
 
 /// The identity service's handlers.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct IdentityHandlers {
-    #[allow(dead_code, reason = "used by the handlers of issue #3")]
     kernel: Kernel,
+    verifier: Arc<TokenVerifier>,
+    authz: Arc<dyn AuthzApi>,
+    relay: OutboxRelay,
+    passwords: Passwords,
+    /// The bootstrap admin, which is never deactivated (that would lock everyone out).
+    admin_id: Uuid,
 }
 
-impl IdentityHandlers {
-    pub fn new(kernel: Kernel) -> Self {
-        Self { kernel }
+impl std::fmt::Debug for IdentityHandlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityHandlers")
+            .field("kernel", &self.kernel)
+            .field("admin_id", &self.admin_id)
+            .finish_non_exhaustive()
     }
 }
 
-fn not_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!("IdentityService.{rpc} is not implemented yet"))
+impl IdentityHandlers {
+    pub fn new(
+        kernel: Kernel,
+        verifier: Arc<TokenVerifier>,
+        authz: Arc<dyn AuthzApi>,
+        relay: OutboxRelay,
+        passwords: Passwords,
+        admin_id: Uuid,
+    ) -> Self {
+        Self {
+            kernel,
+            verifier,
+            authz,
+            relay,
+            passwords,
+            admin_id,
+        }
+    }
+
+    /// The status for `error`; internal errors go to the error bus first.
+    fn reject(&self, error: Error) -> Status {
+        if error.is_internal() {
+            self.kernel.errors.error("grpc", &error);
+        }
+        error.into()
+    }
+
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Error> {
+        self.verifier
+            .caller(request)
+            .await
+            .map_err(Error::Unauthenticated)
+    }
+
+    /// Passes when `caller` holds `permission`.
+    async fn require(&self, caller: &Caller, permission: &'static str) -> Result<(), Error> {
+        let allowed = self
+            .authz
+            .check(caller.user_id.to_string(), permission.to_owned())
+            .await
+            .map_err(Error::Authz)?;
+        if allowed {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(permission))
+        }
+    }
+
+    /// Passes when `caller` acts on their own account or holds `permission`.
+    async fn authorize(
+        &self,
+        caller: &Caller,
+        target: Uuid,
+        permission: &'static str,
+    ) -> Result<(), Error> {
+        if caller.user_id == target {
+            return Ok(());
+        }
+        self.require(caller, permission).await
+    }
+
+    async fn conn(&self) -> Result<bulwark_kernel::db::DbConnection<'_>, Error> {
+        Ok(self.kernel.db.conn().await?)
+    }
+
+    async fn register(&self, request: CreateUserRequest) -> Result<User, Error> {
+        let email = Email::parse(&request.email);
+        let password = Password::parse(request.password);
+        let display_name = DisplayName::parse(&request.display_name);
+        let (email, password, display_name) = match (email, password, display_name) {
+            (Ok(email), Ok(password), Ok(name)) => (email, password, name),
+            (email, password, name) => {
+                let errors = [email.err(), password.err(), name.err()];
+                return Err(InvalidInput(errors.into_iter().flatten().collect()).into());
+            }
+        };
+        let user = NewUser {
+            id: Uuid::new_v4(),
+            email,
+            display_name,
+            password_hash: self.passwords.hash(password).await?,
+        };
+        let mut conn = self.conn().await?;
+        let created = store::insert_user(&mut conn, &user, events::registered(user.id)).await?;
+        self.relay.kick();
+        tracing::info!(user_id = %created.id, "user registered");
+        Ok(created)
+    }
+
+    async fn me(&self, request: &Request<GetMeRequest>) -> Result<User, Error> {
+        let caller = self.caller(request).await?;
+        let mut conn = self.conn().await?;
+        store::find(&mut conn, caller.user_id)
+            .await?
+            .ok_or(Error::NotFound)
+    }
+
+    async fn user(&self, request: &Request<GetUserRequest>) -> Result<User, Error> {
+        let caller = self.caller(request).await?;
+        let UserId(id) = UserId::parse("id", &request.get_ref().id)?;
+        self.authorize(&caller, id, USERS_READ).await?;
+        let mut conn = self.conn().await?;
+        store::find(&mut conn, id).await?.ok_or(Error::NotFound)
+    }
+
+    async fn rename(&self, request: &Request<UpdateDisplayNameRequest>) -> Result<User, Error> {
+        let caller = self.caller(request).await?;
+        let message = request.get_ref();
+        let id = UserId::parse("id", &message.id);
+        let name = DisplayName::parse(&message.display_name);
+        let (UserId(id), name) = match (id, name) {
+            (Ok(id), Ok(name)) => (id, name),
+            (id, name) => {
+                return Err(
+                    InvalidInput([id.err(), name.err()].into_iter().flatten().collect()).into(),
+                );
+            }
+        };
+        let authorized = self.authorize(&caller, id, USERS_WRITE).await;
+        if let Err(Error::PermissionDenied(_)) = authorized {
+            let event = events::display_name_updated(caller.user_id, id, Outcome::Denied);
+            self.record_denied(event).await;
+        }
+        authorized?;
+        let event = events::display_name_updated(caller.user_id, id, Outcome::Success);
+        let mut conn = self.conn().await?;
+        let user = store::update_display_name(&mut conn, id, name.as_str(), event)
+            .await?
+            .ok_or(Error::NotFound)?;
+        self.relay.kick();
+        tracing::info!(user_id = %id, actor = %caller.user_id, "display name updated");
+        Ok(user)
+    }
+
+    async fn deactivate(&self, request: &Request<DeactivateUserRequest>) -> Result<User, Error> {
+        if through_edge(request.metadata()) {
+            return Err(Error::InternalOnly("DeactivateUser"));
+        }
+        let caller = self.caller(request).await?;
+        let UserId(id) = UserId::parse("id", &request.get_ref().id)?;
+        // Only holders of users:write, not the user themselves: deactivation is an
+        // administrative act.
+        let authorized = self.require(&caller, USERS_WRITE).await;
+        if let Err(Error::PermissionDenied(_)) = authorized {
+            let event = events::deactivated(caller.user_id, id, Outcome::Denied, None);
+            self.record_denied(event).await;
+        }
+        authorized?;
+        if id == self.admin_id {
+            return Err(Error::ProtectedUser);
+        }
+        let mut conn = self.conn().await?;
+        let user = store::deactivate(&mut conn, id, |was_active| {
+            events::deactivated(caller.user_id, id, Outcome::Success, Some(was_active))
+        })
+        .await?
+        .ok_or(Error::NotFound)?;
+        self.relay.kick();
+        tracing::info!(user_id = %id, actor = %caller.user_id, "user deactivated");
+        Ok(user)
+    }
+
+    /// Records a refused write. Failing to record it is reported; the caller gets
+    /// the refusal either way.
+    async fn record_denied(&self, event: bulwark_kernel::outbox::NewAuditEvent) {
+        let recorded = match self.conn().await {
+            Ok(mut conn) => store::record(&mut conn, event).await,
+            Err(error) => Err(error),
+        };
+        match recorded {
+            Ok(()) => self.relay.kick(),
+            Err(error) => self.kernel.errors.error("grpc", &error),
+        }
+    }
+
+    async fn check_credentials(
+        &self,
+        request: Request<VerifyCredentialsRequest>,
+    ) -> Result<VerifyCredentialsResponse, Error> {
+        // No bearer token here: only Auth may ask, and it calls directly. A credential
+        // oracle reachable from outside would bypass login's rate limits and audit.
+        if through_edge(request.metadata()) {
+            return Err(Error::InternalOnly("VerifyCredentials"));
+        }
+        let request = request.into_inner();
+        let attempt = LoginAttempt::parse(&request.email, request.password)?;
+        let mut conn = self.conn().await?;
+        let stored = store::credentials(&mut conn, &attempt.normalized_email).await?;
+        // Back to the pool before the slow hash.
+        drop(conn);
+        let (user, hash) = match stored {
+            Some(stored) => (Some((stored.id, stored.active)), Some(stored.password_hash)),
+            None => (None, None),
+        };
+        let matches = self.passwords.verify(attempt.password, hash).await?;
+        match user {
+            Some((id, active)) if matches => Ok(VerifyCredentialsResponse {
+                user_id: id.to_string(),
+                active,
+            }),
+            _ => Err(Error::InvalidCredentials),
+        }
+    }
 }
 
 #[bulwark_kernel::tonic::async_trait]
 impl IdentityService for IdentityHandlers {
     async fn create_user(
         &self,
-        _request: Request<CreateUserRequest>,
-    ) -> Result<Response<User>, Status> {
-        Err(not_yet("CreateUser"))
+        request: Request<CreateUserRequest>,
+    ) -> Result<Response<api::User>, Status> {
+        self.register(request.into_inner())
+            .await
+            .map(|user| Response::new(user.into()))
+            .map_err(|e| self.reject(e))
     }
 
-    async fn get_me(&self, _request: Request<GetMeRequest>) -> Result<Response<User>, Status> {
-        Err(not_yet("GetMe"))
+    async fn get_me(&self, request: Request<GetMeRequest>) -> Result<Response<api::User>, Status> {
+        self.me(&request)
+            .await
+            .map(|user| Response::new(user.into()))
+            .map_err(|e| self.reject(e))
     }
 
-    async fn get_user(&self, _request: Request<GetUserRequest>) -> Result<Response<User>, Status> {
-        Err(not_yet("GetUser"))
+    async fn get_user(
+        &self,
+        request: Request<GetUserRequest>,
+    ) -> Result<Response<api::User>, Status> {
+        self.user(&request)
+            .await
+            .map(|user| Response::new(user.into()))
+            .map_err(|e| self.reject(e))
     }
 
     async fn update_display_name(
         &self,
-        _request: Request<UpdateDisplayNameRequest>,
-    ) -> Result<Response<User>, Status> {
-        Err(not_yet("UpdateDisplayName"))
+        request: Request<UpdateDisplayNameRequest>,
+    ) -> Result<Response<api::User>, Status> {
+        self.rename(&request)
+            .await
+            .map(|user| Response::new(user.into()))
+            .map_err(|e| self.reject(e))
     }
 
     async fn deactivate_user(
         &self,
-        _request: Request<DeactivateUserRequest>,
-    ) -> Result<Response<User>, Status> {
-        Err(not_yet("DeactivateUser"))
+        request: Request<DeactivateUserRequest>,
+    ) -> Result<Response<api::User>, Status> {
+        self.deactivate(&request)
+            .await
+            .map(|user| Response::new(user.into()))
+            .map_err(|e| self.reject(e))
     }
 
     async fn verify_credentials(
         &self,
-        _request: Request<VerifyCredentialsRequest>,
+        request: Request<VerifyCredentialsRequest>,
     ) -> Result<Response<VerifyCredentialsResponse>, Status> {
-        Err(not_yet("VerifyCredentials"))
+        self.check_credentials(request)
+            .await
+            .map(Response::new)
+            .map_err(|e| self.reject(e))
     }
 }

@@ -1,0 +1,9 @@
+//! Integration tests of the Identity service: in-process, over gRPC, against a real
+//! Postgres (`BULWARK_TEST_PG_URL`), a fresh database per test.
+
+mod bootstrap;
+mod credentials;
+mod lookup;
+mod register;
+mod support;
+mod update;
