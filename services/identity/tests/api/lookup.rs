@@ -141,3 +141,36 @@ async fn get_user_with_a_malformed_id_is_invalid_argument() {
     assert_eq!(code, Code::InvalidArgument, "{message}");
     assert_eq!(message, "id: must be a UUID");
 }
+
+#[tokio::test]
+async fn get_user_from_another_service_needs_no_token() {
+    let app = TestApp::start().await;
+    let user = app.register("mesh@example.com", "Mesh").await;
+
+    // What Auth sends when it checks an account is still active: no token, not via the edge.
+    let fetched = app
+        .client()
+        .get_user(Request::new(GetUserRequest {
+            id: user.id.clone(),
+        }))
+        .await
+        .unwrap_or_else(|s| panic!("a mesh-internal GetUser was refused: {s:?}"))
+        .into_inner();
+    assert_eq!(fetched, user);
+}
+
+#[tokio::test]
+async fn get_user_without_a_token_through_the_edge_is_unauthenticated() {
+    let app = TestApp::start().await;
+    let user = app.register("edge@example.com", "Edge").await;
+
+    let mut request = Request::new(GetUserRequest { id: user.id });
+    request.metadata_mut().insert(
+        "x-forwarded-for",
+        "127.0.0.9"
+            .parse()
+            .unwrap_or_else(|e| panic!("header: {e}")),
+    );
+    let (code, message) = refusal(app.client().get_user(request).await);
+    assert_eq!(code, Code::Unauthenticated, "{message}");
+}
