@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 
 use crate::process::{ManagedChild, tail};
 use crate::service::ServiceKind;
-use crate::workspace::{envoy_binary, workspace_root};
+use crate::workspace::{envoy_binary, gateway_filter_wasm, workspace_root};
 
 /// Origins the tests' Envoy allows for CORS (the mesh's default too).
 pub const CORS_ORIGIN_REGEX: &str = r"https?://(localhost|127\.0\.0\.1)(:[0-9]+)?";
@@ -59,6 +59,10 @@ impl Envoy {
             ("ADMIN_PORT".to_owned(), admin_port.to_string()),
             ("DESCRIPTOR".to_owned(), descriptor.display().to_string()),
             ("CORS_ORIGIN_REGEX".to_owned(), CORS_ORIGIN_REGEX.to_owned()),
+            (
+                "WASM".to_owned(),
+                gateway_filter_wasm()?.display().to_string(),
+            ),
         ];
         for (kind, grpc_port) in upstreams {
             let upper = kind.name().to_uppercase();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use crate::process::{ManagedChild, tail};
-use crate::workspace::workspace_binary;
+use crate::workspace::{workspace_binary, workspace_root};
 
 /// The four services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,11 +21,22 @@ pub enum ServiceKind {
     Authz,
     /// `bulwark-audit`: the audit log.
     Audit,
+    /// `bulwark-ratelimit`: the edge's rate limits, counted in Redis (no database).
+    Ratelimit,
 }
 
 impl ServiceKind {
-    /// All four, in start order.
+    /// The four core services (each with a database schema), in start order.
     pub const ALL: [Self; 4] = [Self::Identity, Self::Auth, Self::Authz, Self::Audit];
+
+    /// Every service process, the rate-limit service included.
+    pub const EVERY: [Self; 5] = [
+        Self::Identity,
+        Self::Auth,
+        Self::Authz,
+        Self::Audit,
+        Self::Ratelimit,
+    ];
 
     /// Short name: binary suffix, schema and role prefix, log file name.
     pub fn name(self) -> &'static str {
@@ -34,6 +45,7 @@ impl ServiceKind {
             Self::Auth => "auth",
             Self::Authz => "authz",
             Self::Audit => "audit",
+            Self::Ratelimit => "ratelimit",
         }
     }
 
@@ -44,6 +56,7 @@ impl ServiceKind {
             Self::Auth => "bulwark.auth.v1.AuthService",
             Self::Authz => "bulwark.authz.v1.AuthzService",
             Self::Audit => "bulwark.audit.v1.AuditService",
+            Self::Ratelimit => "envoy.service.ratelimit.v3.RateLimitService",
         }
     }
 }
@@ -96,6 +109,12 @@ impl Service {
             .env("BULWARK_TELEMETRY__LOG_LEVEL", "info");
         if let Some(url) = &launch.redis_url {
             command.env("BULWARK_REDIS__URL", url);
+        }
+        if launch.kind == ServiceKind::Ratelimit {
+            command.env(
+                "BULWARK_RATELIMIT__CONFIG_PATH",
+                workspace_root().join("services/ratelimit/limits.yaml"),
+            );
         }
         for (kind, url) in &launch.clients {
             command.env(

@@ -59,6 +59,37 @@ pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
     )
 }
 
+/// The built gateway filter, `<target>/wasm32-wasip1/wasm/bulwark_gateway_filter.wasm`.
+pub fn gateway_filter_wasm() -> anyhow::Result<PathBuf> {
+    let mut targets = Vec::new();
+    if let Some(target) = env::var_os("CARGO_TARGET_DIR") {
+        let target = PathBuf::from(target);
+        targets.push(if target.is_absolute() {
+            target
+        } else {
+            workspace_root().join(target)
+        });
+    }
+    targets.push(workspace_root().join("target"));
+    let candidates: Vec<PathBuf> = targets
+        .iter()
+        .map(|t| t.join("wasm32-wasip1/wasm/bulwark_gateway_filter.wasm"))
+        .collect();
+    if let Some(found) = candidates.iter().find(|path| path.is_file()) {
+        return Ok(found.clone());
+    }
+    bail!(
+        "the gateway filter is not built (looked for {}). Build it first: \
+         `cargo build -p bulwark-gateway-filter --target wasm32-wasip1 --profile wasm` \
+         (deploy/local/mesh test does it; the target comes from `rustup target add wasm32-wasip1`)",
+        candidates
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 fn on_path(name: &str) -> Option<PathBuf> {
     env::split_paths(&env::var_os("PATH")?)
         .map(|dir| dir.join(name))
