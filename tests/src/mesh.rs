@@ -275,6 +275,42 @@ impl Mesh {
             .await
     }
 
+    /// Stops one service (SIGTERM with a 15 s grace); the rest of the mesh keeps running.
+    pub fn stop_service(&mut self, kind: ServiceKind) -> anyhow::Result<()> {
+        self.service_mut(kind).stop(Duration::from_secs(15))?;
+        Ok(())
+    }
+
+    /// Starts a stopped service again on its ports and waits until it is ready.
+    pub async fn restart_service(&mut self, kind: ServiceKind) -> anyhow::Result<()> {
+        let http = self.http.clone();
+        self.service_mut(kind)
+            .restart(&http, SERVICE_READY_TIMEOUT)
+            .await
+    }
+
+    /// Redis, if started.
+    pub fn redis(&self) -> Option<&Redis> {
+        self.redis.as_ref()
+    }
+
+    /// Stops Redis; the services and Envoy keep running.
+    pub fn stop_redis(&mut self) -> anyhow::Result<()> {
+        self.redis
+            .as_mut()
+            .context("the test did not start redis")?
+            .stop()
+    }
+
+    /// Starts Redis again on the same port (its counters start empty).
+    pub async fn restart_redis(&mut self) -> anyhow::Result<()> {
+        self.redis
+            .as_mut()
+            .context("the test did not start redis")?
+            .restart()
+            .await
+    }
+
     /// The end of every component's log, for a failure message.
     pub fn log_report(&self) -> String {
         let mut logs: Vec<PathBuf> = std::fs::read_dir(&self.logs)

@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use crate::workspace::redis_binary;
 #[derive(Debug)]
 pub struct Redis {
     port: u16,
+    dir: PathBuf,
     server: ManagedChild,
 }
 
@@ -21,27 +22,26 @@ impl Redis {
     /// Starts redis-server with its working directory `dir` and waits for PONG.
     pub async fn start(dir: &Path, port: u16, log: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let mut command = Command::new(redis_binary()?);
-        command
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ])
-            .arg("--dir")
-            .arg(dir);
-        let server = ManagedChild::spawn("redis", &mut command, log)?;
-        poll_until(
-            "redis answering PING",
-            Duration::from_secs(15),
-            || async move { ping(port) },
-        )
-        .await?;
-        Ok(Self { port, server })
+        let server = spawn(dir, port, log)?;
+        wait_for_pong(port).await?;
+        Ok(Self {
+            port,
+            dir: dir.to_path_buf(),
+            server,
+        })
+    }
+
+    /// Stops the server (SIGTERM); clients see connection refused until [`Redis::restart`].
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        self.server.stop("TERM", Duration::from_secs(5))?;
+        Ok(())
+    }
+
+    /// Starts the server again on the same port (empty: nothing is persisted).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let log = self.server.log().to_path_buf();
+        self.server = spawn(&self.dir, self.port, &log)?;
+        wait_for_pong(self.port).await
     }
 
     /// The TCP port on 127.0.0.1.
@@ -58,6 +58,32 @@ impl Redis {
     pub fn log(&self) -> &Path {
         self.server.log()
     }
+}
+
+fn spawn(dir: &Path, port: u16, log: &Path) -> anyhow::Result<ManagedChild> {
+    let mut command = Command::new(redis_binary()?);
+    command
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+        ])
+        .arg("--dir")
+        .arg(dir);
+    ManagedChild::spawn("redis", &mut command, log)
+}
+
+async fn wait_for_pong(port: u16) -> anyhow::Result<()> {
+    poll_until(
+        "redis answering PING",
+        Duration::from_secs(15),
+        || async move { ping(port) },
+    )
+    .await
 }
 
 fn ping(port: u16) -> Result<(), String> {

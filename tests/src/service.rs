@@ -81,57 +81,38 @@ pub struct Service {
     kind: ServiceKind,
     grpc_port: u16,
     admin_port: u16,
+    launch: ServiceLaunch,
     process: ManagedChild,
 }
 
 impl Service {
     pub(crate) fn spawn(launch: ServiceLaunch, log: &Path) -> anyhow::Result<Self> {
-        let name = launch.kind.name();
-        let mut command = Command::new(workspace_binary(&format!("bulwark-{name}"))?);
-        // Settings of the developer's shell must not leak into the test's services.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("BULWARK_") {
-                command.env_remove(key);
-            }
-        }
-        command
-            .env(
-                "BULWARK_GRPC__LISTEN",
-                format!("127.0.0.1:{}", launch.grpc_port),
-            )
-            .env(
-                "BULWARK_HTTP__LISTEN",
-                format!("127.0.0.1:{}", launch.admin_port),
-            )
-            .env("BULWARK_DATABASE__URL", &launch.database_url)
-            .env("BULWARK_DATABASE__SCHEMA", name)
-            .env("BULWARK_TELEMETRY__LOG_FORMAT", "json")
-            .env("BULWARK_TELEMETRY__LOG_LEVEL", "info");
-        if let Some(url) = &launch.redis_url {
-            command.env("BULWARK_REDIS__URL", url);
-        }
-        if launch.kind == ServiceKind::Ratelimit {
-            command.env(
-                "BULWARK_RATELIMIT__CONFIG_PATH",
-                workspace_root().join("services/ratelimit/limits.yaml"),
-            );
-        }
-        for (kind, url) in &launch.clients {
-            command.env(
-                format!("BULWARK_CLIENTS__{}", kind.name().to_uppercase()),
-                url,
-            );
-        }
-        for (key, value) in &launch.extra_env {
-            command.env(key, value);
-        }
-        let process = ManagedChild::spawn(name, &mut command, log)?;
+        let process = spawn_process(&launch, log)?;
         Ok(Self {
             kind: launch.kind,
             grpc_port: launch.grpc_port,
             admin_port: launch.admin_port,
+            launch,
             process,
         })
+    }
+
+    /// Stops the service the way an orchestrator does (SIGTERM, then a kill after
+    /// `grace`); returns its exit status.
+    pub fn stop(&mut self, grace: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        self.process.stop("TERM", grace)
+    }
+
+    /// Starts the service again with the same ports and settings (its log continues)
+    /// and waits until it is ready.
+    pub async fn restart(
+        &mut self,
+        http: &reqwest::Client,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let log = self.process.log().to_path_buf();
+        self.process = spawn_process(&self.launch, &log)?;
+        self.wait_ready(http, timeout).await
     }
 
     /// Which service this is.
@@ -199,6 +180,49 @@ impl Service {
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
     }
+}
+
+fn spawn_process(launch: &ServiceLaunch, log: &Path) -> anyhow::Result<ManagedChild> {
+    let name = launch.kind.name();
+    let mut command = Command::new(workspace_binary(&format!("bulwark-{name}"))?);
+    // Settings of the developer's shell must not leak into the test's services.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("BULWARK_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env(
+            "BULWARK_GRPC__LISTEN",
+            format!("127.0.0.1:{}", launch.grpc_port),
+        )
+        .env(
+            "BULWARK_HTTP__LISTEN",
+            format!("127.0.0.1:{}", launch.admin_port),
+        )
+        .env("BULWARK_DATABASE__URL", &launch.database_url)
+        .env("BULWARK_DATABASE__SCHEMA", name)
+        .env("BULWARK_TELEMETRY__LOG_FORMAT", "json")
+        .env("BULWARK_TELEMETRY__LOG_LEVEL", "info");
+    if let Some(url) = &launch.redis_url {
+        command.env("BULWARK_REDIS__URL", url);
+    }
+    if launch.kind == ServiceKind::Ratelimit {
+        command.env(
+            "BULWARK_RATELIMIT__CONFIG_PATH",
+            workspace_root().join("services/ratelimit/limits.yaml"),
+        );
+    }
+    for (kind, url) in &launch.clients {
+        command.env(
+            format!("BULWARK_CLIENTS__{}", kind.name().to_uppercase()),
+            url,
+        );
+    }
+    for (key, value) in &launch.extra_env {
+        command.env(key, value);
+    }
+    ManagedChild::spawn(name, &mut command, log)
 }
 
 async fn ready_state(http: &reqwest::Client, service: &Service) -> Result<(), String> {

@@ -14,6 +14,11 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::telemetry::extract_context;
 
+/// The header in which the edge forwards the user id it verified (the gateway
+/// filter's default; the edge strips any copy a client sends). Logged for
+/// correlation only: services authorize on the bearer token they verify themselves.
+pub const EDGE_USER_HEADER: &str = "x-bulwark-user-id";
+
 /// Code used when the client went away before the response finished.
 const CANCELLED: i32 = 1;
 /// Code used when the handler failed without a gRPC status.
@@ -86,7 +91,15 @@ where
             request_id = %request_id,
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
+            edge_user_id = tracing::field::Empty,
         );
+        if let Some(user) = request
+            .headers()
+            .get(EDGE_USER_HEADER)
+            .and_then(|v| v.to_str().ok())
+        {
+            span.record("edge_user_id", user);
+        }
         let _ = span.set_parent(extract_context(request.headers()));
         let span_context = span.context().span().span_context().clone();
         if span_context.is_valid() {
