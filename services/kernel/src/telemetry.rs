@@ -14,6 +14,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -76,8 +77,6 @@ impl Telemetry {
         }
     }
 }
-
-use tracing_subscriber::Layer as _;
 
 /// The span pipeline: a provider that names the service and, given an OTLP/gRPC
 /// endpoint, batches spans to it.

@@ -2,3 +2,4 @@
 
 mod consul_files;
 mod otlp;
+mod shutdown;
