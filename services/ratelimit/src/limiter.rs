@@ -1,0 +1,388 @@
+//! The limiter: looks each descriptor's limit up in the current configuration and
+//! counts every limited one in a single Redis round trip (the GCRA script in
+//! `gcra.lua`), bounded by a short timeout so a Redis outage is answered quickly.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bulwark_kernel::redis::RedisPool;
+use metrics::Histogram;
+use redis::{ErrorKind, ServerErrorKind};
+
+use crate::connections::{SHARED_CONNECTIONS, SharedConnections};
+use crate::domain::limits::{DomainLimits, LimitRule, Lookup, Policy, Rate};
+use crate::domain::request::{CheckRequest, Descriptor};
+use crate::domain::verdict::{AppliedLimit, DescriptorVerdict, Verdict};
+use crate::metrics::{Decision, DecisionCounters, REDIS_DURATION};
+use crate::reload::LimitsHandle;
+
+/// The GCRA script: all buckets of one request, atomically, on Redis's clock.
+pub const GCRA_LUA: &str = include_str!("gcra.lua");
+
+/// Every bucket key starts with this, then the domain and the descriptor's entries.
+pub const KEY_PREFIX: &str = "bulwark:rl";
+
+/// Why a decision could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum LimiterError {
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("no Redis connection: {0}")]
+    Pool(String),
+    #[error("Redis: {0}")]
+    Redis(#[source] redis::RedisError),
+    #[error("unexpected answer from the rate-limit script: {0}")]
+    Reply(String),
+}
+
+impl LimiterError {
+    /// Redis unreachable, slow or not serving: the caller's failure mode decides.
+    /// Anything else (a script error, a malformed reply) is our bug.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Timeout(_) | Self::Pool(_) => true,
+            Self::Redis(error) => !matches!(
+                error.kind(),
+                ErrorKind::Server(
+                    ServerErrorKind::ResponseError
+                        | ServerErrorKind::NoScript
+                        | ServerErrorKind::ExecAbort
+                        | ServerErrorKind::NoPerm
+                ) | ErrorKind::Parse
+                    | ErrorKind::UnexpectedReturnType
+            ),
+            Self::Reply(_) => false,
+        }
+    }
+}
+
+/// Asks Redis whether requests are within their limits. Cheap to share behind an `Arc`.
+pub struct Limiter {
+    connections: SharedConnections,
+    limits: LimitsHandle,
+    timeout: Duration,
+    script_sha: String,
+    redis_duration: Histogram,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one descriptor needs.
+enum Plan {
+    NoLimit,
+    Unlimited(Arc<LimitRule>),
+    Counted {
+        /// Index into the request's distinct buckets.
+        bucket: usize,
+        rate: Rate,
+        shadow: bool,
+        name: Option<String>,
+        counters: Counters,
+    },
+}
+
+/// A configured limit's counters, or ad-hoc ones for a caller's override.
+enum Counters {
+    Rule(Arc<LimitRule>),
+    Override(DecisionCounters),
+}
+
+impl Counters {
+    fn record(&self, decision: Decision) {
+        match self {
+            Self::Rule(rule) => rule.counters.record(decision),
+            Self::Override(counters) => counters.record(decision),
+        }
+    }
+}
+
+/// What the script said about one bucket.
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    admitted: bool,
+    remaining: u32,
+    until_empty: Duration,
+    until_admitted: Duration,
+}
+
+impl Limiter {
+    /// A limiter over connections from `pool` with the limits `limits` holds; each
+    /// decision's Redis work is bounded by `timeout`.
+    pub fn new(pool: RedisPool, limits: LimitsHandle, timeout: Duration) -> Self {
+        Self {
+            connections: SharedConnections::new(pool, SHARED_CONNECTIONS),
+            limits,
+            timeout,
+            script_sha: redis::Script::new(GCRA_LUA).get_hash().to_owned(),
+            redis_duration: metrics::histogram!(REDIS_DURATION),
+        }
+    }
+
+    /// Decides `request`: descriptors without a limit and unlimited ones are allowed
+    /// without asking Redis; all others are counted in one script call.
+    pub async fn check(&self, request: &CheckRequest) -> Result<Verdict, LimiterError> {
+        let limits = self.limits.current();
+        let Some(domain) = limits.domain(&request.domain) else {
+            return Ok(Verdict {
+                statuses: vec![DescriptorVerdict::no_limit(); request.descriptors.len()],
+            });
+        };
+        let mut buckets = Buckets::default();
+        let plans: Vec<Plan> = request
+            .descriptors
+            .iter()
+            .map(|descriptor| plan(domain, descriptor, &mut buckets))
+            .collect();
+        let outcomes = if buckets.keys.is_empty() {
+            Vec::new()
+        } else {
+            self.count(&buckets, request.hits).await?
+        };
+        let statuses = plans
+            .into_iter()
+            .map(|plan| decide(plan, &outcomes))
+            .collect::<Result<_, _>>()?;
+        Ok(Verdict { statuses })
+    }
+
+    async fn count(&self, buckets: &Buckets, hits: u32) -> Result<Vec<Outcome>, LimiterError> {
+        let mut args: Vec<u64> = Vec::with_capacity(1 + 3 * buckets.keys.len());
+        args.push(hits.into());
+        for (rate, shadow) in &buckets.params {
+            args.push(rate.requests_per_unit.into());
+            let period_us = u64::try_from(rate.unit.period().as_micros()).unwrap_or(u64::MAX);
+            args.push(period_us);
+            args.push(u64::from(*shadow));
+        }
+        let started = Instant::now();
+        let reply = tokio::time::timeout(self.timeout, async {
+            let mut connection = self.connections.lease().await.map_err(LimiterError::Pool)?;
+            eval_gcra(&mut connection, &self.script_sha, &buckets.keys, &args)
+                .await
+                .map_err(LimiterError::Redis)
+        })
+        .await
+        .unwrap_or(Err(LimiterError::Timeout(self.timeout)));
+        self.redis_duration.record(started.elapsed().as_secs_f64());
+        if let Err(error) = &reply
+            && error.is_unavailable()
+        {
+            self.connections.discard_all();
+        }
+        parse_outcomes(&reply?, buckets.keys.len())
+    }
+}
+
+/// Runs the script by its SHA1 and, when Redis does not know it yet (a restart, a
+/// `SCRIPT FLUSH`), by its source, which also caches it for the next call.
+pub async fn eval_gcra<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    sha: &str,
+    keys: &[String],
+    args: &[u64],
+) -> redis::RedisResult<Vec<i64>> {
+    let mut by_sha = redis::cmd("EVALSHA");
+    by_sha.arg(sha).arg(keys.len()).arg(keys).arg(args);
+    match by_sha.query_async(conn).await {
+        Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            let mut by_source = redis::cmd("EVAL");
+            by_source.arg(GCRA_LUA).arg(keys.len()).arg(keys).arg(args);
+            by_source.query_async(conn).await
+        }
+        other => other,
+    }
+}
+
+/// The distinct buckets of one request; descriptors naming the same bucket share it
+/// (counted once, first rate wins).
+#[derive(Default)]
+struct Buckets {
+    keys: Vec<String>,
+    params: Vec<(Rate, bool)>,
+    index: HashMap<String, usize>,
+}
+
+impl Buckets {
+    fn add(&mut self, key: String, rate: Rate, shadow: bool) -> usize {
+        if let Some(&index) = self.index.get(&key) {
+            return index;
+        }
+        let index = self.keys.len();
+        self.index.insert(key.clone(), index);
+        self.keys.push(key);
+        self.params.push((rate, shadow));
+        index
+    }
+}
+
+fn plan(domain: &DomainLimits, descriptor: &Descriptor, buckets: &mut Buckets) -> Plan {
+    if let Some(rate) = descriptor.limit_override {
+        let label = descriptor
+            .entries
+            .iter()
+            .map(|e| e.key.as_str())
+            .collect::<Vec<_>>()
+            .join(";");
+        let counters = DecisionCounters::new(domain.name(), &format!("override:{label}"));
+        return Plan::Counted {
+            bucket: buckets.add(bucket_key(domain.name(), descriptor), rate, false),
+            rate,
+            shadow: false,
+            name: None,
+            counters: Counters::Override(counters),
+        };
+    }
+    match domain.find(&descriptor.entries) {
+        Lookup::NoLimit => Plan::NoLimit,
+        Lookup::Rule(rule) => match rule.policy {
+            Policy::Unlimited => Plan::Unlimited(Arc::clone(rule)),
+            Policy::Limited(rate) => Plan::Counted {
+                bucket: buckets.add(bucket_key(domain.name(), descriptor), rate, rule.shadow),
+                rate,
+                shadow: rule.shadow,
+                name: rule.name.clone(),
+                counters: Counters::Rule(Arc::clone(rule)),
+            },
+        },
+    }
+}
+
+fn decide(plan: Plan, outcomes: &[Outcome]) -> Result<DescriptorVerdict, LimiterError> {
+    match plan {
+        Plan::NoLimit => Ok(DescriptorVerdict::no_limit()),
+        Plan::Unlimited(rule) => {
+            rule.counters.record(Decision::Ok);
+            Ok(DescriptorVerdict::unlimited())
+        }
+        Plan::Counted {
+            bucket,
+            rate,
+            shadow,
+            name,
+            counters,
+        } => {
+            let outcome = outcomes
+                .get(bucket)
+                .ok_or_else(|| LimiterError::Reply(format!("no result for bucket {bucket}")))?;
+            let decision = match (outcome.admitted, shadow) {
+                (true, _) => Decision::Ok,
+                (false, true) => Decision::ShadowOverLimit,
+                (false, false) => Decision::OverLimit,
+            };
+            counters.record(decision);
+            Ok(DescriptorVerdict {
+                over_limit: decision == Decision::OverLimit,
+                limit: Some(AppliedLimit { rate, name }),
+                remaining: outcome.remaining,
+                reset_after: Some(if outcome.admitted {
+                    outcome.until_empty
+                } else {
+                    outcome.until_admitted
+                }),
+            })
+        }
+    }
+}
+
+fn parse_outcomes(reply: &[i64], buckets: usize) -> Result<Vec<Outcome>, LimiterError> {
+    if reply.len() != 4 * buckets {
+        return Err(LimiterError::Reply(format!(
+            "{} integers for {buckets} buckets",
+            reply.len()
+        )));
+    }
+    let micros = |value: i64| Duration::from_micros(u64::try_from(value).unwrap_or(0));
+    Ok(reply
+        .chunks_exact(4)
+        .map(|four| Outcome {
+            admitted: four[0] == 1,
+            remaining: u32::try_from(four[1].max(0)).unwrap_or(u32::MAX),
+            until_empty: micros(four[2]),
+            until_admitted: micros(four[3]),
+        })
+        .collect())
+}
+
+/// `bulwark:rl:<domain>:<key>=<value>|<key>=<value>`, with `%`, `:`, `|` and `=` escaped
+/// inside names and values so that no two descriptors share a key.
+pub fn bucket_key(domain: &str, descriptor: &Descriptor) -> String {
+    let mut key = String::with_capacity(
+        KEY_PREFIX.len()
+            + domain.len()
+            + 2
+            + descriptor
+                .entries
+                .iter()
+                .map(|e| e.key.len() + e.value.len() + 2)
+                .sum::<usize>(),
+    );
+    key.push_str(KEY_PREFIX);
+    key.push(':');
+    push_escaped(&mut key, domain);
+    key.push(':');
+    for (i, entry) in descriptor.entries.iter().enumerate() {
+        if i > 0 {
+            key.push('|');
+        }
+        push_escaped(&mut key, &entry.key);
+        key.push('=');
+        push_escaped(&mut key, &entry.value);
+    }
+    key
+}
+
+fn push_escaped(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            ':' => out.push_str("%3A"),
+            '=' => out.push_str("%3D"),
+            '|' => out.push_str("%7C"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_keys_are_namespaced_and_unambiguous() {
+        let key = bucket_key(
+            "edge",
+            &Descriptor::new([("route", "/v1/users"), ("client_ip", "2001:db8::1")]),
+        );
+        assert_eq!(
+            key,
+            "bulwark:rl:edge:route=/v1/users|client_ip=2001%3Adb8%3A%3A1"
+        );
+        let a = bucket_key("d", &Descriptor::new([("a", "b|c=d")]));
+        let b = bucket_key("d", &Descriptor::new([("a", "b"), ("c", "d")]));
+        assert_ne!(
+            a, b,
+            "a value containing separators collided with two entries"
+        );
+    }
+
+    #[test]
+    fn script_errors_are_internal_and_connection_errors_unavailable() {
+        let script: redis::RedisError = (
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "ERR boom",
+        )
+            .into();
+        assert!(!LimiterError::Redis(script).is_unavailable());
+        let io: redis::RedisError =
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused").into();
+        assert!(LimiterError::Redis(io).is_unavailable());
+        assert!(LimiterError::Timeout(Duration::from_millis(1)).is_unavailable());
+    }
+}

@@ -1,0 +1,149 @@
+//! Redis down: decisions that need it fail fast with UNAVAILABLE (the caller's failure
+//! mode decides), those that do not still answer, and readiness says why.
+
+use std::time::{Duration, Instant};
+
+use bulwark_kernel::tonic::Code as GrpcCode;
+use bulwark_proto::envoy::service::ratelimit::v3::rate_limit_response::Code;
+
+use crate::support::{Service, closed_redis_url, descriptor, request, unique_domain};
+
+fn limits(domain: &str) -> String {
+    format!(
+        "domain: {domain}\ndescriptors:\n  - key: user_id\n    rate_limit: {{ unit: minute, requests_per_unit: 10 }}\n  - key: user_id\n    value: admin\n    unlimited: true\n"
+    )
+}
+
+#[tokio::test]
+async fn redis_down_answers_unavailable_quickly() {
+    let domain = unique_domain("down");
+    let service = Service::start_on(&closed_redis_url(), &limits(&domain)).await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let status = service
+            .ask_err(request(&domain, vec![descriptor(&[("user_id", "u1")])]))
+            .await;
+        let took = started.elapsed();
+        assert_eq!(status.code(), GrpcCode::Unavailable, "{status:?}");
+        assert!(
+            took < Duration::from_millis(1_500),
+            "UNAVAILABLE took {took:?}; the caller's own deadline would expire first"
+        );
+        assert!(
+            !status.message().contains("127.0.0.1"),
+            "the message leaks internals: {:?}",
+            status.message()
+        );
+    }
+}
+
+#[tokio::test]
+async fn unlimited_and_unknown_descriptors_need_no_redis() {
+    let domain = unique_domain("noredis");
+    let service = Service::start_on(&closed_redis_url(), &limits(&domain)).await;
+    for entries in [[("user_id", "admin")], [("tenant", "t1")]] {
+        let response = service
+            .ask(request(&domain, vec![descriptor(&entries)]))
+            .await;
+        assert_eq!(
+            response.overall_code(),
+            Code::Ok,
+            "{entries:?}: {response:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn readiness_checks_redis() {
+    let domain = unique_domain("ready");
+    let up = Service::start(&limits(&domain)).await;
+    let (status, body) = up.admin_get("/ready").await;
+    assert_eq!(status, 200, "not ready with Redis up: {body}");
+    assert!(
+        body.contains("redis"),
+        "readiness does not check Redis: {body}"
+    );
+
+    let down = Service::start_on(&closed_redis_url(), &limits(&domain)).await;
+    let (status, body) = down.admin_get("/ready").await;
+    assert_eq!(status, 503, "ready with Redis down: {body}");
+    assert!(
+        body.contains("redis"),
+        "the failed check is not named: {body}"
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_redis_connection_costs_one_call_and_is_replaced() {
+    use std::sync::Arc;
+
+    use bulwark_kernel::config::RedisConfig;
+    use bulwark_kernel::redis::Redis;
+    use bulwark_ratelimit::domain::limits::Limits;
+    use bulwark_ratelimit::domain::request::{CheckRequest, Descriptor};
+    use bulwark_ratelimit::{Limiter, LimitsHandle};
+    use secrecy::SecretString;
+
+    let domain = unique_domain("recover");
+    // A pool of one socket, so the connection to kill is known.
+    let redis = Redis::connect(&RedisConfig {
+        url: Some(SecretString::from(crate::support::redis_url())),
+        max_connections: 1,
+    })
+    .unwrap_or_else(|e| panic!("pool: {e}"));
+    let limits = Limits::parse("inline", &limits(&domain)).unwrap_or_else(|e| panic!("{e}"));
+    let limiter = Arc::new(Limiter::new(
+        redis.pool().clone(),
+        LimitsHandle::new(limits),
+        Duration::from_millis(500),
+    ));
+    let check = CheckRequest::new(&domain, vec![Descriptor::new([("user_id", "u1")])], 1)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let verdict = limiter
+        .check(&check)
+        .await
+        .unwrap_or_else(|e| panic!("first check: {e}"));
+    assert!(!verdict.over_limit());
+
+    let id: i64 = {
+        let mut pooled = redis
+            .pool()
+            .get()
+            .await
+            .unwrap_or_else(|e| panic!("pool: {e}"));
+        redis::cmd("CLIENT")
+            .arg("ID")
+            .query_async(&mut *pooled)
+            .await
+            .unwrap_or_else(|e| panic!("CLIENT ID: {e}"))
+    };
+    let mut admin = redis::Client::open(crate::support::redis_url())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(id)
+        .query_async(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("CLIENT KILL: {e}"));
+    assert_eq!(killed, 1, "the limiter's connection was not killed");
+
+    // Every shared connection is tried in turn over these calls.
+    let mut failures = Vec::new();
+    for call in 0..12 {
+        if let Err(error) = limiter.check(&check).await {
+            assert!(
+                error.is_unavailable(),
+                "a dropped connection is an outage: {error}"
+            );
+            failures.push(call);
+        }
+    }
+    assert!(
+        failures.len() <= 1,
+        "calls {failures:?} of 12 failed after one dropped connection: it was not replaced"
+    );
+}
