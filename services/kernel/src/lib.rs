@@ -1,5 +1,6 @@
 //! The shared infrastructure of every Bulwark service: configuration, telemetry,
-//! health, metrics, the error bus, server bootstrap, database and Redis pools.
+//! health, metrics, the error bus, server bootstrap, database and Redis pools, and the
+//! rate limiter.
 //!
 //! A service's `main` is one call to [`run`]; its handlers receive a [`Kernel`].
 
@@ -14,6 +15,7 @@ pub mod error_bus;
 pub mod health;
 pub mod metrics;
 pub mod outbox;
+pub mod ratelimit;
 pub mod redis;
 pub mod server;
 pub mod telemetry;

@@ -1,9 +1,13 @@
-//! A bb8-redis pool for services that keep state in Redis, with a readiness check.
+//! A bb8-redis pool for services that keep state in Redis, with a readiness check, and
+//! a few multiplexed connections shared by a hot path ([`Redis::shared_connections`]).
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bb8_redis::RedisConnectionManager;
 use futures::future::BoxFuture;
+use redis::aio::MultiplexedConnection;
 use secrecy::ExposeSecret;
 
 use crate::config::RedisConfig;
@@ -43,6 +47,66 @@ impl Redis {
 
     pub fn pool(&self) -> &RedisPool {
         &self.pool
+    }
+
+    /// `slots` multiplexed connections (at least one), taken from the pool on first use
+    /// and shared by concurrent calls; see [`SharedConnections`].
+    pub fn shared_connections(&self, slots: usize) -> SharedConnections {
+        SharedConnections {
+            pool: self.pool.clone(),
+            slots: (0..slots.max(1)).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// A few multiplexed connections taken from the pool once and shared by concurrent
+/// calls, which pipeline over them: a few sockets carry many calls. A checkout per call
+/// would add the pool's validation PING, a second round trip, to every call. When a
+/// call fails for want of Redis, [`SharedConnections::discard_all`] drops them and the
+/// next calls take fresh (validated) ones from the pool.
+pub struct SharedConnections {
+    pool: RedisPool,
+    slots: Vec<Mutex<Option<MultiplexedConnection>>>,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for SharedConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedConnections")
+            .field("slots", &self.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedConnections {
+    /// The next slot's connection, taking one from the pool when the slot is empty.
+    pub async fn lease(&self) -> Result<MultiplexedConnection, String> {
+        let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        if let Some(connection) = self.slot(slot).and_then(|held| held.clone()) {
+            return Ok(connection);
+        }
+        let pooled = self.pool.get().await.map_err(|e| e.to_string())?;
+        let connection = (*pooled).clone();
+        drop(pooled);
+        if let Ok(mut held) = self.slots[slot].lock() {
+            *held = Some(connection.clone());
+        }
+        Ok(connection)
+    }
+
+    /// Forgets every shared connection after one failed: an outage or a Redis restart
+    /// breaks them all, and the pool validates what replaces them.
+    pub fn discard_all(&self) {
+        for slot in &self.slots {
+            if let Ok(mut held) = slot.lock() {
+                *held = None;
+            }
+        }
+    }
+
+    fn slot(&self, slot: usize) -> Option<Option<MultiplexedConnection>> {
+        self.slots[slot].lock().ok().map(|held| held.clone())
     }
 }
 

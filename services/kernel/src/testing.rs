@@ -1,8 +1,9 @@
 //! Test support for service crates (feature `testing`): a fresh database per test in
-//! a real Postgres, and a service started in-process on free ports.
+//! a real Postgres, the test Redis, and a service started in-process on free ports.
 //!
-//! The Postgres comes from `BULWARK_TEST_PG_URL` (a superuser URL); the README's test
-//! command starts a private cluster and sets it.
+//! The Postgres comes from `BULWARK_TEST_PG_URL` (a superuser URL), the Redis from
+//! `BULWARK_TEST_REDIS_URL`; the README's test command starts private ones and sets
+//! them.
 
 use std::net::SocketAddr;
 
@@ -15,6 +16,20 @@ use crate::{GrpcServices, Kernel, Running, ServiceSpec};
 
 /// The variable naming the superuser URL of the Postgres that tests use.
 pub const TEST_PG_URL_ENV: &str = "BULWARK_TEST_PG_URL";
+
+/// The variable naming the Redis that tests use.
+pub const TEST_REDIS_URL_ENV: &str = "BULWARK_TEST_REDIS_URL";
+
+/// The test Redis's URL; a missing variable is an error saying how to set it.
+pub fn test_redis_url() -> anyhow::Result<String> {
+    std::env::var(TEST_REDIS_URL_ENV).map_err(|_| {
+        anyhow::anyhow!(
+            "{TEST_REDIS_URL_ENV} is not set. Run the tests with `deploy/local/mesh test` \
+             (it starts a private Redis), or set {TEST_REDIS_URL_ENV} to a Redis URL such as \
+             redis://127.0.0.1:6379"
+        )
+    })
+}
 
 /// Creates an empty database for one test and returns a configuration bound to it,
 /// with the service's schema.

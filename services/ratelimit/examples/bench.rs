@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use bulwark_kernel::config::KernelConfig;
-use bulwark_kernel::testing::{settings, start_stateless};
+use bulwark_kernel::ratelimit::limiter::{GCRA_LUA, SHARED_CONNECTIONS, eval_gcra};
+use bulwark_kernel::testing::{TEST_REDIS_URL_ENV, settings, start_stateless};
 use bulwark_proto::envoy::extensions::common::ratelimit::v3::{
     RateLimitDescriptor, rate_limit_descriptor,
 };
@@ -25,8 +26,6 @@ use bulwark_proto::envoy::service::ratelimit::v3::RateLimitRequest;
 use bulwark_proto::envoy::service::ratelimit::v3::rate_limit_response::Code;
 use bulwark_proto::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
 use bulwark_ratelimit::SPEC;
-use bulwark_ratelimit::connections::SHARED_CONNECTIONS;
-use bulwark_ratelimit::limiter::{GCRA_LUA, eval_gcra};
 use secrecy::SecretString;
 
 const WARMUP: Duration = Duration::from_secs(1);
@@ -105,8 +104,9 @@ impl Tally {
 }
 
 fn loopback_redis_url() -> anyhow::Result<String> {
-    let url = std::env::var("BULWARK_TEST_REDIS_URL")
-        .context("set BULWARK_TEST_REDIS_URL to a loopback Redis, e.g. redis://127.0.0.1:6379")?;
+    let url = std::env::var(TEST_REDIS_URL_ENV).with_context(|| {
+        format!("set {TEST_REDIS_URL_ENV} to a loopback Redis, e.g. redis://127.0.0.1:6379")
+    })?;
     let host = url
         .split("://")
         .nth(1)

@@ -5,6 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bulwark_kernel::Kernel;
+use bulwark_kernel::ratelimit::metrics::REDIS_ERRORS_TOTAL;
+use bulwark_kernel::ratelimit::{
+    CheckRequest, Descriptor, DescriptorVerdict, Entry, InvalidRequest, Limiter, Rate, Unit,
+    Verdict,
+};
 use bulwark_kernel::tonic::{Request, Response, Status};
 use bulwark_proto::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
 use bulwark_proto::envoy::service::ratelimit::v3::rate_limit_response::{
@@ -14,12 +19,7 @@ use bulwark_proto::envoy::service::ratelimit::v3::rate_limit_service_server::Rat
 use bulwark_proto::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use bulwark_proto::envoy::r#type::v3::RateLimitUnit;
 
-use crate::domain::limits::{Rate, Unit};
-use crate::domain::request::{CheckRequest, Descriptor, Entry, InvalidRequest};
-use crate::domain::verdict::{DescriptorVerdict, Verdict};
 use crate::error::Error;
-use crate::limiter::Limiter;
-use crate::metrics::REDIS_ERRORS_TOTAL;
 
 /// An outage fails every call; the error bus hears of it at most this often.
 const OUTAGE_REPORT_PERIOD: Duration = Duration::from_secs(10);

@@ -1,27 +1,22 @@
 //! The rate-limit service: Envoy's `RateLimitService` v3 over Redis, with limits from
-//! hot-reloaded YAML files and GCRA counting in one atomic Redis round trip.
+//! hot-reloaded YAML files and GCRA counting in one atomic Redis round trip. The
+//! limiter itself is the kernel's ([`bulwark_kernel::ratelimit`]); this crate answers
+//! Envoy's protocol with it.
 
-pub mod connections;
-pub mod domain;
 mod error;
 mod grpc;
-pub mod layer;
-pub mod limiter;
-pub mod metrics;
-pub mod reload;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use bulwark_kernel::ratelimit::{Limiter, LimitsWatch};
 use bulwark_kernel::{GrpcServices, Kernel, ServiceSpec};
 use bulwark_proto::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use serde::{Deserialize, Serialize};
 
 pub use grpc::RateLimitHandlers;
-pub use limiter::Limiter;
-pub use reload::{LimitsHandle, LimitsWatch};
 
 /// Name and default ports (gRPC 50055, admin HTTP 9105).
 pub const SPEC: ServiceSpec = ServiceSpec::new("ratelimit", 50055, 9105);
@@ -82,7 +77,7 @@ pub async fn app(kernel: Kernel) -> anyhow::Result<GrpcServices> {
     )
     .await?;
     let limiter = Arc::new(Limiter::new(
-        redis.pool().clone(),
+        &redis,
         watch.handle(),
         Duration::from_millis(settings.redis_timeout_ms),
     ));

@@ -2,4 +2,5 @@
 
 mod consul_files;
 mod otlp;
+mod ratelimit;
 mod shutdown;

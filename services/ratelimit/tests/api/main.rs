@@ -4,7 +4,6 @@
 mod concurrency;
 mod decisions;
 mod edge_limits;
-mod layer;
 mod outage;
 mod reload;
 mod startup;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bulwark_kernel::Running;
 use bulwark_kernel::config::KernelConfig;
-use bulwark_kernel::testing::{settings, start_stateless};
+use bulwark_kernel::testing::{settings, start_stateless, test_redis_url};
 use bulwark_kernel::tonic::transport::Channel;
 use bulwark_proto::envoy::extensions::common::ratelimit::v3::{
     RateLimitDescriptor, rate_limit_descriptor,
@@ -17,18 +17,9 @@ use bulwark_ratelimit::SPEC;
 use secrecy::SecretString;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-/// The variable naming the Redis the tests use.
-pub const TEST_REDIS_URL_ENV: &str = "BULWARK_TEST_REDIS_URL";
-
 /// The test Redis's URL; a missing variable fails the test, saying how to set it.
 pub fn redis_url() -> String {
-    std::env::var(TEST_REDIS_URL_ENV).unwrap_or_else(|_| {
-        panic!(
-            "{TEST_REDIS_URL_ENV} is not set. Run the tests with `deploy/local/mesh test` \
-             (it starts a private Redis), or set {TEST_REDIS_URL_ENV} to a Redis URL such as \
-             redis://127.0.0.1:6379"
-        )
-    })
+    test_redis_url().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A Redis URL nobody listens on: a port just bound and released.

@@ -3,9 +3,6 @@
 //! limit applies), an over-limit request is answered RESOURCE_EXHAUSTED with
 //! `retry-after` and the `ratelimit-*` headers, and a limiter failure is let through or
 //! refused UNAVAILABLE as the layer's failure mode says.
-//!
-//! Meant for the kernel (services wrap their gRPC router with it); it lives here until
-//! it moves there.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -14,9 +11,9 @@ use futures::future::BoxFuture;
 use http::{HeaderName, HeaderValue};
 use tower::{Layer, Service};
 
-use crate::domain::request::{CheckRequest, Descriptor};
-use crate::domain::verdict::{DescriptorVerdict, Verdict};
-use crate::limiter::Limiter;
+use super::limiter::Limiter;
+use super::request::{CheckRequest, Descriptor};
+use super::verdict::{DescriptorVerdict, Verdict};
 
 /// What to do with a request when the limiter cannot decide (Redis down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +121,12 @@ impl<S, D> std::fmt::Debug for RateLimited<S, D> {
     }
 }
 
+/// A wrapped generated tonic server keeps its name, so [`crate::GrpcServices::with`]
+/// routes to it and reports its health as before.
+impl<S: tonic::server::NamedService, D> tonic::server::NamedService for RateLimited<S, D> {
+    const NAME: &'static str = S::NAME;
+}
+
 /// The layer's decision on one request.
 enum Gate<RB> {
     /// Go on, adding these headers to the response.
@@ -180,10 +183,9 @@ impl<D> Shared<D> {
         };
         match self.limiter.check(&request).await {
             Ok(verdict) if verdict.over_limit() => {
-                let mut response = bulwark_kernel::tonic::Status::resource_exhausted(
-                    "rate limit exceeded; retry later",
-                )
-                .into_http::<RB>();
+                let mut response =
+                    tonic::Status::resource_exhausted("rate limit exceeded; retry later")
+                        .into_http::<RB>();
                 response.headers_mut().extend(headers(&verdict));
                 Gate::Refuse(response)
             }
@@ -198,10 +200,9 @@ impl<D> Shared<D> {
     fn on_failure<RB: Default>(&self) -> Gate<RB> {
         match self.failure_mode {
             FailureMode::Open => Gate::Pass(Vec::new()),
-            FailureMode::Closed => Gate::Refuse(
-                bulwark_kernel::tonic::Status::unavailable("rate limiting is unavailable")
-                    .into_http(),
-            ),
+            FailureMode::Closed => {
+                Gate::Refuse(tonic::Status::unavailable("rate limiting is unavailable").into_http())
+            }
         }
     }
 }

@@ -6,22 +6,24 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bulwark_kernel::redis::RedisPool;
 use metrics::Histogram;
 use redis::{ErrorKind, ServerErrorKind};
 
-use crate::connections::{SHARED_CONNECTIONS, SharedConnections};
-use crate::domain::limits::{DomainLimits, LimitRule, Lookup, Policy, Rate};
-use crate::domain::request::{CheckRequest, Descriptor};
-use crate::domain::verdict::{AppliedLimit, DescriptorVerdict, Verdict};
-use crate::metrics::{Decision, DecisionCounters, REDIS_DURATION};
-use crate::reload::LimitsHandle;
+use super::limits::{DomainLimits, LimitRule, Lookup, Policy, Rate};
+use super::metrics::{Decision, DecisionCounters, REDIS_DURATION};
+use super::reload::LimitsHandle;
+use super::request::{CheckRequest, Descriptor};
+use super::verdict::{AppliedLimit, DescriptorVerdict, Verdict};
+use crate::redis::{Redis, SharedConnections};
 
 /// The GCRA script: all buckets of one request, atomically, on Redis's clock.
 pub const GCRA_LUA: &str = include_str!("gcra.lua");
 
 /// Every bucket key starts with this, then the domain and the descriptor's entries.
 pub const KEY_PREFIX: &str = "bulwark:rl";
+
+/// Connections shared by decisions; a few sockets carry many pipelined calls.
+pub const SHARED_CONNECTIONS: usize = 4;
 
 /// Why a decision could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -113,11 +115,11 @@ struct Outcome {
 }
 
 impl Limiter {
-    /// A limiter over connections from `pool` with the limits `limits` holds; each
-    /// decision's Redis work is bounded by `timeout`.
-    pub fn new(pool: RedisPool, limits: LimitsHandle, timeout: Duration) -> Self {
+    /// A limiter over [`SHARED_CONNECTIONS`] shared connections to `redis` with the
+    /// limits `limits` holds; each decision's Redis work is bounded by `timeout`.
+    pub fn new(redis: &Redis, limits: LimitsHandle, timeout: Duration) -> Self {
         Self {
-            connections: SharedConnections::new(pool, SHARED_CONNECTIONS),
+            connections: redis.shared_connections(SHARED_CONNECTIONS),
             limits,
             timeout,
             script_sha: redis::Script::new(GCRA_LUA).get_hash().to_owned(),

@@ -1,4 +1,4 @@
-//! The service's Prometheus series, through the `metrics` facade (the kernel installs
+//! The limiter's Prometheus series, through the `metrics` facade (the kernel installs
 //! the recorder): decisions per configured limit, Redis latency and config reloads.
 
 use metrics::Counter;

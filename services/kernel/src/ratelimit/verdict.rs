@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::domain::limits::Rate;
+use super::limits::Rate;
 
 /// One descriptor's verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use bulwark_kernel::error_bus::ErrorBus;
 use tokio::task::JoinHandle;
 
-use crate::domain::limits::{DomainLimits, Limits, LimitsError};
-use crate::metrics::{CONFIG_FILE_VALID, CONFIG_RELOADS_TOTAL};
+use super::limits::{DomainLimits, Limits, LimitsError};
+use super::metrics::{CONFIG_FILE_VALID, CONFIG_RELOADS_TOTAL};
+use crate::error_bus::ErrorBus;
 
 /// The limits in force; readers take a snapshot per decision, reloads swap it whole.
 #[derive(Debug, Clone)]

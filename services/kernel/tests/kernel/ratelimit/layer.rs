@@ -1,19 +1,28 @@
-//! The tower layer: a service's own requests held to limits by the same limiter.
+//! The tower layer: a service's own requests held to limits by the same limiter, and a
+//! generated tonic server behind it served by the kernel.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulwark_kernel::config::RedisConfig;
+use bulwark_kernel::config::{KernelConfig, RedisConfig};
+use bulwark_kernel::ratelimit::{
+    Descriptor, FailureMode, Limiter, Limits, LimitsHandle, RateLimitLayer,
+};
 use bulwark_kernel::redis::Redis;
-use bulwark_ratelimit::domain::limits::Limits;
-use bulwark_ratelimit::domain::request::Descriptor;
-use bulwark_ratelimit::layer::{FailureMode, RateLimitLayer};
-use bulwark_ratelimit::{Limiter, LimitsHandle};
+use bulwark_kernel::testing::{settings, start_stateless};
+use bulwark_kernel::{GrpcServices, ServiceSpec};
+use bulwark_proto::audit::v1::audit_service_client::AuditServiceClient;
+use bulwark_proto::audit::v1::audit_service_server::{AuditService, AuditServiceServer};
+use bulwark_proto::audit::v1::{
+    AppendEventsRequest, AppendEventsResponse, ListEventsRequest, ListEventsResponse,
+    VerifyChainRequest, VerifyChainResponse,
+};
 use secrecy::SecretString;
+use tonic::{Code, Request, Response, Status};
 use tower::{Layer as _, Service as _, ServiceExt as _};
 
-use crate::support::{closed_redis_url, redis_url, unique_domain};
+use super::{closed_redis_url, redis_url, unique_domain};
 
 fn limiter(redis: &str, domain: &str) -> Arc<Limiter> {
     let limits = Limits::parse(
@@ -29,7 +38,7 @@ fn limiter(redis: &str, domain: &str) -> Arc<Limiter> {
     })
     .unwrap_or_else(|e| panic!("pool: {e}"));
     Arc::new(Limiter::new(
-        redis.pool().clone(),
+        &redis,
         LimitsHandle::new(limits),
         Duration::from_millis(300),
     ))
@@ -147,4 +156,91 @@ async fn the_layer_fails_open_or_closed_as_configured_when_redis_is_down() {
         Some("14"),
         "fail-closed did not answer UNAVAILABLE"
     );
+}
+
+/// Audit's API answering only AppendEvents, as a generated server to put behind the layer.
+struct Appends;
+
+#[tonic::async_trait]
+impl AuditService for Appends {
+    async fn append_events(
+        &self,
+        _: Request<AppendEventsRequest>,
+    ) -> Result<Response<AppendEventsResponse>, Status> {
+        Ok(Response::new(AppendEventsResponse {
+            appended: 0,
+            duplicates: 0,
+        }))
+    }
+    async fn list_events(
+        &self,
+        _: Request<ListEventsRequest>,
+    ) -> Result<Response<ListEventsResponse>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+    async fn verify_chain(
+        &self,
+        _: Request<VerifyChainRequest>,
+    ) -> Result<Response<VerifyChainResponse>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+}
+
+#[tokio::test]
+async fn a_generated_server_behind_the_layer_is_limited_when_the_kernel_serves_it() {
+    const SPEC: ServiceSpec = ServiceSpec::new("ratelimit-layer-test", 0, 0);
+    let domain = unique_domain("layer-grpc");
+    let layer = RateLimitLayer::new(
+        limiter(&redis_url(), &domain),
+        domain,
+        |request: &http::Request<tonic::body::Body>| {
+            let user = request.headers().get("x-user")?.to_str().ok()?;
+            Some(vec![Descriptor::new([("user_id", user)])])
+        },
+        FailureMode::Closed,
+    );
+    let database = KernelConfig::defaults(&SPEC).database;
+    let (running, _kernel) = start_stateless(
+        settings(&SPEC, database, |_| {}, &[]),
+        move |_kernel| async move {
+            Ok(GrpcServices::new().with(layer.layer(AuditServiceServer::new(Appends))))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("start: {e:#}"));
+    let mut client = AuditServiceClient::connect(format!("http://{}", running.grpc_addr))
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let append = || {
+        let mut request = Request::new(AppendEventsRequest { events: Vec::new() });
+        request
+            .metadata_mut()
+            .insert("x-user", tonic::metadata::MetadataValue::from_static("u1"));
+        request
+    };
+    for remaining in ["1", "0"] {
+        let response = client
+            .append_events(append())
+            .await
+            .unwrap_or_else(|status| panic!("allowed call refused: {status:?}"));
+        assert_eq!(
+            response
+                .metadata()
+                .get("ratelimit-remaining")
+                .and_then(|v| v.to_str().ok()),
+            Some(remaining),
+            "no ratelimit-remaining on an allowed call: {:?}",
+            response.metadata()
+        );
+    }
+    let refused = match client.append_events(append()).await {
+        Ok(response) => panic!("3rd call of 2/minute allowed: {response:?}"),
+        Err(status) => status,
+    };
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.metadata().get("retry-after").is_some(),
+        "no retry-after on the refused call: {refused:?}"
+    );
+    running.shutdown().await;
 }
