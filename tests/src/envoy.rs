@@ -55,7 +55,9 @@ impl Envoy {
         let template = std::fs::read_to_string(&template_path)
             .with_context(|| format!("reading {}", template_path.display()))?;
         let mut values = vec![
+            ("EDGE_ADDRESS".to_owned(), "127.0.0.1".to_owned()),
             ("EDGE_PORT".to_owned(), port.to_string()),
+            ("CLUSTER_TYPE".to_owned(), "STATIC".to_owned()),
             ("ADMIN_PORT".to_owned(), admin_port.to_string()),
             ("DESCRIPTOR".to_owned(), descriptor.display().to_string()),
             ("CORS_ORIGIN_REGEX".to_owned(), CORS_ORIGIN_REGEX.to_owned()),

@@ -1,0 +1,168 @@
+//! The deployment files that real tools read but that cannot run here (no Docker
+//! engine, no Nomad, no Consul): the Compose file, its Envoy configuration, the Nomad
+//! job and the Dockerfile. They are checked against each other, against the
+//! configuration keys the kernel really reads and the services' default ports; the
+//! Compose edge configuration also by the real Envoy (`--mode validate`).
+
+mod compose;
+mod compose_edge;
+mod dockerfile;
+mod nomad;
+
+use std::fmt::{Debug, Display};
+
+use bulwark_e2e::workspace_root;
+use bulwark_kernel::ServiceSpec;
+use bulwark_kernel::config::KernelConfig;
+use serde_json::Value;
+
+/// The core services (each with a schema, a Consul definition and a Nomad group).
+const CORE: [&str; 4] = ["identity", "auth", "authz", "audit"];
+/// Every service process: the core services and the rate-limit service.
+const EVERY: [&str; 5] = ["identity", "auth", "authz", "audit", "ratelimit"];
+
+/// Where the images keep the binaries, the descriptor and the filter (Dockerfile).
+const IMAGE_DIR: &str = "/opt/bulwark";
+const IMAGE_DESCRIPTOR: &str = "/opt/bulwark/bulwark.pb";
+const IMAGE_WASM: &str = "/opt/bulwark/bulwark_gateway_filter.wasm";
+/// The Compose edge's listener and admin ports.
+const EDGE_PORT: u16 = 8080;
+const EDGE_ADMIN_PORT: u16 = 9901;
+
+/// A file of the workspace, by its path relative to the root.
+fn read(relative: &str) -> String {
+    let path = workspace_root().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("reading {}: {err}", path.display()))
+}
+
+/// A service's default ports.
+#[derive(Debug, Clone, Copy)]
+struct Spec {
+    grpc: u16,
+    admin: u16,
+}
+
+/// The ports of `ServiceSpec::new("<name>", <grpc>, <admin>)` in `services/<name>/src/lib.rs`.
+fn spec(name: &str) -> Spec {
+    let file = format!("services/{name}/src/lib.rs");
+    let text = read(&file);
+    let needle = format!("ServiceSpec::new(\"{name}\",");
+    let args = text
+        .split_once(&needle)
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(args, _)| args)
+        .unwrap_or_else(|| panic!("{file} has no `{needle} <grpc>, <admin>)`"));
+    let ports: Vec<u16> = args
+        .split(',')
+        .map(|port| {
+            port.trim()
+                .parse()
+                .unwrap_or_else(|err| panic!("{file}: port {port:?} of the SPEC: {err}"))
+        })
+        .collect();
+    match ports.as_slice() {
+        [grpc, admin] => Spec {
+            grpc: *grpc,
+            admin: *admin,
+        },
+        _ => panic!("{file}: SPEC has ports {ports:?}, expected gRPC and admin"),
+    }
+}
+
+/// The kernel's configuration tree (every section and key it reads), from its defaults.
+fn kernel_keys() -> Value {
+    let defaults = KernelConfig::defaults(&ServiceSpec::new("any", 1, 2));
+    serde_json::to_value(&defaults).unwrap_or_else(|err| panic!("serialising the defaults: {err}"))
+}
+
+/// Files that read top-level settings with `Settings::value`.
+const TOP_LEVEL_READERS: [&str; 2] = [
+    "services/kernel/src/bootstrap.rs",
+    "services/identity/src/bootstrap.rs",
+];
+
+/// `Err` unless `BULWARK_<KEY>` is a setting `service` reads: a kernel key
+/// (`grpc.listen`), a top-level key read with `Settings::value` (`admin_email`), or a
+/// field of the service's own section (`ratelimit.config_path`). The kernel ignores
+/// unknown keys, so a misspelt one would otherwise go unnoticed.
+fn check_env_key(kernel: &Value, service: &str, env_key: &str) -> Result<(), String> {
+    let dotted = env_key
+        .strip_prefix("BULWARK_")
+        .ok_or_else(|| format!("{env_key} is not a BULWARK_* setting"))?
+        .to_lowercase()
+        .replace("__", ".");
+    let path: Vec<&str> = dotted.split('.').collect();
+    if let Some(section) = kernel.get(path[0]) {
+        let leaf = path[1..]
+            .iter()
+            .try_fold(section, |node, key| node.get(key))
+            .filter(|node| !node.is_object());
+        return match (path.len(), leaf) {
+            (2.., Some(_)) => Ok(()),
+            _ => Err(format!(
+                "{env_key} (`{dotted}`) is not a kernel key; section `{}` has {}",
+                path[0],
+                section
+                    .as_object()
+                    .map(|keys| keys.keys().cloned().collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            )),
+        };
+    }
+    if let [key] = path.as_slice() {
+        let read_somewhere = TOP_LEVEL_READERS.iter().any(|file| {
+            let text = read(file);
+            text.contains(&format!("value::<String>(\"{key}\")"))
+                || text.contains(&format!(".value(\"{key}\")"))
+        });
+        return if read_somewhere {
+            Ok(())
+        } else {
+            Err(format!(
+                "{env_key} (`{dotted}`) is no kernel section and no top-level key read in {}",
+                TOP_LEVEL_READERS.join(" or ")
+            ))
+        };
+    }
+    let file = format!("services/{service}/src/lib.rs");
+    let text = read(&file);
+    match path.as_slice() {
+        [section, field]
+            if text.contains(&format!(".section(\"{section}\")"))
+                && text.contains(&format!("pub {field}:")) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "{env_key} (`{dotted}`) is neither a kernel key nor a field of a section {service} \
+             reads ({file})"
+        )),
+    }
+}
+
+/// The port of `host:port`.
+fn port_of(address: &str) -> Option<u16> {
+    address.rsplit_once(':')?.1.parse().ok()
+}
+
+/// What is wrong with one file, collected so that a failure lists everything at once.
+#[derive(Debug, Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, problem: impl Into<String>) {
+        self.0.push(problem.into());
+    }
+
+    /// Records `what` unless `actual == expected`.
+    fn expect<T: PartialEq + Debug>(&mut self, what: impl Display, actual: T, expected: T) {
+        if actual != expected {
+            self.push(format!("{what} is {actual:?}, expected {expected:?}"));
+        }
+    }
+
+    /// Panics listing every problem found in `file`.
+    fn assert_none(self, file: &str) {
+        assert!(self.0.is_empty(), "{file}:\n  {}", self.0.join("\n  "));
+    }
+}

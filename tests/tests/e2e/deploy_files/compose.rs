@@ -1,0 +1,294 @@
+//! `deploy/compose/compose.yaml`: every service, its settings, files and dependencies.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use bulwark_e2e::workspace_root;
+use serde_json::{Map, Value};
+
+use super::{CORE, EDGE_PORT, EVERY, Problems, check_env_key, kernel_keys, read, spec};
+
+const COMPOSE: &str = "deploy/compose/compose.yaml";
+const POSTGRES_INIT: &str = "deploy/compose/postgres-init.sql";
+
+fn compose_dir() -> PathBuf {
+    workspace_root().join("deploy/compose")
+}
+
+/// The file with its `<<: *anchor` merge keys resolved, as Compose reads it.
+fn compose() -> Value {
+    let text = read(COMPOSE);
+    let mut yaml: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&text).unwrap_or_else(|err| panic!("{COMPOSE} is not YAML: {err}"));
+    yaml.apply_merge()
+        .unwrap_or_else(|err| panic!("{COMPOSE}: merge keys: {err}"));
+    serde_json::to_value(&yaml).unwrap_or_else(|err| panic!("{COMPOSE} as JSON: {err}"))
+}
+
+fn env_of(service: &Value) -> BTreeMap<String, String> {
+    service["environment"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| {
+            let value = match value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            (key.clone(), value)
+        })
+        .collect()
+}
+
+/// `(source, target)` of each `source:target[:mode]` mount of a file next to compose.yaml.
+fn bind_mounts(service: &Value) -> Vec<(String, String)> {
+    service["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|volume| volume.starts_with('.'))
+        .filter_map(|volume| {
+            let mut parts = volume.split(':');
+            Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
+        })
+        .collect()
+}
+
+/// `(role, password)` of each `CREATE ROLE <role> LOGIN PASSWORD '<password>'` and
+/// `(schema, owner)` of each `CREATE SCHEMA <schema> AUTHORIZATION <owner>`.
+fn postgres_init() -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let mut roles = BTreeMap::new();
+    let mut schemas = BTreeMap::new();
+    for statement in read(POSTGRES_INIT).split(';') {
+        let words: Vec<&str> = statement
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("--"))
+            .flat_map(str::split_whitespace)
+            .collect();
+        match words.as_slice() {
+            ["CREATE", "ROLE", role, "LOGIN", "PASSWORD", password] => {
+                roles.insert((*role).to_owned(), password.trim_matches('\'').to_owned());
+            }
+            ["CREATE", "SCHEMA", schema, "AUTHORIZATION", owner] => {
+                schemas.insert((*schema).to_owned(), (*owner).to_owned());
+            }
+            _ => {}
+        }
+    }
+    (roles, schemas)
+}
+
+fn healthy(service: &Value, dependency: &str) -> bool {
+    service["depends_on"][dependency]["condition"] == "service_healthy"
+}
+
+/// Dependencies exist (with a healthcheck when waited for), mounted files and
+/// Dockerfiles exist.
+fn check_references(services: &Map<String, Value>, problems: &mut Problems) {
+    for (name, service) in services {
+        for target in service["depends_on"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(t, _)| t)
+        {
+            if !services.contains_key(target) {
+                problems.push(format!(
+                    "{name} depends on {target}, which is not a service"
+                ));
+            } else if healthy(service, target) && services[target]["healthcheck"].is_null() {
+                problems.push(format!(
+                    "{name} waits for {target} to be healthy; it has no healthcheck"
+                ));
+            }
+        }
+        for (source, _) in bind_mounts(service) {
+            if !compose_dir().join(&source).is_file() {
+                problems.push(format!("{name} mounts {source}, which does not exist"));
+            }
+        }
+        if let Some(build) = service["build"].as_object() {
+            let context = compose_dir().join(build["context"].as_str().unwrap_or("."));
+            let dockerfile = context.join(build["dockerfile"].as_str().unwrap_or("Dockerfile"));
+            if !dockerfile.is_file() {
+                problems.push(format!(
+                    "{name} builds from {}, which does not exist",
+                    dockerfile.display()
+                ));
+            }
+        }
+    }
+}
+
+/// A Bulwark service runs its binary with real kernel keys, the default ports on every
+/// interface, the other services by host name, and a healthcheck on `/ready`.
+fn check_service(name: &str, service: &Value, kernel: &Value, problems: &mut Problems) {
+    let spec = spec(name);
+    let env = env_of(service);
+    problems.expect(
+        format_args!("{name}'s command"),
+        &service["command"],
+        &serde_json::json!([format!("bulwark-{name}")]),
+    );
+    for key in env.keys() {
+        if let Err(err) = check_env_key(kernel, name, key) {
+            problems.push(format!("{name}: {err}"));
+        }
+    }
+    let setting = |key: &str| env.get(key).cloned();
+    problems.expect(
+        format_args!("{name}: BULWARK_GRPC__LISTEN"),
+        setting("BULWARK_GRPC__LISTEN"),
+        Some(format!("0.0.0.0:{}", spec.grpc)),
+    );
+    problems.expect(
+        format_args!("{name}: BULWARK_HTTP__LISTEN"),
+        setting("BULWARK_HTTP__LISTEN"),
+        Some(format!("0.0.0.0:{}", spec.admin)),
+    );
+    for client in CORE {
+        let key = format!("BULWARK_CLIENTS__{}", client.to_uppercase());
+        problems.expect(
+            format_args!("{name}: {key}"),
+            setting(&key),
+            Some(format!("http://{client}:{}", super::spec(client).grpc)),
+        );
+    }
+    let health = service["healthcheck"]["test"].to_string();
+    let ready = format!("http://127.0.0.1:{}/ready", spec.admin);
+    if !health.contains(&ready) {
+        problems.push(format!("{name}: healthcheck {health} does not ask {ready}"));
+    }
+}
+
+/// A core service reaches its own role and schema in the `bulwark` database.
+fn check_database(name: &str, service: &Value, problems: &mut Problems) {
+    let (roles, schemas) = postgres_init();
+    let role = format!("{name}_svc");
+    let password = roles
+        .get(&role)
+        .map_or("<no such role in postgres-init.sql>", String::as_str);
+    problems.expect(
+        format_args!("{name}: BULWARK_DATABASE__URL"),
+        env_of(service).get("BULWARK_DATABASE__URL").cloned(),
+        Some(format!(
+            "postgres://{role}:{password}@postgres:5432/bulwark"
+        )),
+    );
+    // The kernel's default schema is the service's name.
+    problems.expect(
+        format_args!("the owner of schema {name} in {POSTGRES_INIT}"),
+        schemas.get(name),
+        Some(&role),
+    );
+    if !healthy(service, "postgres") {
+        problems.push(format!("{name} does not wait for a healthy postgres"));
+    }
+}
+
+/// The rate-limit service counts in the Compose Redis and reads a mounted limits file
+/// for the domain the gateway filter asks for.
+fn check_ratelimit(service: &Value, problems: &mut Problems) {
+    let env = env_of(service);
+    problems.expect(
+        "ratelimit: BULWARK_REDIS__URL",
+        env.get("BULWARK_REDIS__URL").map(String::as_str),
+        Some("redis://redis:6379"),
+    );
+    if !healthy(service, "redis") {
+        problems.push("ratelimit does not wait for a healthy redis");
+    }
+    let limits_path = env
+        .get("BULWARK_RATELIMIT__CONFIG_PATH")
+        .cloned()
+        .unwrap_or_default();
+    let Some((source, _)) = bind_mounts(service)
+        .into_iter()
+        .find(|(_, target)| *target == limits_path)
+    else {
+        problems.push(format!(
+            "ratelimit reads its limits from {limits_path:?}, which no volume mounts"
+        ));
+        return;
+    };
+    let text = std::fs::read_to_string(compose_dir().join(&source)).unwrap_or_default();
+    let limits: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap_or_default();
+    // envoy/edge.yaml configures the gateway filter with rate_limit.domain "bulwark-edge".
+    problems.expect(
+        format_args!("the domain of the limits file {source}"),
+        limits["domain"].as_str(),
+        Some("bulwark-edge"),
+    );
+}
+
+/// The edge waits for every service, runs the mounted rendered configuration from the
+/// Dockerfile's `edge` image and publishes its port on loopback.
+fn check_edge(edge: &Value, problems: &mut Problems) {
+    for name in EVERY {
+        if !healthy(edge, name) {
+            problems.push(format!("edge does not wait for a healthy {name}"));
+        }
+    }
+    let config = edge["command"]
+        .as_array()
+        .and_then(|args| args.windows(2).find(|pair| pair[0] == "-c"))
+        .and_then(|pair| pair[1].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let mounts = bind_mounts(edge);
+    if !mounts.contains(&("./envoy-compose.yaml".to_owned(), config.clone())) {
+        problems.push(format!(
+            "edge runs envoy -c {config:?} but mounts {mounts:?}, not ./envoy-compose.yaml there"
+        ));
+    }
+    problems.expect(
+        "edge's build target",
+        &edge["build"]["target"],
+        &Value::from("edge"),
+    );
+    let published = format!("127.0.0.1:{EDGE_PORT}:{EDGE_PORT}");
+    if !edge["ports"]
+        .as_array()
+        .is_some_and(|ports| ports.iter().any(|p| *p == published.as_str()))
+    {
+        problems.push(format!(
+            "edge does not publish {published}: {}",
+            edge["ports"]
+        ));
+    }
+}
+
+#[test]
+fn compose_file_runs_every_service_with_consistent_settings() {
+    let compose = compose();
+    let services = compose["services"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{COMPOSE} has no services mapping"));
+    assert_eq!(
+        services.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        ["postgres", "redis", "edge"]
+            .into_iter()
+            .chain(EVERY)
+            .collect(),
+        "{COMPOSE}: the set of services"
+    );
+
+    let kernel = kernel_keys();
+    let mut problems = Problems::default();
+    check_references(services, &mut problems);
+    problems.expect(
+        "postgres's POSTGRES_DB",
+        &services["postgres"]["environment"]["POSTGRES_DB"],
+        &Value::from("bulwark"),
+    );
+    for name in EVERY {
+        check_service(name, &services[name], &kernel, &mut problems);
+    }
+    for name in CORE {
+        check_database(name, &services[name], &mut problems);
+    }
+    check_ratelimit(&services["ratelimit"], &mut problems);
+    check_edge(&services["edge"], &mut problems);
+    problems.assert_none(COMPOSE);
+}
