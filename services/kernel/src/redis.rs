@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bb8_redis::RedisConnectionManager;
 use futures::future::BoxFuture;
@@ -56,6 +56,7 @@ impl Redis {
             pool: self.pool.clone(),
             slots: (0..slots.max(1)).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
+            last_failure: Mutex::new(None),
         }
     }
 }
@@ -65,11 +66,21 @@ impl Redis {
 /// would add the pool's validation PING, a second round trip, to every call. When a
 /// call fails for want of Redis, [`SharedConnections::discard_all`] drops them and the
 /// next calls take fresh (validated) ones from the pool.
+///
+/// Once reconnecting has failed, one caller per [`RECONNECT_COOLDOWN`] tries again
+/// and every other caller is refused at once, so an outage costs callers no waiting
+/// (the rate-limit service must answer well inside the edge's budget). A dropped
+/// connection alone (Redis restarted) triggers no cooldown.
 pub struct SharedConnections {
     pool: RedisPool,
     slots: Vec<Mutex<Option<MultiplexedConnection>>>,
     next: AtomicUsize,
+    /// When reconnecting last failed, or when the current retry started.
+    last_failure: Mutex<Option<Instant>>,
 }
+
+/// After a failure, how long callers are refused before one tries to reconnect.
+pub const RECONNECT_COOLDOWN: Duration = Duration::from_millis(250);
 
 impl std::fmt::Debug for SharedConnections {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -86,9 +97,21 @@ impl SharedConnections {
         if let Some(connection) = self.slot(slot).and_then(|held| held.clone()) {
             return Ok(connection);
         }
-        let pooled = self.pool.get().await.map_err(|e| e.to_string())?;
+        if !self.claim_reconnect() {
+            return Err("Redis failed moments ago; not retrying yet".to_owned());
+        }
+        let pooled = match self.pool.get().await {
+            Ok(pooled) => pooled,
+            Err(error) => {
+                self.mark_failed();
+                return Err(error.to_string());
+            }
+        };
         let connection = (*pooled).clone();
         drop(pooled);
+        if let Ok(mut last) = self.last_failure.lock() {
+            *last = None;
+        }
         if let Ok(mut held) = self.slots[slot].lock() {
             *held = Some(connection.clone());
         }
@@ -102,6 +125,29 @@ impl SharedConnections {
             if let Ok(mut held) = slot.lock() {
                 *held = None;
             }
+        }
+    }
+
+    fn mark_failed(&self) {
+        if let Ok(mut last) = self.last_failure.lock() {
+            *last = Some(Instant::now());
+        }
+    }
+
+    /// Whether this caller may try to reconnect now: always when Redis has not failed
+    /// recently; otherwise once per cooldown (the claim itself restarts the cooldown,
+    /// so concurrent callers do not all wait on a dead server).
+    fn claim_reconnect(&self) -> bool {
+        let Ok(mut last) = self.last_failure.lock() else {
+            return true;
+        };
+        match *last {
+            Some(at) if at.elapsed() < RECONNECT_COOLDOWN => false,
+            Some(_) => {
+                *last = Some(Instant::now());
+                true
+            }
+            None => true,
         }
     }
 

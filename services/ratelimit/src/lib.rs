@@ -82,6 +82,10 @@ pub async fn app(kernel: Kernel) -> anyhow::Result<GrpcServices> {
         Duration::from_millis(settings.redis_timeout_ms),
     ));
     kernel.on_shutdown("limit file reload", move || async move { watch.stop() });
+    // Connect and load the script before serving, so the first decisions are fast.
+    if let Err(error) = limiter.warm_up().await {
+        tracing::warn!(%error, "Redis is not reachable yet; decisions answer UNAVAILABLE until it is");
+    }
     let handlers = RateLimitHandlers::new(kernel.clone(), limiter);
     let server = bulwark_kernel::grpc_limits!(kernel, RateLimitServiceServer::new(handlers));
     Ok(GrpcServices::new().with(server))

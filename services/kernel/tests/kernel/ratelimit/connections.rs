@@ -82,3 +82,31 @@ async fn a_dropped_redis_connection_costs_one_call_and_is_replaced() {
         "calls {failures:?} of 12 failed after one dropped connection: it was not replaced"
     );
 }
+
+#[tokio::test]
+async fn once_reconnecting_fails_callers_are_refused_at_once() {
+    let redis = Redis::connect(&RedisConfig {
+        url: Some(SecretString::from(super::closed_redis_url())),
+        max_connections: 4,
+    })
+    .unwrap_or_else(|e| panic!("pool: {e}"));
+    let connections = redis.shared_connections(4);
+    assert!(
+        connections.lease().await.is_err(),
+        "a closed port gave a connection"
+    );
+    // Within the cooldown nobody waits on the dead server again.
+    for attempt in 0..20 {
+        let started = std::time::Instant::now();
+        let result = connections.lease().await;
+        let took = started.elapsed();
+        assert!(
+            result.is_err(),
+            "attempt {attempt}: a closed port gave a connection"
+        );
+        assert!(
+            took < Duration::from_millis(20),
+            "attempt {attempt} waited {took:?} on a Redis that just failed"
+        );
+    }
+}
