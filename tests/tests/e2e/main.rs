@@ -3,9 +3,13 @@
 //!
 //! One test binary with modules, so the workspace links it once.
 
+mod contract;
+mod deploy_files;
 mod edge;
 mod faults;
+mod gateway;
 mod health;
 mod metrics;
+mod observability;
 mod support;
 mod through_envoy;
