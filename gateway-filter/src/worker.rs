@@ -91,7 +91,8 @@ impl Worker {
         let record_key = fetch_record_key(source);
         let (stored, cas) = host::shared_data(&record_key);
         let last = stored.as_deref().and_then(FetchRecord::decode);
-        if !fetch_due(last.as_ref(), reason, source, now_ms) {
+        let have_keys = self.installed_document.is_some();
+        if !fetch_due(last.as_ref(), reason, source, now_ms, have_keys) {
             return None;
         }
         let claim = FetchRecord {

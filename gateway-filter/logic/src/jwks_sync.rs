@@ -64,23 +64,31 @@ pub enum FetchReason {
     UnknownKid,
 }
 
-/// Whether a fetch should start now, given the last one.
+/// How soon a failed fetch is retried while the gateway has no keys at all (at start,
+/// before the issuer answers): every bearer request is refused until then, and no
+/// `kid` can be made up against an empty key set, so the minimum interval is not needed.
+pub const RETRY_WITHOUT_KEYS_MS: u64 = 500;
+
+/// Whether a fetch should start now, given the last one and whether keys are loaded.
 ///
 /// Periodic fetches follow the refresh interval after a success, and the (shorter)
 /// minimum refetch interval after a failure. Unknown-`kid` fetches never come more often
 /// than the minimum refetch interval, so tokens with made-up `kid`s cannot make the
 /// gateway hammer the issuer. A fetch in flight blocks others until its deadline passes.
+/// Without any keys, a failed fetch is retried after [`RETRY_WITHOUT_KEYS_MS`].
 pub fn fetch_due(
     last: Option<&FetchRecord>,
     reason: FetchReason,
     source: &JwksSource,
     now_ms: u64,
+    have_keys: bool,
 ) -> bool {
     let Some(last) = last else { return true };
     let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let min_refetch = millis(source.min_refetch_interval);
     let wait = match (last.state, reason) {
         (FetchState::InFlight, _) => min_refetch.max(millis(source.timeout).saturating_add(1_000)),
+        (FetchState::Failed, _) if !have_keys => RETRY_WITHOUT_KEYS_MS.min(min_refetch),
         (FetchState::Failed, _) | (FetchState::Succeeded, FetchReason::UnknownKid) => min_refetch,
         (FetchState::Succeeded, FetchReason::Periodic) => millis(source.refresh_interval),
     };

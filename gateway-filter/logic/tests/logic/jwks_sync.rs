@@ -32,7 +32,13 @@ fn ms(seconds: u64) -> u64 {
 
 #[test]
 fn first_fetch_is_due_at_once() {
-    assert!(fetch_due(None, FetchReason::Periodic, &source(), ms(1_000)));
+    assert!(fetch_due(
+        None,
+        FetchReason::Periodic,
+        &source(),
+        ms(1_000),
+        true
+    ));
 }
 
 #[test]
@@ -42,13 +48,15 @@ fn periodic_fetch_waits_for_the_refresh_interval_after_success() {
         Some(&last),
         FetchReason::Periodic,
         &source(),
-        ms(1_299)
+        ms(1_299),
+        true
     ));
     assert!(fetch_due(
         Some(&last),
         FetchReason::Periodic,
         &source(),
-        ms(1_300)
+        ms(1_300),
+        true
     ));
 }
 
@@ -59,13 +67,15 @@ fn failed_fetch_is_retried_after_the_min_refetch_interval() {
         Some(&last),
         FetchReason::Periodic,
         &source(),
-        ms(1_014)
+        ms(1_014),
+        true
     ));
     assert!(fetch_due(
         Some(&last),
         FetchReason::Periodic,
         &source(),
-        ms(1_015)
+        ms(1_015),
+        true
     ));
 }
 
@@ -76,13 +86,15 @@ fn unknown_kid_refetch_is_bounded_by_the_min_refetch_interval() {
         Some(&last),
         FetchReason::UnknownKid,
         &source(),
-        ms(1_010)
+        ms(1_010),
+        true
     ));
     assert!(fetch_due(
         Some(&last),
         FetchReason::UnknownKid,
         &source(),
-        ms(1_015)
+        ms(1_015),
+        true
     ));
 }
 
@@ -96,19 +108,22 @@ fn min_refetch_interval_is_measured_in_milliseconds_not_to_the_next_second() {
         Some(&last),
         FetchReason::UnknownKid,
         &source(),
-        1_001_001
+        1_001_001,
+        true
     ));
     assert!(!fetch_due(
         Some(&last),
         FetchReason::UnknownKid,
         &source(),
-        1_015_998
+        1_015_998,
+        true
     ));
     assert!(fetch_due(
         Some(&last),
         FetchReason::UnknownKid,
         &source(),
-        1_015_999
+        1_015_999,
+        true
     ));
 }
 
@@ -119,13 +134,15 @@ fn fetch_in_flight_blocks_others_until_it_is_stale() {
         Some(&last),
         FetchReason::UnknownKid,
         &source(),
-        ms(1_001)
+        ms(1_001),
+        true
     ));
     assert!(fetch_due(
         Some(&last),
         FetchReason::UnknownKid,
         &source(),
-        ms(1_015)
+        ms(1_015),
+        true
     ));
 }
 
@@ -136,7 +153,8 @@ fn record_from_the_future_does_not_block_fetching() {
         Some(&last),
         FetchReason::Periodic,
         &source(),
-        ms(1_000)
+        ms(1_000),
+        true
     ));
 }
 
@@ -158,4 +176,45 @@ fn request_names_path_and_authority() {
         document_key(&source),
         "bulwark_gateway.jwks:auth/.well-known/jwks.json"
     );
+}
+
+#[test]
+fn without_keys_a_failed_fetch_is_retried_within_half_a_second() {
+    // At start the issuer may not answer yet; every bearer request is refused until the
+    // first key set arrives, so waiting the full minimum interval would refuse them for
+    // seconds.
+    let last = FetchRecord {
+        started_at_ms: 1_000_000,
+        state: FetchState::Failed,
+    };
+    let no_keys = false;
+    assert!(!fetch_due(
+        Some(&last),
+        FetchReason::Periodic,
+        &source(),
+        1_000_499,
+        no_keys
+    ));
+    assert!(fetch_due(
+        Some(&last),
+        FetchReason::Periodic,
+        &source(),
+        1_000_500,
+        no_keys
+    ));
+    assert!(fetch_due(
+        Some(&last),
+        FetchReason::UnknownKid,
+        &source(),
+        1_000_500,
+        no_keys
+    ));
+    // With keys loaded the minimum interval holds as before.
+    assert!(!fetch_due(
+        Some(&last),
+        FetchReason::UnknownKid,
+        &source(),
+        1_000_500,
+        true
+    ));
 }
