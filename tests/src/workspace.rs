@@ -20,11 +20,18 @@ pub fn workspace_root() -> PathBuf {
 /// then `<workspace>/target/debug`.
 fn binary_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
-    // The test runs from <target>/<profile>/deps/<name>-<hash>.
+    // A test runs from <target>/<profile>/deps/<name>-<hash>; a tool (the benchmarks)
+    // from <target>/<profile>/<name>, next to the binaries it starts.
     if let Ok(exe) = env::current_exe()
-        && let Some(profile_dir) = exe.parent().and_then(Path::parent)
+        && let Some(dir) = exe.parent()
     {
-        dirs.push(profile_dir.to_path_buf());
+        if dir.file_name().is_some_and(|name| name == "deps") {
+            if let Some(profile_dir) = dir.parent() {
+                dirs.push(profile_dir.to_path_buf());
+            }
+        } else {
+            dirs.push(dir.to_path_buf());
+        }
     }
     if let Some(target) = env::var_os("CARGO_TARGET_DIR") {
         let target = PathBuf::from(target);

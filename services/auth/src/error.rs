@@ -52,9 +52,12 @@ impl Error {
     /// Classifies a failed call to another service: transient or a defect.
     pub fn from_upstream(service: &'static str, status: Status) -> Self {
         match status.code() {
-            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => {
-                Self::Unavailable { service, status }
-            }
+            // A client-side deadline expiring surfaces as CANCELLED ("Timeout expired"):
+            // the dependency is slow, which is unavailability, not a bug of ours.
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Cancelled => Self::Unavailable { service, status },
             _ => Self::Upstream { service, status },
         }
     }
@@ -118,6 +121,11 @@ mod tests {
             ),
             (
                 Error::from_upstream("identity", Status::unavailable("connection refused")),
+                Code::Unavailable,
+                "identity is unavailable, try again later",
+            ),
+            (
+                Error::from_upstream("identity", Status::cancelled("Timeout expired")),
                 Code::Unavailable,
                 "identity is unavailable, try again later",
             ),
