@@ -1,5 +1,234 @@
-//! Placeholder: the benchmark is being written.
+//! `cargo xtask bench-edge`: issue #4's edge benchmark. One Envoy worker with a route that
+//! answers inside Envoy, so each case measures what its filters cost: no filter, Envoy's
+//! native `jwt_authn` (cached, uncached), the gateway filter (repeated and fresh tokens,
+//! Ed25519 and RS256), the gateway filter with rate limiting and native `jwt_authn` plus
+//! the native `ratelimit` filter against the same `bulwark-ratelimit` and Redis; then the
+//! rate-limit service alone. Prints the figures and writes `xtask/results/edge.md`.
+//!
+//! Everything runs on 127.0.0.1 and is started by this task: keys and tokens are made in
+//! the run, a JWKS server runs in this process, Redis and the rate-limit service in a
+//! temporary directory. Every process is killed when the task ends, also on an error.
 
-pub async fn run(_args: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("not written yet")
+#![allow(
+    clippy::print_stdout,
+    reason = "a benchmark reports its figures on stdout"
+)]
+
+mod cases;
+mod envoy_config;
+mod envoy_stats;
+mod http_client;
+mod jwks;
+mod keys;
+mod options;
+mod process;
+mod ratelimit;
+mod report;
+mod run_case;
+mod service_bench;
+mod tools;
+mod wrk;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+
+use cases::{CASES, Case};
+use jwks::JwksServer;
+use keys::{Alg, Keys, TokenFiles, write_tokens};
+use options::{Options, USAGE};
+use process::{clock_ticks_per_second, load_average};
+use ratelimit::RateLimitStack;
+use report::Report;
+use service_bench::bench_service;
+use tools::{Tools, build_ratelimit, build_wasm, workspace_root};
+
+const ISSUER: &str = "https://auth.bulwark.bench";
+const AUDIENCE: &str = "bulwark-api";
+const RATELIMIT_DOMAIN: &str = "bench-edge";
+/// The gateway filter's default token cache size; the native cache gets the same.
+const TOKEN_CACHE_SIZE: usize = 1024;
+
+pub async fn run(args: &[String]) -> anyhow::Result<()> {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        eprintln!("{USAGE}");
+        return Ok(());
+    }
+    let options = Options::parse(args)?;
+    let tools = Tools::find()?;
+    // On SIGINT or SIGTERM the benchmark's future is dropped, and with it every process
+    // it started (each is killed on drop).
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let report = tokio::select! {
+        report = async { Bench::prepare(&options, tools).await?.run_all().await } => report?,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted; every process it started is stopped"),
+        _ = terminate.recv() => bail!("terminated; every process it started is stopped"),
+    };
+    print!("{}", report.markdown);
+    if options.cases.is_none() {
+        let path = workspace_root().join("xtask/results/edge.md");
+        std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+        std::fs::write(&path, &report.markdown)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Everything prepared once for all cases; dropping it stops every process.
+struct Bench {
+    options: Options,
+    tools: Tools,
+    dir: tempfile::TempDir,
+    tokens: TokenFiles,
+    jwks: JwksServer,
+    wasm: PathBuf,
+    ratelimit: Result<RateLimitStack, String>,
+    ticks_per_second: f64,
+    load_at_start: f64,
+}
+
+impl Bench {
+    async fn prepare(options: &Options, tools: Tools) -> anyhow::Result<Self> {
+        let load_at_start = load_average();
+        let wasm = build_wasm()?;
+        let needs_ratelimit = options.wants("f") || options.wants("g") || options.wants("service");
+        let ratelimit_binary = if needs_ratelimit {
+            build_ratelimit().map_err(|e| format!("{e:#}"))
+        } else {
+            Err("not asked for".to_owned())
+        };
+
+        let dir = tempfile::Builder::new()
+            .prefix("bulwark-bench-edge-")
+            .tempdir()?;
+        eprintln!(
+            "[setup] keys: Ed25519 and RSA-2048; signing {} EdDSA and {} RS256 tokens ...",
+            options.eddsa_tokens, options.rs256_tokens
+        );
+        let started = Instant::now();
+        let keys = Arc::new(Keys::generate()?);
+        std::fs::write(dir.path().join("jwks.json"), &keys.jwks)?;
+        let tokens = TokenFiles {
+            repeated: dir.path().join("tokens-repeated.txt"),
+            eddsa: dir.path().join("tokens-eddsa.txt"),
+            eddsa_count: options.eddsa_tokens,
+            rs256: dir.path().join("tokens-rs256.txt"),
+            rs256_count: options.rs256_tokens,
+        };
+        let pools = [
+            (&tokens.repeated, Alg::EdDsa, 1, true),
+            (
+                &tokens.eddsa,
+                Alg::EdDsa,
+                tokens.eddsa_count,
+                options.wants("c-eddsa") || options.wants("e-eddsa"),
+            ),
+            (
+                &tokens.rs256,
+                Alg::Rs256,
+                tokens.rs256_count,
+                options.wants("c-rs256") || options.wants("e-rs256"),
+            ),
+        ];
+        for (path, alg, count, wanted) in pools {
+            if wanted {
+                // Off the runtime's threads, so a Ctrl-C is heard while signing.
+                let keys = Arc::clone(&keys);
+                let signed = tokio::task::spawn_blocking(move || keys.tokens(alg, count)).await??;
+                write_tokens(path, &signed)?;
+            }
+        }
+        eprintln!("[setup] tokens signed in {:.1?}", started.elapsed());
+        let jwks = JwksServer::start(keys.jwks.clone()).await?;
+
+        let ratelimit = match ratelimit_binary {
+            Ok(binary) => {
+                eprintln!("[setup] starting redis-server and bulwark-ratelimit ...");
+                RateLimitStack::start(&binary, &tools.redis_server, dir.path())
+                    .await
+                    .map_err(|e| format!("the rate-limit service did not start: {e:#}"))
+            }
+            Err(why) => Err(why),
+        };
+        Ok(Self {
+            options: options.clone(),
+            tools,
+            dir,
+            tokens,
+            jwks,
+            wasm,
+            ratelimit,
+            ticks_per_second: clock_ticks_per_second(),
+            load_at_start,
+        })
+    }
+
+    async fn run_all(mut self) -> anyhow::Result<Report> {
+        let selected: Vec<&Case> = CASES.iter().filter(|c| self.options.wants(c.key)).collect();
+        let with_service = self.options.wants("service");
+        let steps = selected.len() + usize::from(with_service);
+        let mut results = Vec::new();
+        let mut skipped = Vec::new();
+        for (i, case) in selected.iter().enumerate() {
+            eprintln!("[{}/{steps}] ({}) {} ...", i + 1, case.key, case.label);
+            if case.filters.rate_limited()
+                && let Err(why) = &self.ratelimit
+            {
+                eprintln!("    not run: {why}");
+                skipped.push((case.key, why.clone()));
+                continue;
+            }
+            let result = self.run_case(case).await?;
+            eprintln!(
+                "    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors{}",
+                result.measured.per_second(),
+                result.measured.p50_us as f64 / 1000.0,
+                result.measured.p99_us as f64 / 1000.0,
+                result.errors(),
+                if result.checks.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", result.checks)
+                }
+            );
+            results.push(result);
+        }
+        let service = if with_service {
+            eprintln!("[{steps}/{steps}] rate-limit service alone (gRPC ShouldRateLimit) ...");
+            match &self.ratelimit {
+                Ok(stack) => {
+                    let result = bench_service(stack.grpc_port, &self.options).await?;
+                    eprintln!(
+                        "    {:.0} decisions/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+                        result.per_second, result.p50_ms, result.p99_ms, result.errors
+                    );
+                    Ok(result)
+                }
+                Err(why) => Err(why.clone()),
+            }
+        } else {
+            Err("not asked for".to_owned())
+        };
+        let load_at_end = load_average();
+        if self.options.keep {
+            eprintln!("[keep] work directory kept: {}", self.dir.path().display());
+            self.dir.disable_cleanup(true);
+        }
+        let jwks_fetches = self.jwks.fetches.load(Ordering::Relaxed);
+        if let Ok(stack) = std::mem::replace(&mut self.ratelimit, Err("stopped".to_owned())) {
+            stack.stop().await;
+        }
+        Ok(Report::new(
+            &self,
+            &results,
+            &skipped,
+            &service,
+            load_at_end,
+            jwks_fetches,
+        ))
+    }
 }

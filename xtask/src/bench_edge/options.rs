@@ -1,0 +1,95 @@
+//! The command line of `cargo xtask bench-edge`: its usage text and the options it parses.
+
+use anyhow::{Context as _, bail, ensure};
+
+use super::TOKEN_CACHE_SIZE;
+use super::cases::CASES;
+
+pub const USAGE: &str = "usage: cargo xtask bench-edge [--seconds N] [--warmup N] [--connections N]
+                         [--eddsa-tokens N] [--rs256-tokens N] [--cases a,b,...] [--keep]
+
+  --seconds N        measured seconds per case (default 8)
+  --warmup N         warm-up seconds per case, not measured (default 2)
+  --connections N    wrk connections, one wrk thread (default 16)
+  --eddsa-tokens N   distinct Ed25519 tokens for the fresh-token cases (default 300000)
+  --rs256-tokens N   distinct RS256 tokens (default 12000; RSA signing here takes ~3 ms each)
+  --cases LIST       run only these cases (a, b, c-eddsa, c-rs256, d, e-eddsa, e-rs256, f, g,
+                     service); results/edge.md is written only by a full run
+  --keep             keep the work directory (Envoy configurations and logs, token files)";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub seconds: u64,
+    pub warmup: u64,
+    pub connections: u32,
+    pub eddsa_tokens: usize,
+    pub rs256_tokens: usize,
+    pub cases: Option<Vec<String>>,
+    pub keep: bool,
+}
+
+impl Options {
+    pub fn parse(args: &[String]) -> anyhow::Result<Self> {
+        let mut options = Self {
+            seconds: 8,
+            warmup: 2,
+            connections: 16,
+            eddsa_tokens: 300_000,
+            rs256_tokens: 12_000,
+            cases: None,
+            keep: false,
+        };
+        let mut args = args.iter();
+        while let Some(flag) = args.next() {
+            if flag == "--keep" {
+                options.keep = true;
+                continue;
+            }
+            let value = args
+                .next()
+                .with_context(|| format!("{flag} needs a value\n\n{USAGE}"))?;
+            let number = || -> anyhow::Result<u64> {
+                value
+                    .parse()
+                    .with_context(|| format!("{flag} {value}: not a number"))
+            };
+            match flag.as_str() {
+                "--seconds" => options.seconds = number()?,
+                "--warmup" => options.warmup = number()?,
+                "--connections" => options.connections = u32::try_from(number()?)?,
+                "--eddsa-tokens" => options.eddsa_tokens = usize::try_from(number()?)?,
+                "--rs256-tokens" => options.rs256_tokens = usize::try_from(number()?)?,
+                "--cases" => {
+                    let list: Vec<String> = value.split(',').map(str::to_owned).collect();
+                    for key in &list {
+                        ensure!(
+                            key == "service" || CASES.iter().any(|c| c.key == key),
+                            "--cases: unknown case `{key}`\n\n{USAGE}"
+                        );
+                    }
+                    options.cases = Some(list);
+                }
+                other => bail!("unknown flag {other}\n\n{USAGE}"),
+            }
+        }
+        ensure!(
+            (1..=120).contains(&options.seconds) && options.warmup <= 60,
+            "--seconds must be 1..=120 and --warmup 0..=60"
+        );
+        ensure!(
+            (1..=1024).contains(&options.connections),
+            "--connections must be 1..=1024"
+        );
+        ensure!(
+            options.eddsa_tokens > TOKEN_CACHE_SIZE && options.rs256_tokens > TOKEN_CACHE_SIZE,
+            "token pools must be larger than the token caches ({TOKEN_CACHE_SIZE}), or fresh tokens would hit them"
+        );
+        Ok(options)
+    }
+
+    pub fn wants(&self, key: &str) -> bool {
+        self.cases
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|k| k == key))
+    }
+}
