@@ -223,7 +223,7 @@ impl AuditHandlers {
 fn to_message(row: EventRow) -> AuditEvent {
     AuditEvent {
         id: row.id.to_string(),
-        occurred_at: Some(domain::to_timestamp(row.occurred_at)),
+        occurred_at: Some(bulwark_kernel::timestamp::to_proto(row.occurred_at)),
         outcome: Outcome::from_text(&row.outcome) as i32,
         service: row.service,
         actor_id: row.actor_id,

@@ -185,7 +185,7 @@ impl AuthzHandlers {
         Ok(Role {
             name: row.name,
             permissions: row.permissions,
-            created_at: Some(timestamp(row.created_at)),
+            created_at: Some(bulwark_kernel::timestamp::to_proto(row.created_at)),
         })
     }
 
@@ -315,13 +315,6 @@ async fn record(
     )
     .await?;
     Ok(())
-}
-
-fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
 }
 
 #[bulwark_kernel::tonic::async_trait]

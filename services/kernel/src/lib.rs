@@ -21,6 +21,7 @@ pub mod server;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod timestamp;
 
 use std::process::ExitCode;
 

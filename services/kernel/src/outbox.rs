@@ -57,10 +57,7 @@ pub async fn record(
     let now = chrono::Utc::now();
     let message = AuditEvent {
         id: id.to_string(),
-        occurred_at: Some(prost_types::Timestamp {
-            seconds: now.timestamp(),
-            nanos: i32::try_from(now.timestamp_subsec_nanos()).unwrap_or(0),
-        }),
+        occurred_at: Some(crate::timestamp::to_proto(now)),
         service: service.to_owned(),
         actor_id: event.actor_id,
         action: event.action,

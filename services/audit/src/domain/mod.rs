@@ -25,11 +25,3 @@ pub fn timestamp(field: &str, value: &prost_types::Timestamp) -> Result<DateTime
     DateTime::from_timestamp_micros(micros)
         .ok_or_else(|| Error::invalid(field, "must be a valid time between 1970 and 9999"))
 }
-
-/// The API form of a stored time.
-pub fn to_timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}

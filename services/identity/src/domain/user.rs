@@ -51,10 +51,7 @@ impl From<User> for bulwark_proto::identity::v1::User {
             id: user.id.to_string(),
             email: user.email,
             display_name: user.display_name,
-            created_at: Some(prost_types::Timestamp {
-                seconds: user.created_at.timestamp(),
-                nanos: i32::try_from(user.created_at.timestamp_subsec_nanos()).unwrap_or(0),
-            }),
+            created_at: Some(bulwark_kernel::timestamp::to_proto(user.created_at)),
             active: user.active,
         }
     }
