@@ -124,6 +124,29 @@ where
     Ok((running, kernel))
 }
 
+/// A Redis URL nobody listens on (a loopback port just bound and released), for
+/// testing what happens while Redis is down.
+#[allow(
+    clippy::panic,
+    reason = "a loopback port that cannot be bound is a broken test host"
+)]
+pub fn closed_redis_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("cannot bind a loopback port: {e}"));
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("no local address: {e}"))
+        .port();
+    drop(listener);
+    format!("redis://127.0.0.1:{port}")
+}
+
+/// A rate-limit domain of its own for one test, so tests sharing a Redis never
+/// count into each other's buckets.
+pub fn unique_domain(test: &str) -> String {
+    format!("test-{test}-{}", uuid::Uuid::new_v4().simple())
+}
+
 /// A throwaway Ed25519 key made for tests only.
 const TEST_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIMC3COQdMrDNY+dlDhgmhJ7KIcX4xmNKfN6BF/Hgnmqd\n-----END PRIVATE KEY-----\n";
 /// The `kid` of the test key.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bulwark_kernel::Running;
 use bulwark_kernel::config::KernelConfig;
+pub use bulwark_kernel::testing::{closed_redis_url, unique_domain};
 use bulwark_kernel::testing::{settings, start_stateless, test_redis_url};
 use bulwark_kernel::tonic::transport::Channel;
 use bulwark_proto::envoy::extensions::common::ratelimit::v3::{
@@ -20,23 +21,6 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 /// The test Redis's URL; a missing variable fails the test, saying how to set it.
 pub fn redis_url() -> String {
     test_redis_url().unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// A Redis URL nobody listens on: a port just bound and released.
-pub fn closed_redis_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap_or_else(|e| panic!("cannot bind a loopback port: {e}"));
-    let port = listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("no local address: {e}"))
-        .port();
-    drop(listener);
-    format!("redis://127.0.0.1:{port}")
-}
-
-/// A domain of its own for one test.
-pub fn unique_domain(test: &str) -> String {
-    format!("test-{test}-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// A limit file in a temporary directory, rewritten atomically (write, then rename).
