@@ -1,17 +1,12 @@
 //! Child processes, each killed when dropped, and the machine figures read around them:
-//! free loopback ports, CPU time from `/proc`, the load average.
+//! CPU time from `/proc`, the load average.
 
-use std::net::TcpListener as StdTcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use tokio::process::{Child, Command};
-
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(StdTcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
 
 pub fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")

@@ -9,7 +9,8 @@ use tokio::process::Command;
 
 use super::RATELIMIT_DOMAIN;
 use super::http_client::http_get;
-use super::process::{Process, free_port};
+use super::process::Process;
+use bulwark_e2e::free_port;
 
 /// Redis and `bulwark-ratelimit`, each on a free loopback port.
 pub struct RateLimitStack {

@@ -11,8 +11,9 @@ use super::envoy_config::{Site, render, validate_envoy};
 use super::envoy_stats::{envoy_stats, stat_delta};
 use super::http_client::http_get;
 use super::keys::Alg;
-use super::process::{Process, free_port, load_average};
+use super::process::{Process, load_average};
 use super::wrk::{WrkFigures, wrk};
+use bulwark_e2e::free_port;
 
 #[derive(Debug)]
 pub struct CaseResult {
