@@ -30,10 +30,18 @@ pub fn plugin_configuration(size: usize) -> Option<Vec<u8>> {
         .flatten()
 }
 
-pub fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
+/// Every request header, in one host call (each call crosses the VM boundary, and each
+/// value returned costs the host a call back into the VM to allocate it). Values are raw
+/// bytes: a client may send any octet in a header value, and the SDK's `String` getters
+/// panic (killing the VM) on one that is not UTF-8. Names are HTTP tokens, always ASCII.
+pub fn request_headers() -> Vec<(String, Vec<u8>)> {
+    match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+        Ok(headers) => headers,
+        Err(status) => {
+            log::error!("could not read the request headers: {status:?}");
+            Vec::new()
+        }
+    }
 }
 
 pub fn set_request_header(name: &str, value: &str) {

@@ -73,9 +73,9 @@ impl GatewayHttp {
             Access::Public => None,
             Access::Authenticated(claims) => {
                 for (name, value) in worker.gateway().identity_headers(&claims) {
-                    host::set_request_header(&name, &value);
+                    host::set_request_header(name, &value);
                 }
-                Some(claims.sub)
+                Some(claims)
             }
             Access::Denied(err) => {
                 log::debug!(
@@ -88,7 +88,7 @@ impl GatewayHttp {
                 return Action::Pause;
             }
         };
-        self.start_rate_limit(worker, head, user_id.as_deref())
+        self.start_rate_limit(worker, head, user_id.as_ref().map(|c| c.sub.as_str()))
     }
 
     fn start_rate_limit(
@@ -97,7 +97,11 @@ impl GatewayHttp {
         head: &RequestHead<'_>,
         user_id: Option<&str>,
     ) -> Action {
-        let address = host::source_address();
+        let address = if worker.gateway().limits_by_client_ip(head.method, head.path) {
+            host::source_address()
+        } else {
+            None
+        };
         let subject = RateLimitSubject {
             method: head.method,
             path: head.path,
@@ -148,6 +152,13 @@ fn on_rate_limit_failure(worker: &Worker, mode: FailureMode) -> Action {
             Action::Continue
         }
     }
+}
+
+/// A header value as text. Bytes that are not UTF-8 become U+FFFD, which no route, token
+/// or bearer scheme contains, so such a request fails matching or verification (401)
+/// instead of being misread.
+fn text(value: Vec<u8>) -> String {
+    String::from_utf8(value).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 fn needs_refetch(access: &Access) -> bool {
@@ -235,13 +246,21 @@ impl HttpContext for GatewayHttp {
         let Ok(mut worker) = shared.try_borrow_mut() else {
             return fail_closed("worker state busy");
         };
-        // Before anything else, so that no path (public, refused, error) forwards them.
-        for name in worker.gateway().config().identity_headers.names() {
-            host::remove_request_header(name);
+        let mut method = String::new();
+        let mut path = String::new();
+        let mut authorization = None;
+        let identity_names = worker.gateway().config().identity_headers.names();
+        for (name, value) in host::request_headers() {
+            match name.as_str() {
+                ":method" => method = text(value),
+                ":path" => path = text(value),
+                "authorization" if authorization.is_none() => authorization = Some(text(value)),
+                // Before any decision, so that no path (public, refused, error) forwards a
+                // client's copy of an identity header.
+                name if identity_names.contains(&name) => host::remove_request_header(name),
+                _ => {}
+            }
         }
-        let method = host::request_header(":method").unwrap_or_default();
-        let path = host::request_header(":path").unwrap_or_default();
-        let authorization = host::request_header("authorization");
         let head = RequestHead {
             method: &method,
             path: &path,

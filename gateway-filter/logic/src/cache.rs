@@ -1,19 +1,17 @@
-//! A bounded cache of verified tokens, so a token presented again costs a hash instead of
-//! a signature check. Entries are keyed by the token's SHA-256 (the token itself is a
-//! credential and is not kept) and live until the token expires.
+//! A bounded cache of verified tokens, so a token presented again costs a hash-map lookup
+//! instead of a signature check. Only tokens that verified are kept (a forged token never
+//! takes a slot), each until it expires, with the oldest evicted first when full.
+//!
+//! Keys are the tokens themselves (as Envoy's `jwt_authn` cache does): hashing a token with
+//! the map's keyed SipHash and comparing it on a hit costs far less inside Wasm than a
+//! cryptographic digest of it, and the random key keeps the map's buckets unpredictable.
+//! Every operation is O(1) amortized: eviction pops the insertion-order queue, and a sweep
+//! of expired entries runs at most once per `capacity / 2` inserts.
 
 use std::collections::{HashMap, VecDeque};
-
-use sha2::{Digest, Sha256};
+use std::rc::Rc;
 
 use crate::verifier::VerifiedClaims;
-
-/// SHA-256 of a token.
-pub(crate) type TokenDigest = [u8; 32];
-
-pub(crate) fn digest(token: &str) -> TokenDigest {
-    Sha256::digest(token.as_bytes()).into()
-}
 
 /// Counters for the cache, exposed for metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,15 +26,17 @@ pub struct CacheStats {
 
 #[derive(Debug)]
 struct Entry {
-    claims: VerifiedClaims,
+    claims: Rc<VerifiedClaims>,
     /// Last second (inclusive) at which the token is still accepted: `exp` plus skew.
     valid_until: u64,
+    /// Insertion number, to tell this entry's slot in `order` from a stale one.
+    seq: u64,
 }
 
 /// What a lookup found.
 #[derive(Debug)]
 pub(crate) enum Lookup {
-    Hit(VerifiedClaims),
+    Hit(Rc<VerifiedClaims>),
     /// The token was verified before but has expired since; the entry was dropped.
     Expired,
     Miss,
@@ -45,9 +45,12 @@ pub(crate) enum Lookup {
 #[derive(Debug)]
 pub(crate) struct TokenCache {
     capacity: usize,
-    entries: HashMap<TokenDigest, Entry>,
-    /// Insertion order, oldest first, to evict when full.
-    order: VecDeque<TokenDigest>,
+    entries: HashMap<Rc<str>, Entry>,
+    /// Insertion order, oldest first. A slot whose entry was dropped (expired on lookup,
+    /// swept) or replaced stays until it reaches the front or the queue is compacted.
+    order: VecDeque<(Rc<str>, u64)>,
+    next_seq: u64,
+    inserts_since_sweep: usize,
     hits: u64,
     misses: u64,
 }
@@ -58,20 +61,21 @@ impl TokenCache {
             capacity,
             entries: HashMap::with_capacity(capacity.min(1024)),
             order: VecDeque::with_capacity(capacity.min(1024)),
+            next_seq: 0,
+            inserts_since_sweep: 0,
             hits: 0,
             misses: 0,
         }
     }
 
-    pub(crate) fn lookup(&mut self, key: &TokenDigest, now: u64) -> Lookup {
-        match self.entries.get(key) {
+    pub(crate) fn lookup(&mut self, token: &str, now: u64) -> Lookup {
+        match self.entries.get(token) {
             Some(entry) if now <= entry.valid_until => {
                 self.hits += 1;
-                Lookup::Hit(entry.claims.clone())
+                Lookup::Hit(Rc::clone(&entry.claims))
             }
             Some(_) => {
-                self.entries.remove(key);
-                self.order.retain(|k| k != key);
+                self.entries.remove(token);
                 self.hits += 1;
                 Lookup::Expired
             }
@@ -84,39 +88,69 @@ impl TokenCache {
 
     pub(crate) fn insert(
         &mut self,
-        key: TokenDigest,
-        claims: VerifiedClaims,
+        token: &str,
+        claims: Rc<VerifiedClaims>,
         valid_until: u64,
         now: u64,
     ) {
-        if self.capacity == 0 || self.entries.contains_key(&key) {
+        if self.capacity == 0 || self.entries.contains_key(token) {
             return;
         }
         if self.entries.len() >= self.capacity {
-            self.evict_expired(now);
+            self.make_room(now);
         }
-        while self.entries.len() >= self.capacity {
-            match self.order.pop_front() {
-                Some(oldest) => {
-                    self.entries.remove(&oldest);
-                }
-                None => break,
-            }
-        }
+        let key: Rc<str> = Rc::from(token);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.inserts_since_sweep += 1;
         self.entries.insert(
-            key,
+            Rc::clone(&key),
             Entry {
                 claims,
                 valid_until,
+                seq,
             },
         );
-        self.order.push_back(key);
+        self.order.push_back((key, seq));
+        // Dropped entries leave slots behind; keep the queue within twice the capacity.
+        if self.order.len() > self.capacity.saturating_mul(2) {
+            self.compact();
+        }
     }
 
-    fn evict_expired(&mut self, now: u64) {
-        self.entries.retain(|_, e| now <= e.valid_until);
+    /// Frees at least one slot: expired entries go first, then the oldest live one.
+    fn make_room(&mut self, now: u64) {
+        // Tokens of one issuer share a lifetime, so the oldest are usually the expired ones.
+        while let Some((key, seq)) = self.order.front() {
+            match self.entries.get(key) {
+                Some(entry) if entry.seq == *seq && now <= entry.valid_until => break,
+                Some(entry) if entry.seq == *seq => {
+                    self.entries.remove(key);
+                }
+                _ => {}
+            }
+            self.order.pop_front();
+        }
+        if self.entries.len() >= self.capacity && self.inserts_since_sweep >= self.capacity / 2 {
+            self.entries.retain(|_, e| now <= e.valid_until);
+            self.compact();
+            self.inserts_since_sweep = 0;
+        }
+        while self.entries.len() >= self.capacity {
+            let Some((key, seq)) = self.order.pop_front() else {
+                break;
+            };
+            if self.entries.get(&key).is_some_and(|e| e.seq == seq) {
+                self.entries.remove(&key);
+            }
+        }
+    }
+
+    /// Drops the queue slots of entries no longer held.
+    fn compact(&mut self) {
         let entries = &self.entries;
-        self.order.retain(|k| entries.contains_key(k));
+        self.order
+            .retain(|(key, seq)| entries.get(key).is_some_and(|e| e.seq == *seq));
     }
 
     /// Drops every entry: used when the key set changes, so a token signed by a key
@@ -139,42 +173,100 @@ impl TokenCache {
 mod tests {
     use super::*;
 
-    fn claims(sub: &str) -> VerifiedClaims {
-        VerifiedClaims {
+    fn claims(sub: &str) -> Rc<VerifiedClaims> {
+        Rc::new(VerifiedClaims {
             sub: sub.to_owned(),
             roles: Vec::new(),
             exp: 0,
             jti: None,
-        }
+        })
+    }
+
+    fn hit(cache: &mut TokenCache, token: &str, now: u64) -> bool {
+        matches!(cache.lookup(token, now), Lookup::Hit(_))
     }
 
     #[test]
     fn full_cache_evicts_expired_entries_before_live_ones() {
         let mut cache = TokenCache::new(2);
-        cache.insert(digest("old"), claims("old"), 10, 0);
-        cache.insert(digest("live"), claims("live"), 1_000, 0);
-        cache.insert(digest("new"), claims("new"), 1_000, 50);
-        assert!(matches!(cache.lookup(&digest("live"), 50), Lookup::Hit(_)));
-        assert!(matches!(cache.lookup(&digest("new"), 50), Lookup::Hit(_)));
-        assert!(matches!(cache.lookup(&digest("old"), 50), Lookup::Miss));
+        cache.insert("old", claims("old"), 10, 0);
+        cache.insert("live", claims("live"), 1_000, 0);
+        cache.insert("new", claims("new"), 1_000, 50);
+        assert!(hit(&mut cache, "live", 50));
+        assert!(hit(&mut cache, "new", 50));
+        assert!(matches!(cache.lookup("old", 50), Lookup::Miss));
+    }
+
+    #[test]
+    fn expired_entry_behind_a_live_one_is_swept_before_the_live_one_is_evicted() {
+        let mut cache = TokenCache::new(2);
+        cache.insert("live", claims("live"), 1_000, 0);
+        cache.insert("old", claims("old"), 10, 0);
+        cache.insert("new", claims("new"), 1_000, 50);
+        assert!(hit(&mut cache, "live", 50));
+        assert!(hit(&mut cache, "new", 50));
+        assert_eq!(cache.stats().entries, 2);
     }
 
     #[test]
     fn full_cache_of_live_entries_evicts_the_oldest() {
         let mut cache = TokenCache::new(2);
-        cache.insert(digest("a"), claims("a"), 1_000, 0);
-        cache.insert(digest("b"), claims("b"), 1_000, 0);
-        cache.insert(digest("c"), claims("c"), 1_000, 0);
-        assert!(matches!(cache.lookup(&digest("a"), 1), Lookup::Miss));
-        assert!(matches!(cache.lookup(&digest("b"), 1), Lookup::Hit(_)));
-        assert!(matches!(cache.lookup(&digest("c"), 1), Lookup::Hit(_)));
+        cache.insert("a", claims("a"), 1_000, 0);
+        cache.insert("b", claims("b"), 1_000, 0);
+        cache.insert("c", claims("c"), 1_000, 0);
+        assert!(matches!(cache.lookup("a", 1), Lookup::Miss));
+        assert!(hit(&mut cache, "b", 1));
+        assert!(hit(&mut cache, "c", 1));
         assert_eq!(cache.stats().entries, 2);
+    }
+
+    #[test]
+    fn expired_lookup_drops_the_entry_and_a_reinserted_token_keeps_its_new_slot() {
+        let mut cache = TokenCache::new(2);
+        cache.insert("a", claims("a"), 10, 0);
+        assert!(matches!(cache.lookup("a", 20), Lookup::Expired));
+        assert!(matches!(cache.lookup("a", 20), Lookup::Miss));
+        // The stale slot of the first "a" must not evict the second one.
+        cache.insert("a", claims("a2"), 1_000, 20);
+        cache.insert("b", claims("b"), 1_000, 20);
+        assert!(hit(&mut cache, "a", 21));
+        assert!(hit(&mut cache, "b", 21));
+        cache.insert("c", claims("c"), 1_000, 21);
+        assert!(matches!(cache.lookup("a", 22), Lookup::Miss));
+        assert!(hit(&mut cache, "b", 22));
+        assert!(hit(&mut cache, "c", 22));
+    }
+
+    #[test]
+    fn the_order_queue_stays_bounded_when_entries_expire_on_lookup() {
+        let mut cache = TokenCache::new(4);
+        for i in 0..1_000u64 {
+            let token = format!("t{i}");
+            cache.insert(&token, claims(&token), i, i);
+            assert!(matches!(cache.lookup(&token, i + 1), Lookup::Expired));
+        }
+        assert_eq!(cache.stats().entries, 0);
+        assert!(cache.order.len() <= 8, "queue of {}", cache.order.len());
+    }
+
+    #[test]
+    fn many_fresh_tokens_keep_the_cache_at_capacity() {
+        let mut cache = TokenCache::new(64);
+        for i in 0..10_000u64 {
+            let token = format!("t{i}");
+            cache.insert(&token, claims(&token), 1_000_000, i / 100);
+        }
+        assert_eq!(cache.stats().entries, 64);
+        assert!(hit(&mut cache, "t9999", 200));
+        assert!(hit(&mut cache, "t9936", 200));
+        assert!(matches!(cache.lookup("t9935", 200), Lookup::Miss));
+        assert!(cache.order.len() <= 128);
     }
 
     #[test]
     fn zero_capacity_caches_nothing() {
         let mut cache = TokenCache::new(0);
-        cache.insert(digest("a"), claims("a"), 1_000, 0);
-        assert!(matches!(cache.lookup(&digest("a"), 1), Lookup::Miss));
+        cache.insert("a", claims("a"), 1_000, 0);
+        assert!(matches!(cache.lookup("a", 1), Lookup::Miss));
     }
 }

@@ -1,6 +1,9 @@
 //! The per-request decision: strip-worthy identity headers, public routes, bearer
 //! extraction and verification, and the identity forwarded upstream.
 
+use std::borrow::Cow;
+use std::rc::Rc;
+
 use crate::config::GatewayConfig;
 use crate::error::AuthError;
 use crate::jwks::{JwksError, KeyStore, LoadedJwks};
@@ -23,8 +26,9 @@ pub struct RequestHead<'a> {
 pub enum Access {
     /// A public route: forwarded without identity.
     Public,
-    /// A verified bearer: forwarded with the identity headers.
-    Authenticated(VerifiedClaims),
+    /// A verified bearer: forwarded with the identity headers. Shared with the
+    /// verified-token cache.
+    Authenticated(Rc<VerifiedClaims>),
     /// Refused with 401.
     Denied(AuthError),
 }
@@ -87,12 +91,31 @@ impl Gateway {
 
     /// The identity headers to set upstream for verified claims. Roles are comma-joined;
     /// an absent `roles` claim yields an empty value, so upstreams always see the header.
-    pub fn identity_headers(&self, claims: &VerifiedClaims) -> [(String, String); 2] {
+    pub fn identity_headers<'a>(
+        &'a self,
+        claims: &'a VerifiedClaims,
+    ) -> [(&'a str, Cow<'a, str>); 2] {
         let names = &self.config.identity_headers;
+        let roles = match claims.roles.as_slice() {
+            [] => Cow::Borrowed(""),
+            [role] => Cow::Borrowed(role.as_str()),
+            roles => Cow::Owned(roles.join(",")),
+        };
         [
-            (names.user_id.clone(), claims.sub.clone()),
-            (names.roles.clone(), claims.roles.join(",")),
+            (names.user_id.as_str(), Cow::Borrowed(claims.sub.as_str())),
+            (names.roles.as_str(), roles),
         ]
+    }
+
+    /// Whether the rate-limit check of this request would key on the client IP, so the
+    /// host is asked for the peer address only when it is needed.
+    pub fn limits_by_client_ip(&self, method: &str, path: &str) -> bool {
+        self.config.rate_limit.as_ref().is_some_and(|limits| {
+            limits
+                .client_ip_routes
+                .iter()
+                .any(|rule| rule.route.matches(method, path))
+        })
     }
 
     /// The rate-limit check for a request, if rate limiting is configured and applies.

@@ -1,16 +1,22 @@
-//! The signing keys: an RFC 7517 JWKS parsed once into ready-to-use decoding keys.
+//! The signing keys: an RFC 7517 JWKS parsed once into ready-to-use verifying keys.
 //!
 //! Only asymmetric signature keys with an explicit `alg` of EdDSA (Ed25519), RS256 or ES256
 //! (P-256) are kept. Symmetric (`oct`) keys are never loaded: a published HMAC secret would
 //! let anyone mint tokens.
+//!
+//! Keys are held as the RustCrypto verifying keys themselves (a decompressed Ed25519 point,
+//! an RSA public key, a P-256 point), built when the JWKS is installed. jsonwebtoken's
+//! `DecodingKey` keeps raw bytes and rebuilds the verifying key on every token, which inside
+//! Wasm costs a point decompression per Ed25519 token; verifying with the same RustCrypto
+//! crates directly avoids that.
 
 use std::collections::HashMap;
 use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
+use signature::Verifier as _;
 
 /// RSA moduli below 2048 bits are refused (NIST SP 800-57 minimum).
 const MIN_RSA_MODULUS_BYTES: usize = 256;
@@ -45,14 +51,6 @@ impl KeyAlgorithm {
             Self::Es256 => "ES256",
         }
     }
-
-    pub(crate) fn jsonwebtoken(self) -> Algorithm {
-        match self {
-            Self::EdDsa => Algorithm::EdDSA,
-            Self::Rs256 => Algorithm::RS256,
-            Self::Es256 => Algorithm::ES256,
-        }
-    }
 }
 
 impl fmt::Display for KeyAlgorithm {
@@ -61,12 +59,36 @@ impl fmt::Display for KeyAlgorithm {
     }
 }
 
-/// One usable key: its algorithm and the decoding key built from it.
+/// One usable key: its algorithm and the verifying key built from it.
 #[derive(Debug, Clone)]
 pub struct VerificationKey {
     /// The only algorithm this key verifies.
     pub algorithm: KeyAlgorithm,
-    pub(crate) key: DecodingKey,
+    key: PreparedKey,
+}
+
+/// A verifying key ready to check signatures: nothing is parsed or decompressed per token.
+#[derive(Debug, Clone)]
+enum PreparedKey {
+    Ed25519(ed25519_dalek::VerifyingKey),
+    Rs256(rsa::pkcs1v15::VerifyingKey<sha2::Sha256>),
+    Es256(p256::ecdsa::VerifyingKey),
+}
+
+impl VerificationKey {
+    /// Whether `signature` (the JWS signature bytes) signs `message` (the JWS signing
+    /// input, `header.payload`) under this key and its algorithm.
+    pub(crate) fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        match &self.key {
+            PreparedKey::Ed25519(key) => ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
+            PreparedKey::Rs256(key) => rsa::pkcs1v15::Signature::try_from(signature)
+                .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
+            // JWS carries R || S (RFC 7518 §3.4), 64 bytes for P-256, not DER.
+            PreparedKey::Es256(key) => p256::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
+        }
+    }
 }
 
 /// Why a JWKS document was refused as a whole.
@@ -208,7 +230,17 @@ fn parse_key(value: serde_json::Value) -> KeyResult {
                 )));
             }
             let x = decode_component(&jwk.x, "x", 32).map_err(fail)?;
-            DecodingKey::from_ed_der(&x)
+            let bytes: [u8; 32] = x
+                .as_slice()
+                .try_into()
+                .map_err(|_| fail("x is not 32 bytes".to_owned()))?;
+            let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                .map_err(|_| fail("x is not an Ed25519 point".to_owned()))?;
+            // A small-order key would accept signatures made without any secret.
+            if key.is_weak() {
+                return Err(fail("x is a weak (small-order) Ed25519 key".to_owned()));
+            }
+            PreparedKey::Ed25519(key)
         }
         KeyAlgorithm::Es256 => {
             if kty != "EC" || crv != "P-256" {
@@ -218,12 +250,14 @@ fn parse_key(value: serde_json::Value) -> KeyResult {
             }
             let x = decode_component(&jwk.x, "x", 32).map_err(fail)?;
             let y = decode_component(&jwk.y, "y", 32).map_err(fail)?;
-            // SEC1 uncompressed point, the form jsonwebtoken's ES256 verifier reads.
+            // SEC1 uncompressed point.
             let mut point = Vec::with_capacity(65);
             point.push(0x04);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
-            DecodingKey::from_ec_der(&point)
+            let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
+                .map_err(|_| fail("x, y is not a P-256 point".to_owned()))?;
+            PreparedKey::Es256(key)
         }
         KeyAlgorithm::Rs256 => {
             if kty != "RSA" {
@@ -238,7 +272,12 @@ fn parse_key(value: serde_json::Value) -> KeyResult {
                     significant * 8
                 )));
             }
-            DecodingKey::from_rsa_raw_components(&n, &e)
+            let key = rsa::RsaPublicKey::new(
+                rsa::BigUint::from_bytes_be(&n),
+                rsa::BigUint::from_bytes_be(&e),
+            )
+            .map_err(|err| fail(format!("not a usable RSA public key: {err}")))?;
+            PreparedKey::Rs256(rsa::pkcs1v15::VerifyingKey::new(key))
         }
     };
     Ok((kid, VerificationKey { algorithm, key }))

@@ -1,17 +1,18 @@
 //! JWT verification: size limit, header checks, key choice by `kid`, signature, then
 //! claims (`iss`, `aud`, `exp`/`nbf` with skew), with a cache of verified tokens.
 //!
-//! The header is read here before jsonwebtoken sees the token so that the algorithm is
-//! taken from the key, never from the token: `none` and HMAC are refused outright, and a
-//! token whose `alg` differs from its key's `alg` is refused before any crypto runs.
+//! The algorithm is taken from the key, never from the token: `none` and HMAC are refused
+//! outright, and a token whose `alg` differs from its key's `alg` is refused before any
+//! crypto runs. The signature is checked before the payload is parsed, with keys prepared
+//! when the JWKS was installed (see `jwks`).
+
+use std::rc::Rc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Validation;
-use jsonwebtoken::errors::ErrorKind;
 use serde::Deserialize;
 
-use crate::cache::{self, CacheStats, Lookup, TokenCache};
+use crate::cache::{CacheStats, Lookup, TokenCache};
 use crate::config::GatewayConfig;
 use crate::error::AuthError;
 use crate::jwks::{KeyAlgorithm, KeyStore};
@@ -34,47 +35,10 @@ pub struct VerifiedClaims {
 pub struct TokenVerifier {
     max_token_bytes: usize,
     clock_skew_seconds: u64,
+    issuer: String,
+    audiences: Vec<String>,
     keys: KeyStore,
-    validations: Validations,
     cache: TokenCache,
-}
-
-/// One prepared jsonwebtoken validation per accepted algorithm, built once.
-#[derive(Debug)]
-struct Validations {
-    eddsa: Validation,
-    rs256: Validation,
-    es256: Validation,
-}
-
-impl Validations {
-    fn new(config: &GatewayConfig) -> Self {
-        let build = |alg: KeyAlgorithm| {
-            let mut v = Validation::new(alg.jsonwebtoken());
-            v.set_issuer(&[config.issuer.as_str()]);
-            v.set_audience(&config.audiences);
-            v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-            // Time is checked against the host clock below, not the wall clock jsonwebtoken
-            // would read, so that tests control it and the proxy's clock is the one used.
-            v.validate_exp = false;
-            v.validate_nbf = false;
-            v.leeway = 0;
-            v
-        };
-        Self {
-            eddsa: build(KeyAlgorithm::EdDsa),
-            rs256: build(KeyAlgorithm::Rs256),
-            es256: build(KeyAlgorithm::Es256),
-        }
-    }
-
-    fn get(&self, alg: KeyAlgorithm) -> &Validation {
-        match alg {
-            KeyAlgorithm::EdDsa => &self.eddsa,
-            KeyAlgorithm::Rs256 => &self.rs256,
-            KeyAlgorithm::Es256 => &self.es256,
-        }
-    }
 }
 
 #[derive(Deserialize)]
@@ -86,6 +50,8 @@ struct RawHeader {
 
 #[derive(Deserialize)]
 struct RawClaims {
+    iss: Option<serde_json::Value>,
+    aud: Option<serde_json::Value>,
     sub: Option<serde_json::Value>,
     exp: Option<serde_json::Value>,
     nbf: Option<serde_json::Value>,
@@ -100,8 +66,9 @@ impl TokenVerifier {
         Self {
             max_token_bytes: config.max_token_bytes,
             clock_skew_seconds: config.clock_skew_seconds,
+            issuer: config.issuer.clone(),
+            audiences: config.audiences.clone(),
             keys: KeyStore::default(),
-            validations: Validations::new(config),
             cache: TokenCache::new(config.token_cache_size),
         }
     }
@@ -123,27 +90,32 @@ impl TokenVerifier {
     }
 
     /// Verifies `token` at time `now` (seconds since the Unix epoch, from the host clock).
-    pub fn verify(&mut self, token: &str, now: u64) -> Result<VerifiedClaims, AuthError> {
+    /// A token verified before is answered from the cache until it expires.
+    pub fn verify(&mut self, token: &str, now: u64) -> Result<Rc<VerifiedClaims>, AuthError> {
         if token.len() > self.max_token_bytes {
             return Err(AuthError::TooLarge {
                 len: token.len(),
                 limit: self.max_token_bytes,
             });
         }
-        let digest = cache::digest(token);
-        match self.cache.lookup(&digest, now) {
+        match self.cache.lookup(token, now) {
             Lookup::Hit(claims) => return Ok(claims),
             Lookup::Expired => return Err(AuthError::Expired),
             Lookup::Miss => {}
         }
-        let claims = self.verify_uncached(token, now)?;
+        let claims = Rc::new(self.verify_uncached(token, now)?);
         let valid_until = claims.exp.saturating_add(self.clock_skew_seconds);
-        self.cache.insert(digest, claims.clone(), valid_until, now);
+        self.cache
+            .insert(token, Rc::clone(&claims), valid_until, now);
         Ok(claims)
     }
 
     fn verify_uncached(&self, token: &str, now: u64) -> Result<VerifiedClaims, AuthError> {
-        let (alg, kid) = read_header(token)?;
+        let parts = JwsParts::split(token)?;
+        let (alg, kid) = read_header(parts.header)?;
+        if parts.signature.is_empty() {
+            return Err(AuthError::Malformed("empty signature"));
+        }
         let key = self
             .keys
             .get(&kid)
@@ -154,12 +126,52 @@ impl TokenVerifier {
                 key: key.algorithm.to_string(),
             });
         }
-        let data = jsonwebtoken::decode::<RawClaims>(token, &key.key, self.validations.get(alg))
-            .map_err(map_jwt_error)?;
-        self.check_claims(data.claims, now)
+        let signature = URL_SAFE_NO_PAD
+            .decode(parts.signature)
+            .map_err(|_| AuthError::Malformed("signature is not base64url"))?;
+        if !key.verifies(parts.signing_input.as_bytes(), &signature) {
+            return Err(AuthError::BadSignature);
+        }
+        let payload = URL_SAFE_NO_PAD
+            .decode(parts.payload)
+            .map_err(|_| AuthError::Malformed("payload is not base64url"))?;
+        let raw: RawClaims = serde_json::from_slice(&payload)
+            .map_err(|_| AuthError::Malformed("payload is not a JSON object of claims"))?;
+        self.check_claims(raw, now)
+    }
+
+    /// RFC 7519 §4.1.3: `aud` is one string or an array of strings, and must name one of
+    /// the configured audiences.
+    fn audience_accepted(&self, aud: Option<&serde_json::Value>) -> bool {
+        let accepted = |value: &serde_json::Value| {
+            value
+                .as_str()
+                .is_some_and(|aud| self.audiences.iter().any(|a| a == aud))
+        };
+        match aud {
+            Some(serde_json::Value::Array(items)) => items.iter().any(accepted),
+            Some(value) => accepted(value),
+            None => false,
+        }
     }
 
     fn check_claims(&self, raw: RawClaims, now: u64) -> Result<VerifiedClaims, AuthError> {
+        for (name, present) in [
+            ("exp", raw.exp.is_some()),
+            ("iss", raw.iss.is_some()),
+            ("aud", raw.aud.is_some()),
+            ("sub", raw.sub.is_some()),
+        ] {
+            if !present {
+                return Err(AuthError::MissingClaim(name.to_owned()));
+            }
+        }
+        if !matches!(&raw.iss, Some(serde_json::Value::String(iss)) if *iss == self.issuer) {
+            return Err(AuthError::WrongIssuer);
+        }
+        if !self.audience_accepted(raw.aud.as_ref()) {
+            return Err(AuthError::WrongAudience);
+        }
         let exp = match raw.exp {
             Some(v) => numeric_date(&v).ok_or(AuthError::InvalidClaim("exp"))?,
             None => return Err(AuthError::MissingClaim("exp".to_owned())),
@@ -204,24 +216,44 @@ impl TokenVerifier {
     }
 }
 
+/// The three parts of a JWS compact serialization, still base64url-encoded.
+struct JwsParts<'a> {
+    header: &'a str,
+    payload: &'a str,
+    signature: &'a str,
+    /// `header.payload`: the bytes the signature covers.
+    signing_input: &'a str,
+}
+
+impl<'a> JwsParts<'a> {
+    fn split(token: &'a str) -> Result<Self, AuthError> {
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::Malformed("not three dot-separated parts"));
+        };
+        if header.is_empty() || payload.is_empty() {
+            return Err(AuthError::Malformed("empty header or payload"));
+        }
+        let is_b64url = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !(is_b64url(header) && is_b64url(payload) && is_b64url(signature)) {
+            return Err(AuthError::Malformed("not base64url"));
+        }
+        Ok(Self {
+            header,
+            payload,
+            signature,
+            signing_input: &token[..header.len() + 1 + payload.len()],
+        })
+    }
+}
+
 /// Reads the protected header: the accepted algorithm and the `kid`.
-fn read_header(token: &str) -> Result<(KeyAlgorithm, String), AuthError> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(AuthError::Malformed("not three dot-separated parts"));
-    };
-    if header.is_empty() || payload.is_empty() {
-        return Err(AuthError::Malformed("empty header or payload"));
-    }
-    let is_b64url = |s: &str| {
-        s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if !(is_b64url(header) && is_b64url(payload) && is_b64url(signature)) {
-        return Err(AuthError::Malformed("not base64url"));
-    }
+fn read_header(header: &str) -> Result<(KeyAlgorithm, String), AuthError> {
     let header_json = URL_SAFE_NO_PAD
         .decode(header)
         .map_err(|_| AuthError::Malformed("header is not base64url"))?;
@@ -241,33 +273,7 @@ fn read_header(token: &str) -> Result<(KeyAlgorithm, String), AuthError> {
     if raw.crit.is_some() {
         return Err(AuthError::Malformed("header has crit extensions"));
     }
-    if signature.is_empty() {
-        return Err(AuthError::Malformed("empty signature"));
-    }
     Ok((alg, kid))
-}
-
-fn map_jwt_error(err: jsonwebtoken::errors::Error) -> AuthError {
-    match err.into_kind() {
-        ErrorKind::InvalidSignature => AuthError::BadSignature,
-        ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
-        ErrorKind::InvalidAudience => AuthError::WrongAudience,
-        ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(claim),
-        ErrorKind::ExpiredSignature => AuthError::Expired,
-        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
-            AuthError::UnsupportedAlgorithm("(rejected by verifier)".to_owned())
-        }
-        // A key that cannot verify anything: the client cannot tell it from a bad signature.
-        ErrorKind::InvalidEcdsaKey
-        | ErrorKind::InvalidEddsaKey
-        | ErrorKind::InvalidRsaKey(_)
-        | ErrorKind::InvalidKeyFormat => {
-            log::warn!("a JWKS key was rejected by the crypto provider while verifying a token");
-            AuthError::BadSignature
-        }
-        _ => AuthError::Malformed("payload is not a JSON object of claims"),
-    }
 }
 
 /// An RFC 7519 NumericDate: a non-negative number of seconds (fractions are truncated).

@@ -51,6 +51,19 @@ pub fn try_request(
     Ok(parse(&String::from_utf8_lossy(&raw)))
 }
 
+/// Sends `head` (request line and headers, with the blank line) exactly as given, so a
+/// test can put bytes in it that are not UTF-8.
+pub fn request_raw(port: u16, head: &[u8]) -> Response {
+    let send = || -> std::io::Result<Response> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.write_all(head)?;
+        let raw = read_response(&mut stream)?;
+        Ok(parse(&String::from_utf8_lossy(&raw)))
+    };
+    send().unwrap_or_else(|e| panic!("raw request on port {port}: {e}"))
+}
+
 /// Reads one response, stopping at its end rather than at EOF: after a local reply Envoy
 /// may hold the connection open for its delayed-close timeout (1 s).
 fn read_response(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::client::{Response, get, request};
+use crate::client::{Response, get, request, request_raw};
 use crate::harness::{Backends, Envoy, free_port};
 use crate::tokens::TestKeys;
 use crate::upstream::Upstream;
@@ -166,6 +166,43 @@ fn filter_in_envoy_enforces_bearer_tokens() {
             "{name}: {challenge}"
         );
     }
+
+    // A header value may hold any octet: bytes that are not UTF-8 in the token or the path
+    // are refused like any bad token, and the VM survives them (the SDK's text getters
+    // would panic on them, and a dead VM answers every later request 503).
+    for (what, head) in [
+        (
+            "token",
+            b"GET /v1/users/me HTTP/1.1\r\nhost: smoke.local\r\nconnection: close\r\nauthorization: Bearer \xff\xfe.\xc3(\r\n\r\n".as_slice(),
+        ),
+        (
+            "bearer scheme",
+            b"GET /v1/users/me HTTP/1.1\r\nhost: smoke.local\r\nconnection: close\r\nauthorization: \xbe\xefer x\r\n\r\n",
+        ),
+    ] {
+        let r = request_raw(envoy.port, head);
+        assert_eq!(r.status, 401, "non-UTF-8 {what} must answer 401: {r:?}");
+    }
+    let mut head = b"GET /v1/users/me?q=\xff HTTP/1.1\r\nhost: smoke.local\r\nconnection: close\r\nauthorization: ".to_vec();
+    head.extend_from_slice(bearer(&valid).as_bytes());
+    head.extend_from_slice(b"\r\n\r\n");
+    let r = request_raw(envoy.port, &head);
+    assert!(
+        matches!(r.status, 200 | 400),
+        "a non-UTF-8 query must pass or be refused by Envoy's codec, not break the filter: {r:?}"
+    );
+    let r = request(
+        envoy.port,
+        "GET",
+        "/v1/users/me",
+        &[("authorization", &bearer(&valid))],
+    );
+    assert_eq!(
+        r.status,
+        200,
+        "the filter must keep serving after non-UTF-8 input: {r:?}\n{}",
+        envoy.log_tail()
+    );
 
     // Unknown kids refetch the JWKS at a bounded rate, not once per request.
     sleep(Duration::from_millis(1100));

@@ -75,6 +75,23 @@ fn rsa_key_below_2048_bits_is_skipped() {
 }
 
 #[test]
+fn key_material_that_is_not_a_valid_public_key_is_skipped_at_load() {
+    // The identity point (small order): it would accept signatures made without a secret.
+    let mut weak = ed25519_a().jwk;
+    weak["kid"] = json!("weak");
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    weak["x"] = json!(URL_SAFE_NO_PAD.encode(identity));
+    // y = 0 is not on P-256 for this x.
+    let mut off_curve = p256().jwk;
+    off_curve["y"] = json!(URL_SAFE_NO_PAD.encode([0u8; 32]));
+    let loaded = load(vec![weak, off_curve, rsa().jwk]).unwrap();
+    assert_eq!(loaded.store.kids(), ["rsa-1"]);
+    assert!(loaded.skipped[0].contains("weak"), "{:?}", loaded.skipped);
+    assert!(loaded.skipped[1].contains("P-256"), "{:?}", loaded.skipped);
+}
+
+#[test]
 fn duplicate_kid_keeps_the_first_key() {
     let first = ed25519_a().jwk;
     let mut second = p256().jwk;

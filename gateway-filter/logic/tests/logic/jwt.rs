@@ -11,9 +11,10 @@ use crate::support::{
 };
 
 fn expect_valid(verifier: &mut TokenVerifier, token: &str) -> VerifiedClaims {
-    verifier
+    let claims = verifier
         .verify(token, NOW)
-        .unwrap_or_else(|e| panic!("token should verify, got {e:?}"))
+        .unwrap_or_else(|e| panic!("token should verify, got {e:?}"));
+    (*claims).clone()
 }
 
 fn expect_error(verifier: &mut TokenVerifier, token: &str, expected: AuthError) {
