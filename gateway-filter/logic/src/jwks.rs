@@ -4,8 +4,8 @@
 //! (P-256) are kept. Symmetric (`oct`) keys are never loaded: a published HMAC secret would
 //! let anyone mint tokens.
 //!
-//! Keys are held as the RustCrypto verifying keys themselves (a decompressed Ed25519 point,
-//! an RSA public key, a P-256 point), built when the JWKS is installed. jsonwebtoken's
+//! Keys are held ready to verify (an Ed25519 key with its precomputed table, see `ed25519`;
+//! an RSA public key; a P-256 point), built when the JWKS is installed. jsonwebtoken's
 //! `DecodingKey` keeps raw bytes and rebuilds the verifying key on every token, which inside
 //! Wasm costs a point decompression per Ed25519 token; verifying with the same RustCrypto
 //! crates directly avoids that.
@@ -17,6 +17,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use signature::Verifier as _;
+
+use crate::ed25519::Ed25519Key;
 
 /// RSA moduli below 2048 bits are refused (NIST SP 800-57 minimum).
 const MIN_RSA_MODULUS_BYTES: usize = 256;
@@ -70,7 +72,7 @@ pub struct VerificationKey {
 /// A verifying key ready to check signatures: nothing is parsed or decompressed per token.
 #[derive(Debug, Clone)]
 enum PreparedKey {
-    Ed25519(ed25519_dalek::VerifyingKey),
+    Ed25519(Box<Ed25519Key>),
     Rs256(rsa::pkcs1v15::VerifyingKey<sha2::Sha256>),
     Es256(p256::ecdsa::VerifyingKey),
 }
@@ -80,8 +82,7 @@ impl VerificationKey {
     /// input, `header.payload`) under this key and its algorithm.
     pub(crate) fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         match &self.key {
-            PreparedKey::Ed25519(key) => ed25519_dalek::Signature::from_slice(signature)
-                .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
+            PreparedKey::Ed25519(key) => key.verifies(message, signature),
             PreparedKey::Rs256(key) => rsa::pkcs1v15::Signature::try_from(signature)
                 .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
             // JWS carries R || S (RFC 7518 §3.4), 64 bytes for P-256, not DER.
@@ -234,13 +235,8 @@ fn parse_key(value: serde_json::Value) -> KeyResult {
                 .as_slice()
                 .try_into()
                 .map_err(|_| fail("x is not 32 bytes".to_owned()))?;
-            let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-                .map_err(|_| fail("x is not an Ed25519 point".to_owned()))?;
-            // A small-order key would accept signatures made without any secret.
-            if key.is_weak() {
-                return Err(fail("x is a weak (small-order) Ed25519 key".to_owned()));
-            }
-            PreparedKey::Ed25519(key)
+            let key = Ed25519Key::new(bytes).map_err(|e| fail(format!("x is {e}")))?;
+            PreparedKey::Ed25519(Box::new(key))
         }
         KeyAlgorithm::Es256 => {
             if kty != "EC" || crv != "P-256" {

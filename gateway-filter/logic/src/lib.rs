@@ -19,6 +19,7 @@ pub mod routes;
 pub mod verifier;
 
 mod cache;
+mod ed25519;
 
 pub use cache::CacheStats;
 pub use config::{ConfigError, FailureMode, GatewayConfig};
