@@ -3,7 +3,10 @@
 //! native `jwt_authn` (cached, uncached), the gateway filter (repeated and fresh tokens,
 //! Ed25519 and RS256), the gateway filter with rate limiting and native `jwt_authn` plus
 //! the native `ratelimit` filter against the same `bulwark-ratelimit` and Redis; then the
-//! rate-limit service alone. Prints the figures and writes `xtask/results/edge.md`.
+//! rate-limit service alone. Every case runs once per round (`--rounds`), every other
+//! round in reverse order, and the report gives medians over the rounds, because a shared
+//! machine's speed drifts over minutes. Prints the figures and writes
+//! `xtask/results/edge.md`.
 //!
 //! Everything runs on 127.0.0.1 and is started by this task: keys and tokens are made in
 //! the run, a JWKS server runs in this process, Redis and the rate-limit service in a
@@ -24,6 +27,7 @@ mod options;
 mod process;
 mod ratelimit;
 mod report;
+mod rounds;
 mod run_case;
 mod service_bench;
 mod tools;
@@ -43,7 +47,9 @@ use options::{Options, USAGE};
 use process::{clock_ticks_per_second, load_average};
 use ratelimit::RateLimitStack;
 use report::Report;
-use service_bench::bench_service;
+use rounds::{CaseRounds, round_order};
+use run_case::CaseResult;
+use service_bench::{ServiceResult, bench_service};
 use tools::{Tools, build_ratelimit, build_wasm, workspace_root};
 
 const ISSUER: &str = "https://auth.bulwark.bench";
@@ -168,51 +174,9 @@ impl Bench {
     }
 
     async fn run_all(mut self) -> anyhow::Result<Report> {
-        let selected: Vec<&Case> = CASES.iter().filter(|c| self.options.wants(c.key)).collect();
-        let with_service = self.options.wants("service");
-        let steps = selected.len() + usize::from(with_service);
-        let mut results = Vec::new();
-        let mut skipped = Vec::new();
-        for (i, case) in selected.iter().enumerate() {
-            eprintln!("[{}/{steps}] ({}) {} ...", i + 1, case.key, case.label);
-            if case.filters.rate_limited()
-                && let Err(why) = &self.ratelimit
-            {
-                eprintln!("    not run: {why}");
-                skipped.push((case.key, why.clone()));
-                continue;
-            }
-            let result = self.run_case(case).await?;
-            eprintln!(
-                "    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors{}",
-                result.measured.per_second(),
-                result.measured.p50_us as f64 / 1000.0,
-                result.measured.p99_us as f64 / 1000.0,
-                result.errors(),
-                if result.checks.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", result.checks)
-                }
-            );
-            results.push(result);
-        }
-        let service = if with_service {
-            eprintln!("[{steps}/{steps}] rate-limit service alone (gRPC ShouldRateLimit) ...");
-            match &self.ratelimit {
-                Ok(stack) => {
-                    let result = bench_service(stack.grpc_port, &self.options).await?;
-                    eprintln!(
-                        "    {:.0} decisions/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
-                        result.per_second, result.p50_ms, result.p99_ms, result.errors
-                    );
-                    Ok(result)
-                }
-                Err(why) => Err(why.clone()),
-            }
-        } else {
-            Err("not asked for".to_owned())
-        };
+        let (runnable, skipped) = self.runnable_cases();
+        let cases = self.run_rounds(&runnable).await?;
+        let service = self.run_service().await?;
         let load_at_end = load_average();
         if self.options.keep {
             eprintln!("[keep] work directory kept: {}", self.dir.path().display());
@@ -224,11 +188,93 @@ impl Bench {
         }
         Ok(Report::new(
             &self,
-            &results,
+            &cases,
             &skipped,
             &service,
             load_at_end,
             jwks_fetches,
         ))
     }
+
+    /// The selected cases that can run, and why the others cannot (a rate-limited case
+    /// without the rate-limit service).
+    fn runnable_cases(&self) -> (Vec<&'static Case>, Vec<(&'static str, String)>) {
+        let mut runnable = Vec::new();
+        let mut skipped = Vec::new();
+        for case in CASES.iter().filter(|c| self.options.wants(c.key)) {
+            match &self.ratelimit {
+                Err(why) if case.filters.rate_limited() => {
+                    eprintln!("[skip] ({}) {}: not run: {why}", case.key, case.label);
+                    skipped.push((case.key, why.clone()));
+                }
+                _ => runnable.push(case),
+            }
+        }
+        (runnable, skipped)
+    }
+
+    /// Every case once per round, in [`round_order`]; each case's runs in round order.
+    async fn run_rounds(&self, runnable: &[&'static Case]) -> anyhow::Result<Vec<CaseRounds>> {
+        let mut cases: Vec<CaseRounds> = runnable
+            .iter()
+            .map(|case| CaseRounds {
+                key: case.key,
+                label: case.label,
+                runs: Vec::new(),
+            })
+            .collect();
+        let rounds = self.options.rounds;
+        for round in 0..rounds {
+            let order = round_order(runnable, round);
+            for (step, case) in order.iter().enumerate() {
+                eprintln!(
+                    "[round {}/{rounds}, {}/{}] ({}) {} ...",
+                    round + 1,
+                    step + 1,
+                    order.len(),
+                    case.key,
+                    case.label
+                );
+                let result = self.run_case(case, round).await?;
+                print_figures(&result);
+                if let Some(runs_of_case) = cases.iter_mut().find(|c| c.key == case.key) {
+                    runs_of_case.runs.push(result);
+                }
+            }
+        }
+        Ok(cases)
+    }
+
+    /// The rate-limit service alone, once after the rounds. `Err` says why it did not run.
+    async fn run_service(&self) -> anyhow::Result<Result<ServiceResult, String>> {
+        if !self.options.wants("service") {
+            return Ok(Err("not asked for".to_owned()));
+        }
+        eprintln!("[service] rate-limit service alone (gRPC ShouldRateLimit) ...");
+        let stack = match &self.ratelimit {
+            Ok(stack) => stack,
+            Err(why) => return Ok(Err(why.clone())),
+        };
+        let result = bench_service(stack.grpc_port, &self.options).await?;
+        eprintln!(
+            "    {:.0} decisions/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+            result.per_second, result.p50_ms, result.p99_ms, result.errors
+        );
+        Ok(Ok(result))
+    }
+}
+
+fn print_figures(result: &CaseResult) {
+    eprintln!(
+        "    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors{}",
+        result.measured.per_second(),
+        result.measured.p50_us as f64 / 1000.0,
+        result.measured.p99_us as f64 / 1000.0,
+        result.errors(),
+        if result.checks.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", result.checks)
+        }
+    );
 }

@@ -37,8 +37,9 @@ pub struct Case {
     pub tokens: Tokens,
 }
 
-/// In run order: the cases each target compares run next to each other, so a change in
-/// the machine's background load hits both sides alike.
+/// In the first round's order (every other round runs it reversed): the cases each target
+/// compares run next to each other, so a change in the machine's background load hits
+/// both sides alike, and neither side is always measured first.
 pub static CASES: [Case; 9] = [
     Case {
         key: "a",

@@ -5,11 +5,14 @@ use anyhow::{Context as _, bail, ensure};
 use super::TOKEN_CACHE_SIZE;
 use super::cases::CASES;
 
-pub const USAGE: &str = "usage: cargo xtask bench-edge [--seconds N] [--warmup N] [--connections N]
+pub const USAGE: &str =
+    "usage: cargo xtask bench-edge [--rounds N] [--seconds N] [--warmup N] [--connections N]
                          [--eddsa-tokens N] [--rs256-tokens N] [--cases a,b,...] [--keep]
 
-  --seconds N        measured seconds per case (default 8)
-  --warmup N         warm-up seconds per case, not measured (default 2)
+  --rounds N         rounds, 1..=20 (default 5); each runs every case once with its own
+                     Envoy, every other round in reverse order; the report gives medians
+  --seconds N        measured seconds per case and round (default 4)
+  --warmup N         warm-up seconds per case and round, not measured (default 2)
   --connections N    wrk connections, one wrk thread (default 16)
   --eddsa-tokens N   distinct Ed25519 tokens for the fresh-token cases (default 300000)
   --rs256-tokens N   distinct RS256 tokens (default 12000; RSA signing here takes ~3 ms each)
@@ -19,6 +22,7 @@ pub const USAGE: &str = "usage: cargo xtask bench-edge [--seconds N] [--warmup N
 
 #[derive(Debug, Clone)]
 pub struct Options {
+    pub rounds: usize,
     pub seconds: u64,
     pub warmup: u64,
     pub connections: u32,
@@ -31,7 +35,8 @@ pub struct Options {
 impl Options {
     pub fn parse(args: &[String]) -> anyhow::Result<Self> {
         let mut options = Self {
-            seconds: 8,
+            rounds: 5,
+            seconds: 4,
             warmup: 2,
             connections: 16,
             eddsa_tokens: 300_000,
@@ -54,6 +59,7 @@ impl Options {
                     .with_context(|| format!("{flag} {value}: not a number"))
             };
             match flag.as_str() {
+                "--rounds" => options.rounds = usize::try_from(number()?)?,
                 "--seconds" => options.seconds = number()?,
                 "--warmup" => options.warmup = number()?,
                 "--connections" => options.connections = u32::try_from(number()?)?,
@@ -73,6 +79,11 @@ impl Options {
             }
         }
         ensure!(
+            (1..=20).contains(&options.rounds),
+            "--rounds must be 1..=20, not {}",
+            options.rounds
+        );
+        ensure!(
             (1..=120).contains(&options.seconds) && options.warmup <= 60,
             "--seconds must be 1..=120 and --warmup 0..=60"
         );
@@ -91,5 +102,62 @@ impl Options {
         self.cases
             .as_ref()
             .is_none_or(|list| list.iter().any(|k| k == key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Options> {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        Options::parse(&args)
+    }
+
+    fn error_of(args: &[&str]) -> String {
+        match parse(args) {
+            Ok(options) => panic!("{args:?} was accepted as {options:?}"),
+            Err(err) => format!("{err:#}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_five_rounds_of_four_seconds() {
+        let options = parse(&[]).unwrap_or_else(|e| panic!("no arguments were refused: {e:#}"));
+        assert_eq!((options.rounds, options.seconds), (5, 4));
+    }
+
+    #[test]
+    fn rounds_within_range_are_taken() {
+        for rounds in [1, 7, 20] {
+            let options = parse(&["--rounds", &rounds.to_string()])
+                .unwrap_or_else(|e| panic!("--rounds {rounds} was refused: {e:#}"));
+            assert_eq!(options.rounds, rounds);
+        }
+    }
+
+    #[test]
+    fn rounds_out_of_range_are_refused() {
+        for rounds in ["0", "21"] {
+            let error = error_of(&["--rounds", rounds]);
+            assert!(
+                error.contains("--rounds must be 1..=20"),
+                "--rounds {rounds} gave: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn rounds_that_are_not_a_number_or_missing_are_refused() {
+        let error = error_of(&["--rounds", "three"]);
+        assert!(
+            error.contains("--rounds three: not a number"),
+            "--rounds three gave: {error}"
+        );
+        let error = error_of(&["--rounds"]);
+        assert!(
+            error.contains("--rounds needs a value"),
+            "--rounds alone gave: {error}"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! One case: its own Envoy, started, probed, warmed up and measured with wrk.
+//! One run of a case: its own Envoy, started, probed, warmed up and measured with wrk.
 
 use std::time::Duration;
 
@@ -15,10 +15,9 @@ use super::process::{Process, load_average};
 use super::wrk::{WrkFigures, wrk};
 use bulwark_e2e::free_port;
 
+/// The figures of one run of a case.
 #[derive(Debug)]
 pub struct CaseResult {
-    pub key: &'static str,
-    pub label: &'static str,
     pub measured: WrkFigures,
     pub cpu_us_per_request: Option<f64>,
     pub load: f64,
@@ -33,7 +32,8 @@ impl CaseResult {
 }
 
 impl Bench {
-    pub async fn run_case(&self, case: &Case) -> anyhow::Result<CaseResult> {
+    /// One run of `case` in `round` (counted from 0), with an Envoy of its own.
+    pub async fn run_case(&self, case: &Case, round: usize) -> anyhow::Result<CaseResult> {
         let site = Site {
             listen_port: free_port()?,
             admin_port: free_port()?,
@@ -44,7 +44,9 @@ impl Bench {
             },
             wasm: self.wasm.clone(),
         };
-        let config_path = self.dir.path().join(format!("envoy-{}.yaml", case.key));
+        // Named per round, so --keep keeps every round's configuration and log.
+        let run_name = format!("envoy-{}-round{}", case.key, round + 1);
+        let config_path = self.dir.path().join(format!("{run_name}.yaml"));
         std::fs::write(&config_path, render(case, &site)?)?;
         validate_envoy(&self.tools.envoy, &config_path).await?;
 
@@ -59,7 +61,7 @@ impl Bench {
                 "-c",
             ])
             .arg(&config_path);
-        let log = self.dir.path().join(format!("envoy-{}.log", case.key));
+        let log = self.dir.path().join(format!("{run_name}.log"));
         let mut envoy = Process::spawn(&format!("envoy ({})", case.key), command, &log)?;
         let admin_port = site.admin_port;
         envoy
@@ -126,8 +128,6 @@ impl Bench {
             }
         };
         Ok(CaseResult {
-            key: case.key,
-            label: case.label,
             measured,
             cpu_us_per_request,
             load,
