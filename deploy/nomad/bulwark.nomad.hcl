@@ -1,7 +1,9 @@
 # Bulwark on Nomad with Consul Connect: one group per service, each with its sidecar,
 # its upstreams bound on loopback, and a readiness check on the admin port.
 #   nomad job run -var image=registry.example/bulwark:0.1.0 deploy/nomad/bulwark.nomad.hcl
-# Database URLs come from Nomad variables (nomad/jobs/bulwark/<service>: database_url).
+# Secrets come from Nomad variables: nomad/jobs/bulwark/<service> holds database_url for
+# the four core services and redis_url for the rate-limit service.
+# Checked by tests/tests/e2e/deploy_files/nomad.rs (no Nomad runs there).
 
 variable "image" {
   type    = string
@@ -318,6 +320,115 @@ EOT
       resources {
         cpu    = 500
         memory = 256
+      }
+    }
+  }
+
+  # The rate-limit service answers the edge's gateway filter (cluster `ratelimit`,
+  # reached through the bulwark-edge ingress gateway). It calls no other service, so its
+  # sidecar has no upstreams; its counters live in Redis, which is not a mesh service and
+  # is dialled directly at redis_url.
+  group "ratelimit" {
+    count = 2
+
+    network {
+      mode = "bridge"
+      port "admin" {
+        to = 9105
+      }
+    }
+
+    service {
+      name = "ratelimit"
+      port = "50055"
+      tags = ["bulwark", "grpc"]
+
+      connect {
+        sidecar_service {}
+      }
+
+      check {
+        name     = "ratelimit readiness"
+        type     = "http"
+        port     = "admin"
+        path     = "/ready"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
+
+    task "ratelimit" {
+      driver = "docker"
+
+      config {
+        image   = var.image
+        command = "bulwark-ratelimit"
+      }
+
+      env {
+        BULWARK_GRPC__LISTEN           = "127.0.0.1:50055"
+        BULWARK_HTTP__LISTEN           = "0.0.0.0:9105"
+        BULWARK_TELEMETRY__LOG_FORMAT  = "json"
+        BULWARK_SERVICE__ENVIRONMENT   = "production"
+        BULWARK_RATELIMIT__CONFIG_PATH = "/local/limits.yaml"
+      }
+
+      template {
+        destination = "secrets/redis.env"
+        env         = true
+        data        = <<EOT
+{{ with nomadVar "nomad/jobs/bulwark/ratelimit" }}BULWARK_REDIS__URL={{ .redis_url }}{{ end }}
+EOT
+      }
+
+      # services/ratelimit/limits.yaml, word for word (the tests keep the two in step).
+      # change_mode = "noop": the service hot-reloads the file itself (it reads it again
+      # every ratelimit.reload_interval_ms, 1 s, and swaps in changed limits), so a
+      # re-render needs neither a signal nor a restart.
+      template {
+        destination = "local/limits.yaml"
+        change_mode = "noop"
+        data        = <<EOT
+# Bulwark's edge limits (CONTRACT.md "Rate limits"), read by bulwark-ratelimit from
+# ratelimit.config_path (BULWARK_RATELIMIT__CONFIG_PATH) and reloaded on change.
+#
+# The format is Envoy ratelimit's: a domain and a tree of descriptors. A request
+# descriptor's entries walk the tree in order; a node with `value` matches that value
+# only and wins over a node without one, which matches any value and counts each value
+# separately. The node reached by the last entry decides; no node, or a node without a
+# limit, means no limit. Units: second, minute, hour, day. `unlimited: true` never
+# limits; `shadow_mode: true` counts and reports but never refuses.
+#
+# The gateway filter (domain "bulwark-edge") sends
+#   [("route", "<route>"), ("client_ip", "<ip>")]  on the public auth routes, and
+#   [("user_id", "<uuid>")]                         on bearer routes.
+domain: bulwark-edge
+descriptors:
+  # Public auth routes: 10 requests per minute per client IP and route.
+  - key: route
+    value: /v1/auth/login
+    descriptors:
+      - key: client_ip
+        rate_limit: { unit: minute, requests_per_unit: 10 }
+  - key: route
+    value: /v1/auth/refresh
+    descriptors:
+      - key: client_ip
+        rate_limit: { unit: minute, requests_per_unit: 10 }
+  - key: route
+    value: /v1/users
+    descriptors:
+      - key: client_ip
+        rate_limit: { unit: minute, requests_per_unit: 10 }
+  # Bearer routes: 100 requests per second per user.
+  - key: user_id
+    rate_limit: { unit: second, requests_per_unit: 100 }
+EOT
+      }
+
+      resources {
+        cpu    = 250
+        memory = 128
       }
     }
   }

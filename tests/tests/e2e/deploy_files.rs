@@ -16,9 +16,10 @@ use bulwark_kernel::ServiceSpec;
 use bulwark_kernel::config::KernelConfig;
 use serde_json::Value;
 
-/// The core services (each with a schema, a Consul definition and a Nomad group).
+/// The core services (each with a schema and a client setting).
 const CORE: [&str; 4] = ["identity", "auth", "authz", "audit"];
-/// Every service process: the core services and the rate-limit service.
+/// Every service process, each with a Consul definition and a Nomad group: the core
+/// services and the rate-limit service.
 const EVERY: [&str; 5] = ["identity", "auth", "authz", "audit", "ratelimit"];
 
 /// Where the images keep the binaries, the descriptor and the filter (Dockerfile).

@@ -9,12 +9,16 @@ use bulwark_kernel::consul::Registration;
 use serde_json::Value;
 
 /// Default ports of each service (gRPC, admin HTTP), as in the services' specs.
-const SERVICES: [(&str, u16, u16); 4] = [
+const SERVICES: [(&str, u16, u16); 5] = [
     ("identity", 50051, 9101),
     ("auth", 50052, 9102),
     ("authz", 50053, 9103),
     ("audit", 50054, 9104),
+    ("ratelimit", 50055, 9105),
 ];
+
+/// The Consul identity of the edge (the ingress gateway Envoy at the edge runs as).
+const EDGE: &str = "bulwark-edge";
 
 fn consul_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../consul")
@@ -35,6 +39,26 @@ fn upstreams(definition: &Value) -> Vec<&str> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The `Sources` of `config-entries/service-intentions-<service>.json`, in order.
+fn intention_sources(service: &str) -> Vec<Value> {
+    let intentions =
+        read(consul_dir().join(format!("config-entries/service-intentions-{service}.json")));
+    assert_eq!(
+        intentions["Name"], service,
+        "service-intentions-{service}.json: Name"
+    );
+    intentions["Sources"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn allows(sources: &[Value], caller: &str) -> bool {
+    sources
+        .iter()
+        .any(|s| s["Name"] == caller && s["Action"] == "allow")
 }
 
 #[test]
@@ -64,6 +88,11 @@ fn service_definitions_match_the_agent_registration() {
             serde_json::json!(registration.tags),
             "{name}: tags"
         );
+        assert_eq!(
+            service["meta"]["admin_port"],
+            registration.meta["admin_port"].as_str(),
+            "{name}: meta admin_port"
+        );
         assert!(
             service["connect"]["sidecar_service"].is_object(),
             "{name}: no Connect sidecar"
@@ -72,7 +101,7 @@ fn service_definitions_match_the_agent_registration() {
 }
 
 #[test]
-fn every_upstream_is_allowed_by_an_intention_and_everything_else_denied() {
+fn every_upstream_is_allowed_by_an_intention() {
     let names: BTreeSet<&str> = SERVICES.iter().map(|s| s.0).collect();
     let mut bind_ports = BTreeMap::new();
     for (name, _, _) in SERVICES {
@@ -96,23 +125,9 @@ fn every_upstream_is_allowed_by_an_intention_and_everything_else_denied() {
             }
         }
         for target in upstreams(&definition) {
-            let intentions =
-                read(consul_dir().join(format!("config-entries/service-intentions-{target}.json")));
-            let sources = intentions["Sources"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
             assert!(
-                sources
-                    .iter()
-                    .any(|s| s["Name"] == name && s["Action"] == "allow"),
+                allows(&intention_sources(target), name),
                 "{name} calls {target} but no intention allows it"
-            );
-            assert!(
-                sources
-                    .last()
-                    .is_some_and(|s| s["Name"] == "*" && s["Action"] == "deny"),
-                "{target}: intentions must end with a default deny"
             );
         }
     }
@@ -137,6 +152,7 @@ fn config_entries_are_well_formed_and_the_edge_exposes_every_service() {
             assert_eq!(protocol, Some("grpc"), "{}: protocol", path.display());
         }
         if kind == "ingress-gateway" {
+            assert_eq!(value["Name"], EDGE, "{}: the edge's name", path.display());
             let exposed: BTreeSet<&str> = value["Listeners"][0]["Services"]
                 .as_array()
                 .into_iter()
@@ -154,5 +170,26 @@ fn config_entries_are_well_formed_and_the_edge_exposes_every_service() {
         "ingress-gateway",
     ] {
         assert!(kinds.contains(kind), "no {kind} entry shipped");
+    }
+}
+
+#[test]
+fn every_service_has_defaults_and_intentions_that_admit_the_edge_and_deny_the_rest() {
+    for (name, _, _) in SERVICES {
+        let defaults =
+            read(consul_dir().join(format!("config-entries/service-defaults-{name}.json")));
+        // The protocol of every service-defaults entry is checked with the other entries.
+        assert_eq!(defaults["Name"], name, "service-defaults-{name}.json: Name");
+        let sources = intention_sources(name);
+        assert!(
+            allows(&sources, EDGE),
+            "{name}: the edge reaches it through the gateway but no intention allows {EDGE}"
+        );
+        assert!(
+            sources
+                .last()
+                .is_some_and(|s| s["Name"] == "*" && s["Action"] == "deny"),
+            "{name}: intentions must end with a default deny"
+        );
     }
 }

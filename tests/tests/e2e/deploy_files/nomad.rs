@@ -1,14 +1,19 @@
 //! `deploy/nomad/bulwark.nomad.hcl`: one group per Consul service, each with its
 //! Connect sidecar and upstreams as in `consul/services/`, readiness checks on the
-//! admin port, and only settings the kernel reads.
+//! admin port, secrets from its own Nomad variable, only settings the service reads,
+//! and the rate-limit service's default limits embedded as they are in the repository.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::{CORE, Problems, check_env_key, kernel_keys, port_of, read, spec};
+use super::{EVERY, Problems, check_env_key, kernel_keys, port_of, read, spec};
 
 const NOMAD_JOB: &str = "deploy/nomad/bulwark.nomad.hcl";
+/// The rate-limit service's default limits, which the job embeds in a template.
+const DEFAULT_LIMITS: &str = "services/ratelimit/limits.yaml";
+/// Where the rate-limit service reads its limits (`ratelimit.config_path`).
+const LIMITS_SETTING: &str = "BULWARK_RATELIMIT__CONFIG_PATH";
 
 type Upstreams = BTreeSet<(String, u16)>;
 
@@ -70,6 +75,15 @@ fn consul_upstreams(name: &str) -> Upstreams {
         .collect()
 }
 
+/// The settings a service cannot run without, set in `env` or by a template: the core
+/// services' database, the rate-limit service's Redis and limits file.
+fn required_settings(name: &str) -> &'static [&'static str] {
+    match name {
+        "ratelimit" => &["BULWARK_REDIS__URL", LIMITS_SETTING],
+        _ => &["BULWARK_DATABASE__URL"],
+    }
+}
+
 /// The `BULWARK_*` keys a template's data sets (`KEY=value`, Go templates around it).
 fn template_env_keys(data: &str) -> Vec<String> {
     data.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '='))
@@ -113,16 +127,17 @@ fn check_service(name: &str, group: &hcl::Body, problems: &mut Problems) -> Upst
         attribute(service, "port"),
         Some(spec(name).grpc.to_string()),
     );
-    let proxy = block(service, "connect")
-        .and_then(|connect| block(connect, "sidecar_service"))
-        .and_then(|sidecar| block(sidecar, "proxy"));
-    let Some(proxy) = proxy else {
+    let sidecar = block(service, "connect").and_then(|connect| block(connect, "sidecar_service"));
+    let Some(sidecar) = sidecar else {
         problems.push(format!(
-            "{name}: service has no connect {{ sidecar_service {{ proxy }} }}"
+            "{name}: service has no connect {{ sidecar_service }}"
         ));
         return Upstreams::new();
     };
-    let upstreams: Upstreams = blocks(proxy, "upstreams")
+    // A sidecar without a proxy block has no upstreams.
+    let upstreams: Upstreams = block(sidecar, "proxy")
+        .into_iter()
+        .flat_map(|proxy| blocks(proxy, "upstreams"))
         .map(|upstream| {
             let body = upstream.body();
             let port = attribute(body, "local_bind_port").and_then(|p| p.parse().ok());
@@ -172,31 +187,30 @@ fn check_task(
         })
         .unwrap_or_default();
     let mut keys: Vec<String> = env.keys().cloned().collect();
+    let mut written = Vec::new();
     for template in blocks(task, "template").map(hcl::Block::body) {
-        let data = attribute(template, "data").unwrap_or_default();
-        let found = template_env_keys(&data);
-        if found.is_empty() {
-            problems.push(format!(
-                "{name}: a template sets no BULWARK_* key: {data:?}"
-            ));
+        if is_env_template(template) {
+            keys.extend(check_env_template(name, template, problems));
+        } else {
+            written.extend(check_file_template(name, template, &env, problems));
         }
-        if !template
-            .attributes()
-            .any(|a| a.key() == "env" && *a.expr() == hcl::Expression::Bool(true))
-        {
-            problems.push(format!(
-                "{name}: a template is not loaded as environment (env = true)"
-            ));
-        }
-        keys.extend(found);
+    }
+    if let Some(path) = env.get(LIMITS_SETTING)
+        && !written.iter().any(|key| key == LIMITS_SETTING)
+    {
+        problems.push(format!(
+            "{name} reads its limits from {path:?}, which no template writes"
+        ));
     }
     for key in &keys {
         if let Err(err) = check_env_key(kernel, name, key) {
             problems.push(format!("{name}: {err}"));
         }
     }
-    if !keys.iter().any(|key| key == "BULWARK_DATABASE__URL") {
-        problems.push(format!("{name}: nothing sets BULWARK_DATABASE__URL"));
+    for required in required_settings(name) {
+        if !keys.iter().any(|key| key == required) {
+            problems.push(format!("{name}: nothing sets {required}"));
+        }
     }
     let spec = spec(name);
     problems.expect(
@@ -235,6 +249,76 @@ fn check_task(
     );
 }
 
+fn is_env_template(template: &hcl::Body) -> bool {
+    template
+        .attributes()
+        .any(|a| a.key() == "env" && *a.expr() == hcl::Expression::Bool(true))
+}
+
+/// A template loaded as environment sets `BULWARK_*` keys (returned) from the group's
+/// own Nomad variable, `nomad/jobs/bulwark/<name>`.
+fn check_env_template(name: &str, template: &hcl::Body, problems: &mut Problems) -> Vec<String> {
+    let data = attribute(template, "data").unwrap_or_default();
+    let found = template_env_keys(&data);
+    if found.is_empty() {
+        problems.push(format!(
+            "{name}: a template sets no BULWARK_* key: {data:?}"
+        ));
+    }
+    let variable = format!("nomadVar \"nomad/jobs/bulwark/{name}\"");
+    if !data.contains(&variable) {
+        problems.push(format!(
+            "{name}: an environment template does not read {variable}: {data:?}"
+        ));
+    }
+    found
+}
+
+/// A template that writes a file writes one a setting points at (returned; the docker
+/// driver mounts the task's `local/` at `/local`); the rate-limit service's limits file
+/// is the repository's default limits, left to the service's own reload.
+fn check_file_template(
+    name: &str,
+    template: &hcl::Body,
+    env: &BTreeMap<String, String>,
+    problems: &mut Problems,
+) -> Option<String> {
+    let destination = attribute(template, "destination").unwrap_or_default();
+    let in_task = format!("/{destination}");
+    let Some((key, _)) = env.iter().find(|(_, value)| **value == in_task) else {
+        problems.push(format!(
+            "{name}: a template writes {destination:?}, which no setting points at ({in_task})"
+        ));
+        return None;
+    };
+    if key == LIMITS_SETTING {
+        check_limits_template(name, template, problems);
+    }
+    Some(key.clone())
+}
+
+fn check_limits_template(name: &str, template: &hcl::Body, problems: &mut Problems) {
+    problems.expect(
+        format_args!("{name}: change_mode of the limits template (the service reloads the file)"),
+        attribute(template, "change_mode"),
+        Some("noop".to_owned()),
+    );
+    let limits = read(DEFAULT_LIMITS);
+    if attribute(template, "data").as_deref() != Some(limits.as_str()) {
+        problems.push(format!(
+            "{name}: the limits template's data is not {DEFAULT_LIMITS} word for word"
+        ));
+    }
+    // Embedded verbatim, the text must mean itself to HCL and to Nomad's Go templates.
+    for marker in ["${", "%{", "{{"] {
+        if limits.contains(marker) {
+            problems.push(format!(
+                "{DEFAULT_LIMITS} contains {marker:?}, which the job's template would expand"
+            ));
+        }
+    }
+}
+
 #[test]
 fn nomad_job_matches_consul_definitions_and_kernel_settings() {
     let body =
@@ -246,7 +330,7 @@ fn nomad_job_matches_consul_definitions_and_kernel_settings() {
         .collect();
     assert_eq!(
         groups.keys().copied().collect::<BTreeSet<_>>(),
-        CORE.into_iter().collect(),
+        EVERY.into_iter().collect(),
         "{NOMAD_JOB}: one group per service with a Consul definition in consul/services/"
     );
     let kernel = kernel_keys();
