@@ -65,6 +65,26 @@ fn describe_load_error(error: &figment::Error) -> String {
     lines.join("; ")
 }
 
+/// `extract_inner(section)` reports a key as `inner.section`; this puts the section first
+/// again (`section.inner`), so the key and its variable are named as they are set.
+fn section_first(section: &str, error: figment::Error) -> figment::Error {
+    let prefix: Vec<String> = section
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut errors = error.into_iter().map(|mut e| {
+        if e.path.len() > prefix.len() && e.path.ends_with(&prefix) {
+            e.path.rotate_right(prefix.len());
+        }
+        e
+    });
+    match errors.next() {
+        Some(first) => errors.fold(first, figment::Error::chain),
+        None => figment::Error::from(format!("section `{section}` is invalid")),
+    }
+}
+
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_owned(),
@@ -435,13 +455,13 @@ impl Settings {
     where
         T: DeserializeOwned + Serialize + Default,
     {
+        // The defaults go under `name` and the loaded layers on top, so a bad value is
+        // reported with its full key (`auth.x`) and the variable or file that set it.
         let figment =
-            Figment::from(Serialized::defaults(T::default())).merge(Serialized::defaults(
-                self.figment
-                    .find_value(name)
-                    .unwrap_or_else(|_| figment::value::Value::from(figment::value::Dict::new())),
-            ));
-        Ok(figment.extract()?)
+            Figment::from(Serialized::default(name, T::default())).merge(self.figment.clone());
+        figment
+            .extract_inner(name)
+            .map_err(|e| ConfigError::from(section_first(name, e)))
     }
 
     /// A single top-level key (`BULWARK_ADMIN_EMAIL` is `admin_email`), if set.
@@ -582,6 +602,22 @@ mod tests {
     struct AuthSection {
         token_ttl_seconds: u64,
         issuer: String,
+    }
+
+    #[test]
+    fn bad_value_in_a_service_section_names_its_full_key_and_variable() {
+        let settings = load(None, &[("AUTH__TOKEN_TTL_SECONDS", "-1")])
+            .unwrap_or_else(|e| panic!("refused: {e}"));
+        let text = settings
+            .section::<AuthSection>("auth")
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+            .expect_err("a negative u64 must be refused");
+        assert!(
+            text.contains("`auth.token_ttl_seconds`")
+                && text.contains("BULWARK_AUTH__TOKEN_TTL_SECONDS"),
+            "key or variable not named: {text}"
+        );
     }
 
     #[test]
