@@ -1,4 +1,5 @@
-//! The `[auth]` configuration section (`BULWARK_AUTH__*`): token lifetimes.
+//! The `[auth]` configuration section (`BULWARK_AUTH__*`): token lifetimes and the
+//! delay between publishing a rotated-in signing key and signing with it.
 
 use std::time::Duration;
 
@@ -9,8 +10,10 @@ use serde::{Deserialize, Serialize};
 const MAX_ACCESS_TTL_SECONDS: u64 = 24 * 3600;
 /// Longest refresh token lifetime accepted (a year).
 const MAX_REFRESH_TTL_SECONDS: u64 = 365 * 24 * 3600;
+/// Longest activation delay accepted (a day): the outgoing key keeps signing meanwhile.
+const MAX_ACTIVATION_DELAY_SECONDS: u64 = 24 * 3600;
 
-/// Lifetimes of the tokens Auth issues.
+/// Lifetimes of the tokens Auth issues, and how signing keys take over.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AuthConfig {
@@ -18,6 +21,10 @@ pub struct AuthConfig {
     pub access_token_ttl_seconds: u64,
     /// Lifetime of each refresh token; 30 days by default.
     pub refresh_token_ttl_seconds: u64,
+    /// How long a rotated-in key is published before it signs, so every edge has
+    /// fetched it by then; 0 signs with it at once. 90 s by default: the edge
+    /// refreshes its JWKS every 60 s (`envoy/edge.yaml`), plus a margin.
+    pub key_activation_delay_seconds: u64,
 }
 
 impl Default for AuthConfig {
@@ -25,12 +32,13 @@ impl Default for AuthConfig {
         Self {
             access_token_ttl_seconds: 900,
             refresh_token_ttl_seconds: 30 * 24 * 3600,
+            key_activation_delay_seconds: 90,
         }
     }
 }
 
 impl AuthConfig {
-    /// Refuses lifetimes that make no sense, naming the key and the rule.
+    /// Refuses lifetimes and delays that make no sense, naming the key and the rule.
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=MAX_ACCESS_TTL_SECONDS).contains(&self.access_token_ttl_seconds) {
             return Err(format!(
@@ -46,6 +54,12 @@ impl AuthConfig {
                  must be between auth.access_token_ttl_seconds and {MAX_REFRESH_TTL_SECONDS}"
             ));
         }
+        if self.key_activation_delay_seconds > MAX_ACTIVATION_DELAY_SECONDS {
+            return Err(format!(
+                "configuration key `auth.key_activation_delay_seconds` is invalid: \
+                 must be between 0 and {MAX_ACTIVATION_DELAY_SECONDS}"
+            ));
+        }
         Ok(())
     }
 
@@ -56,6 +70,10 @@ impl AuthConfig {
     pub fn refresh_ttl(&self) -> Duration {
         Duration::from_secs(self.refresh_token_ttl_seconds)
     }
+
+    pub fn key_activation_delay(&self) -> Duration {
+        Duration::from_secs(self.key_activation_delay_seconds)
+    }
 }
 
 #[cfg(test)]
@@ -63,10 +81,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_fifteen_minutes_and_thirty_days() {
+    fn defaults_are_fifteen_minutes_thirty_days_and_ninety_seconds() {
         let config = AuthConfig::default();
         assert_eq!(config.access_token_ttl_seconds, 900);
         assert_eq!(config.refresh_token_ttl_seconds, 2_592_000);
+        assert_eq!(config.key_activation_delay_seconds, 90);
         assert_eq!(config.validate(), Ok(()));
     }
 
@@ -82,8 +101,28 @@ mod tests {
         let shorter_refresh = AuthConfig {
             access_token_ttl_seconds: 900,
             refresh_token_ttl_seconds: 60,
+            ..AuthConfig::default()
         };
         let error = shorter_refresh.validate().err().unwrap_or_default();
         assert!(error.contains("auth.refresh_token_ttl_seconds"), "{error}");
+    }
+
+    #[test]
+    fn activation_delay_is_zero_to_a_day() {
+        for (seconds, valid) in [(0, true), (86_400, true), (86_401, false)] {
+            let config = AuthConfig {
+                key_activation_delay_seconds: seconds,
+                ..AuthConfig::default()
+            };
+            let result = config.validate();
+            assert_eq!(result.is_ok(), valid, "delay {seconds}: {result:?}");
+            if let Err(error) = result {
+                assert!(
+                    error.contains("auth.key_activation_delay_seconds")
+                        && error.contains("between 0 and 86400"),
+                    "{error}"
+                );
+            }
+        }
     }
 }

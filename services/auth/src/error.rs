@@ -4,6 +4,7 @@
 
 use bulwark_kernel::db::DbError;
 use bulwark_kernel::tonic::{Code, Status};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 /// The message of every failed login, whatever the reason.
 pub const INVALID_CREDENTIALS: &str = "invalid email or password";
@@ -23,6 +24,15 @@ pub enum Error {
     InvalidRefreshToken,
     #[error("permission {0} required")]
     PermissionDenied(&'static str),
+    /// A rotation while the previous rotation's key is still pending.
+    #[error(
+        "signing key {kid} is pending until {}; rotate with `immediate` to activate it now",
+        .activates_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+    )]
+    KeyPending {
+        kid: String,
+        activates_at: DateTime<Utc>,
+    },
     /// A service Auth depends on is down or slow; worth retrying.
     #[error("{service} is unavailable: {status}")]
     Unavailable {
@@ -82,6 +92,7 @@ impl From<Error> for Status {
             Error::InvalidCredentials => Status::unauthenticated(INVALID_CREDENTIALS),
             Error::InvalidRefreshToken => Status::unauthenticated(INVALID_REFRESH_TOKEN),
             Error::PermissionDenied(_) => Status::permission_denied(error.to_string()),
+            Error::KeyPending { .. } => Status::failed_precondition(error.to_string()),
             Error::Unavailable { service, .. } => {
                 Status::unavailable(format!("{service} is unavailable, try again later"))
             }
@@ -118,6 +129,15 @@ mod tests {
                 Error::PermissionDenied("keys:write"),
                 Code::PermissionDenied,
                 "permission keys:write required",
+            ),
+            (
+                Error::KeyPending {
+                    kid: "k2".into(),
+                    activates_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+                },
+                Code::FailedPrecondition,
+                "signing key k2 is pending until 2027-01-15T08:00:00Z; \
+                 rotate with `immediate` to activate it now",
             ),
             (
                 Error::from_upstream("identity", Status::unavailable("connection refused")),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bulwark_kernel::Kernel;
 use bulwark_kernel::caller::TokenVerifier;
 use bulwark_kernel::clients::AuthzApi;
+use bulwark_kernel::timestamp;
 use bulwark_kernel::tonic::{Request, Response, Status};
 use bulwark_proto::auth::v1::auth_service_server::AuthService;
 use bulwark_proto::auth::v1::{
@@ -140,19 +141,22 @@ impl AuthService for AuthHandlers {
                 .map_err(|e| self.status(e))?;
             return Err(self.status(Error::PermissionDenied(ROTATE_PERMISSION)));
         }
+        let immediate = request.get_ref().immediate;
         let rotation = self
             .keys
-            .rotate(caller.user_id)
+            .rotate(caller.user_id, immediate)
             .await
             .map_err(|e| self.status(e))?;
         self.audit.committed();
-        // Tokens signed with the new key verify here at once, not after a refetch.
+        // Tokens signed with the new key verify here as soon as it signs, not after a
+        // refetch.
         if let Err(error) = self.verifier.refresh().await {
             tracing::warn!(%error, "cannot reload the verifier's keys after rotation");
         }
         Ok(Response::new(RotateSigningKeyResponse {
             kid: rotation.kid,
             previous_kid: rotation.previous_kid.unwrap_or_default(),
+            activates_at: Some(timestamp::to_proto(rotation.activates_at)),
         }))
     }
 }

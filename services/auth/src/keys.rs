@@ -1,9 +1,10 @@
 //! The signing keys: the active key (created on first start, cached in memory),
-//! rotation, the published JWKS, and the key source of Auth's own bearer verifier.
+//! rotation with publish-before-use, the published JWKS, and the key source of
+//! Auth's own bearer verifier.
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures::future::BoxFuture;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -16,12 +17,15 @@ use bulwark_kernel::outbox;
 
 use crate::domain::access_token::AccessClaims;
 use crate::domain::events;
+use crate::domain::key_schedule::{PendingKey, Phase, RotationPlan};
 use crate::domain::signing_key::{NewSigningKey, PublicJwk};
 use crate::error::Error;
-use crate::store::{self, ActiveKeyRow};
+use crate::store::{self, LiveKeyRow};
 
 /// How long an instance signs with its cached key before rereading the table, so
-/// a rotation made by another Auth instance takes over within this time.
+/// a rotation made by another Auth instance is seen within this time: before the
+/// new key activates when the activation delay is longer, else within this time
+/// of it (retired keys stay published that much longer to cover it).
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
 
 /// The key that signs new access tokens.
@@ -40,7 +44,7 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
-    fn from_row(row: ActiveKeyRow) -> Self {
+    fn from_row(row: LiveKeyRow) -> Self {
         Self {
             key: EncodingKey::from_ed_der(&row.private_key),
             kid: row.kid,
@@ -61,11 +65,35 @@ impl SigningKey {
 pub struct Rotation {
     pub kid: String,
     pub previous_kid: Option<String>,
+    /// When `kid` starts signing and `previous_kid` retires.
+    pub activates_at: DateTime<Utc>,
+}
+
+/// The key that signs at an instant, and when a pending key takes over from it.
+struct Current {
+    key: LiveKeyRow,
+    next_activation: Option<DateTime<Utc>>,
 }
 
 struct Cached {
     key: SigningKey,
     loaded_at: Instant,
+    /// The pending key's activation: the cached key stops signing then.
+    next_activation: Option<DateTime<Utc>>,
+}
+
+impl Cached {
+    fn of(found: Current) -> Self {
+        Self {
+            key: SigningKey::from_row(found.key),
+            loaded_at: Instant::now(),
+            next_activation: found.next_activation,
+        }
+    }
+
+    fn is_fresh(&self, now: DateTime<Utc>) -> bool {
+        self.loaded_at.elapsed() < KEY_CACHE_TTL && self.next_activation.is_none_or(|at| now < at)
+    }
 }
 
 /// The signing keys in the `signing_keys` table, with the active one cached.
@@ -75,25 +103,36 @@ pub struct KeyRing {
     /// How long a retired key stays in the JWKS: long enough for every token it
     /// signed to expire, counting clock leeway and other instances' cache.
     publish_after_retirement: chrono::Duration,
+    /// How long a rotated-in key is published before it signs.
+    activation_delay: chrono::Duration,
 }
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyRing")
             .field("publish_after_retirement", &self.publish_after_retirement)
+            .field("activation_delay", &self.activation_delay)
             .finish_non_exhaustive()
     }
 }
 
 impl KeyRing {
     /// Opens the key ring, generating the first key if the table has none.
-    /// `access_ttl` and `leeway` bound how long a retired key must stay published.
-    pub async fn open(db: Database, access_ttl: Duration, leeway: Duration) -> Result<Self, Error> {
+    /// `access_ttl` and `leeway` bound how long a retired key must stay published;
+    /// a rotated-in key signs `activation_delay` after it is published.
+    pub async fn open(
+        db: Database,
+        access_ttl: Duration,
+        leeway: Duration,
+        activation_delay: Duration,
+    ) -> Result<Self, Error> {
         let publish = access_ttl + leeway + KEY_CACHE_TTL;
         let ring = Self {
             db,
             cache: RwLock::new(None),
             publish_after_retirement: chrono::Duration::from_std(publish)
+                .unwrap_or(chrono::Duration::MAX),
+            activation_delay: chrono::Duration::from_std(activation_delay)
                 .unwrap_or(chrono::Duration::MAX),
         };
         ring.load_active().await?;
@@ -108,7 +147,7 @@ impl KeyRing {
     /// The key to sign with now.
     pub async fn signing_key(&self) -> Result<SigningKey, Error> {
         if let Some(cached) = self.cache.read().await.as_ref()
-            && cached.loaded_at.elapsed() < KEY_CACHE_TTL
+            && cached.is_fresh(Utc::now())
         {
             return Ok(cached.key.clone());
         }
@@ -119,79 +158,152 @@ impl KeyRing {
     async fn load_active(&self) -> Result<SigningKey, Error> {
         let mut pooled = self.db.conn().await?;
         let conn: &mut AsyncPgConnection = &mut pooled;
-        let row = conn
+        let found = conn
             .transaction::<_, Error, _>(async |conn| {
-                if let Some(row) = store::active_signing_key(conn).await? {
-                    return Ok(row);
+                if let Some(found) = current(conn, Utc::now()).await? {
+                    return Ok(found);
                 }
                 // Two instances starting together: the second waits here, then finds
                 // the first one's key.
                 store::lock_signing_keys(conn).await?;
-                if let Some(row) = store::active_signing_key(conn).await? {
-                    return Ok(row);
+                let now = Utc::now();
+                if let Some(found) = current(conn, now).await? {
+                    return Ok(found);
                 }
-                let key = NewSigningKey::generate()?;
-                store::insert_signing_key(conn, &key, Utc::now()).await?;
-                tracing::info!(kid = %key.public.kid, "generated the first signing key");
-                Ok(ActiveKeyRow {
-                    kid: key.public.kid.clone(),
-                    private_key: key.private_der.clone(),
-                })
+                first_key(conn, now).await
             })
             .await?;
-        Ok(self.remember(row).await)
+        let cached = Cached::of(found);
+        let key = cached.key.clone();
+        *self.cache.write().await = Some(cached);
+        Ok(key)
     }
 
-    async fn remember(&self, row: ActiveKeyRow) -> SigningKey {
-        let key = SigningKey::from_row(row);
-        *self.cache.write().await = Some(Cached {
-            key: key.clone(),
-            loaded_at: Instant::now(),
-        });
-        key
-    }
-
-    /// Makes a new key active and retires the current one, which stays published
-    /// until the tokens it signed have expired; forgets keys past that point. The
-    /// audit event is written in the same transaction.
-    pub async fn rotate(&self, actor: Uuid) -> Result<Rotation, Error> {
+    /// Publishes a new key that signs after the activation delay, or at once when
+    /// `immediate`; the current key signs until then and retires at that instant,
+    /// staying published until the tokens it signed have expired. While a key is
+    /// pending, only `immediate` is accepted, and it activates that key. Forgets keys
+    /// past their publication. The audit event is written in the same transaction.
+    pub async fn rotate(&self, actor: Uuid, immediate: bool) -> Result<Rotation, Error> {
         let mut pooled = self.db.conn().await?;
         let conn: &mut AsyncPgConnection = &mut pooled;
-        let publish_for = self.publish_after_retirement;
-        let (rotation, row) = conn
+        let (publish_for, delay) = (self.publish_after_retirement, self.activation_delay);
+        let (rotation, after) = conn
             .transaction::<_, Error, _>(async |conn| {
                 store::lock_signing_keys(conn).await?;
                 let now = Utc::now();
-                let previous_kid = store::retire_active_key(conn, now, now + publish_for).await?;
+                let (_, pending) = live_keys(conn, now).await?;
+                let pending = pending.map(|row| PendingKey {
+                    kid: row.kid,
+                    activates_at: row.activates_at,
+                });
+                let plan = RotationPlan::decide(pending, immediate, delay, now)?;
+                let activates_at = plan.activates_at();
+                // Retire first: only the newest key may have no retirement scheduled.
+                let previous_kid =
+                    store::retire_active_key(conn, now, activates_at, activates_at + publish_for)
+                        .await?;
+                let kid = match plan {
+                    RotationPlan::Generate { .. } => {
+                        let key = NewSigningKey::generate()?;
+                        store::insert_signing_key(conn, &key, now, activates_at).await?;
+                        key.public.kid
+                    }
+                    RotationPlan::ActivatePending { kid, .. } => {
+                        store::activate_signing_key(conn, &kid, activates_at).await?;
+                        kid
+                    }
+                };
                 let forgotten = store::forget_unpublished_keys(conn, now).await?;
-                let key = NewSigningKey::generate()?;
-                store::insert_signing_key(conn, &key, now).await?;
                 outbox::record(
                     conn,
                     crate::SPEC.name,
-                    events::key_rotated(actor, &key.public.kid, previous_kid.as_deref()),
+                    events::key_rotated(actor, &kid, previous_kid.as_deref(), activates_at),
                 )
                 .await?;
-                tracing::info!(kid = %key.public.kid, previous_kid = ?previous_kid, forgotten, "rotated the signing key");
+                tracing::info!(%kid, previous_kid = ?previous_kid, %activates_at, forgotten, "rotated the signing key");
+                let after = current(conn, now).await?;
                 let rotation = Rotation {
-                    kid: key.public.kid.clone(),
+                    kid,
                     previous_kid,
+                    activates_at,
                 };
-                let row = ActiveKeyRow {
-                    kid: key.public.kid.clone(),
-                    private_key: key.private_der.clone(),
-                };
-                Ok((rotation, row))
+                Ok((rotation, after))
             })
             .await?;
-        self.remember(row).await;
+        // Without a key signing now (a table that had none), the next signature
+        // goes through `load_active`, which makes one sign.
+        *self.cache.write().await = after.map(Cached::of);
         Ok(rotation)
     }
 
-    /// The JWKS: the active key first, then retired keys still published.
+    /// The JWKS: the active key first, then a pending key, then retired keys still
+    /// published.
     pub async fn published(&self) -> Result<Vec<PublicJwk>, Error> {
         published(&self.db).await
     }
+}
+
+/// The keys not retired at `now`: the one signing and the one pending, each if any.
+async fn live_keys(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+) -> Result<(Option<LiveKeyRow>, Option<LiveKeyRow>), Error> {
+    let (mut active, mut pending) = (None, None);
+    // Earliest activation first: the last activated one signs, the first pending
+    // one is next.
+    for row in store::live_signing_keys(conn, now).await? {
+        // Rows not retired at `now`, so the retirement does not matter here.
+        if Phase::at(now, row.activates_at, None) == Phase::Pending {
+            pending = pending.or(Some(row));
+        } else {
+            active = Some(row);
+        }
+    }
+    Ok((active, pending))
+}
+
+/// The key signing at `now`, if any. Erases the private halves of keys retired by
+/// then: a key whose retirement was scheduled loses it the first time any instance
+/// looks after that instant.
+async fn current(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+) -> Result<Option<Current>, Error> {
+    let (active, pending) = live_keys(conn, now).await?;
+    let Some(key) = active else {
+        return Ok(None);
+    };
+    store::erase_retired_private_keys(conn, now).await?;
+    Ok(Some(Current {
+        key,
+        next_activation: pending.map(|row| row.activates_at),
+    }))
+}
+
+/// Makes a key sign when none does: a new one on first start, or a pending key
+/// (already published) should the table have lost the key before it. Needs the lock.
+async fn first_key(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> Result<Current, Error> {
+    if let (_, Some(mut pending)) = live_keys(conn, now).await? {
+        store::activate_signing_key(conn, &pending.kid, now).await?;
+        tracing::warn!(kid = %pending.kid, "no key was signing; activated the pending key");
+        pending.activates_at = now;
+        return Ok(Current {
+            key: pending,
+            next_activation: None,
+        });
+    }
+    let key = NewSigningKey::generate()?;
+    store::insert_signing_key(conn, &key, now, now).await?;
+    tracing::info!(kid = %key.public.kid, "generated the first signing key");
+    Ok(Current {
+        key: LiveKeyRow {
+            kid: key.public.kid.clone(),
+            private_key: key.private_der.clone(),
+            activates_at: now,
+        },
+        next_activation: None,
+    })
 }
 
 async fn published(db: &Database) -> Result<Vec<PublicJwk>, Error> {

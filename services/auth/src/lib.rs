@@ -77,6 +77,7 @@ pub async fn app_with(kernel: Kernel, deps: Deps) -> anyhow::Result<GrpcServices
         kernel.db.clone(),
         config.access_ttl(),
         Duration::from_secs(tokens.leeway_seconds),
+        config.key_activation_delay(),
     )
     .await
     .context("cannot load or create the signing key")?;

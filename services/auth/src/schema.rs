@@ -10,6 +10,7 @@ diesel::table! {
         created_at -> Timestamptz,
         retired_at -> Nullable<Timestamptz>,
         publish_until -> Nullable<Timestamptz>,
+        activates_at -> Timestamptz,
     }
 }
 

@@ -9,23 +9,26 @@ use uuid::Uuid;
 
 use bulwark_kernel::db::{DbError, traced};
 
+use crate::domain::key_schedule::Phase;
 use crate::domain::refresh_token::{TokenHash, TokenState};
 use crate::domain::signing_key::{ALGORITHM, NewSigningKey, PublicJwk};
 use crate::schema::{refresh_tokens, signing_keys};
 
-/// The key that signs new tokens.
+/// A key that is not retired: the one signing, or one pending.
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = signing_keys)]
-pub struct ActiveKeyRow {
+pub struct LiveKeyRow {
     pub kid: String,
     /// PKCS#8 DER.
     pub private_key: Vec<u8>,
+    pub activates_at: DateTime<Utc>,
 }
 
-impl std::fmt::Debug for ActiveKeyRow {
+impl std::fmt::Debug for LiveKeyRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActiveKeyRow")
+        f.debug_struct("LiveKeyRow")
             .field("kid", &self.kid)
+            .field("activates_at", &self.activates_at)
             .finish_non_exhaustive()
     }
 }
@@ -41,24 +44,33 @@ pub async fn lock_signing_keys(conn: &mut AsyncPgConnection) -> Result<(), DbErr
     .map(|_| ())
 }
 
-pub async fn active_signing_key(
+/// The keys not retired at `now` (the active key, a pending one), earliest
+/// activation first.
+pub async fn live_signing_keys(
     conn: &mut AsyncPgConnection,
-) -> Result<Option<ActiveKeyRow>, DbError> {
-    traced("signing_keys.active", async {
+    now: DateTime<Utc>,
+) -> Result<Vec<LiveKeyRow>, DbError> {
+    traced(
+        "signing_keys.live",
         signing_keys::table
-            .filter(signing_keys::retired_at.is_null())
-            .select(ActiveKeyRow::as_select())
-            .first(conn)
-            .await
-            .optional()
-    })
+            .filter(
+                signing_keys::retired_at
+                    .is_null()
+                    .or(signing_keys::retired_at.gt(now)),
+            )
+            .order(signing_keys::activates_at.asc())
+            .select(LiveKeyRow::as_select())
+            .load(conn),
+    )
     .await
 }
 
+/// Stores a new key, published from `now` and signing from `activates_at`.
 pub async fn insert_signing_key(
     conn: &mut AsyncPgConnection,
     key: &NewSigningKey,
     now: DateTime<Utc>,
+    activates_at: DateTime<Utc>,
 ) -> Result<(), DbError> {
     let public_jwk = serde_json::to_value(&key.public)
         .map_err(|e| DbError::Query(diesel::result::Error::SerializationError(Box::new(e))))?;
@@ -71,6 +83,7 @@ pub async fn insert_signing_key(
                 signing_keys::private_key.eq(&key.private_der),
                 signing_keys::public_jwk.eq(public_jwk),
                 signing_keys::created_at.eq(now),
+                signing_keys::activates_at.eq(activates_at),
             ))
             .execute(conn),
     )
@@ -78,25 +91,69 @@ pub async fn insert_signing_key(
     .map(|_| ())
 }
 
-/// Retires the active key, if any, keeping it published until `publish_until`. Its
-/// private half is erased: a retired key never signs again. Returns its kid.
+/// Makes the key `kid` sign from `activates_at`.
+pub async fn activate_signing_key(
+    conn: &mut AsyncPgConnection,
+    kid: &str,
+    activates_at: DateTime<Utc>,
+) -> Result<(), DbError> {
+    traced(
+        "signing_keys.activate",
+        diesel::update(signing_keys::table.find(kid))
+            .set(signing_keys::activates_at.eq(activates_at))
+            .execute(conn),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Schedules the retirement of the key active at `now`, if any, at `retire_at`,
+/// keeping it published until `publish_until`. Returns its kid. Its private half is
+/// erased by [`erase_retired_private_keys`] once `retire_at` has passed.
 pub async fn retire_active_key(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
+    retire_at: DateTime<Utc>,
     publish_until: DateTime<Utc>,
 ) -> Result<Option<String>, DbError> {
     traced("signing_keys.retire", async {
-        diesel::update(signing_keys::table.filter(signing_keys::retired_at.is_null()))
-            .set((
-                signing_keys::retired_at.eq(now),
-                signing_keys::publish_until.eq(publish_until),
-                signing_keys::private_key.eq(Vec::<u8>::new()),
-            ))
-            .returning(signing_keys::kid)
-            .get_result(conn)
-            .await
-            .optional()
+        diesel::update(
+            signing_keys::table
+                .filter(signing_keys::activates_at.le(now))
+                .filter(
+                    signing_keys::retired_at
+                        .is_null()
+                        .or(signing_keys::retired_at.gt(now)),
+                ),
+        )
+        .set((
+            signing_keys::retired_at.eq(retire_at),
+            signing_keys::publish_until.eq(publish_until),
+        ))
+        .returning(signing_keys::kid)
+        .get_result(conn)
+        .await
+        .optional()
     })
+    .await
+}
+
+/// Erases the private half of every key retired by `now`: a retired key never signs
+/// again. Returns how many were erased.
+pub async fn erase_retired_private_keys(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+) -> Result<usize, DbError> {
+    traced(
+        "signing_keys.erase_retired",
+        diesel::update(
+            signing_keys::table
+                .filter(signing_keys::retired_at.le(now))
+                .filter(signing_keys::private_key.ne(Vec::<u8>::new())),
+        )
+        .set(signing_keys::private_key.eq(Vec::<u8>::new()))
+        .execute(conn),
+    )
     .await
 }
 
@@ -113,13 +170,20 @@ pub async fn forget_unpublished_keys(
     .await
 }
 
-/// The JWKS at `now`: the active key first, then retired keys still published,
-/// most recently retired first. Rows whose JWK does not parse are skipped and logged.
+/// The JWKS at `now`: the active key first, then a pending key, then retired keys
+/// still published, most recently retired first. Rows whose JWK does not parse are
+/// skipped and logged.
 pub async fn published_keys(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
 ) -> Result<Vec<PublicJwk>, DbError> {
-    let rows: Vec<(String, serde_json::Value)> = traced(
+    type Row = (
+        String,
+        serde_json::Value,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+    );
+    let mut rows: Vec<Row> = traced(
         "signing_keys.published",
         signing_keys::table
             .filter(
@@ -127,18 +191,27 @@ pub async fn published_keys(
                     .is_null()
                     .or(signing_keys::publish_until.gt(now)),
             )
-            .order((
-                signing_keys::retired_at.desc().nulls_first(),
-                signing_keys::created_at.desc(),
+            .select((
+                signing_keys::kid,
+                signing_keys::public_jwk,
+                signing_keys::activates_at,
+                signing_keys::retired_at,
             ))
-            .select((signing_keys::kid, signing_keys::public_jwk))
             .load(conn),
     )
     .await?;
+    // Each key retires when its successor activates, so within a phase the latest
+    // activation is also the latest retirement.
+    rows.sort_by_key(|(_, _, activates_at, retired_at)| {
+        (
+            Phase::at(now, *activates_at, *retired_at),
+            std::cmp::Reverse(*activates_at),
+        )
+    });
     Ok(rows
         .into_iter()
         .filter_map(
-            |(kid, json)| match serde_json::from_value::<PublicJwk>(json) {
+            |(kid, json, _, _)| match serde_json::from_value::<PublicJwk>(json) {
                 Ok(jwk) => Some(jwk),
                 Err(error) => {
                     tracing::error!(%kid, %error, "stored public JWK is unreadable; not published");

@@ -4,6 +4,7 @@
 
 use bulwark_kernel::outbox::NewAuditEvent;
 use bulwark_proto::audit::v1::Outcome;
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -100,13 +101,22 @@ pub fn logged_out(user_id: Uuid, revoked_tokens: usize) -> NewAuditEvent {
     )
 }
 
-pub fn key_rotated(actor: Uuid, kid: &str, previous_kid: Option<&str>) -> NewAuditEvent {
+/// A rotation: `kid` signs from `activates_at`, when `previous_kid` retires.
+pub fn key_rotated(
+    actor: Uuid,
+    kid: &str,
+    previous_kid: Option<&str>,
+    activates_at: DateTime<Utc>,
+) -> NewAuditEvent {
     event(
         Some(actor),
         KEY_ROTATE,
         format!("kid:{kid}"),
         Outcome::Success,
-        json!({ "previous_kid": previous_kid }),
+        json!({
+            "previous_kid": previous_kid,
+            "activates_at": activates_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        }),
     )
 }
 

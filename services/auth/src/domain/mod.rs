@@ -1,8 +1,10 @@
 //! Validated inputs and the values Auth mints: login credentials, refresh tokens,
-//! signing keys, access token claims and the audit events that describe each step.
+//! signing keys and when they sign, access token claims and the audit events that
+//! describe each step.
 
 pub mod access_token;
 pub mod credentials;
 pub mod events;
+pub mod key_schedule;
 pub mod refresh_token;
 pub mod signing_key;

@@ -1,12 +1,13 @@
 //! Signing keys: created once, kept across restarts, rotated with the old key still
-//! published until its tokens have expired.
+//! published until its tokens have expired. What happens between a rotation and the
+//! new key's activation is in `activation`.
 
 use bulwark_kernel::tonic::Code;
 use diesel::prelude::*;
 use diesel::sql_types::{Double, Text};
 use diesel_async::RunQueryDsl;
 
-use crate::support::{TestApp, assert_code, failure, kid};
+use crate::support::{TestApp, activation_in, assert_code, failure, kid};
 
 #[tokio::test]
 async fn first_start_publishes_one_ed25519_key() {
@@ -44,27 +45,26 @@ async fn signing_key_survives_a_restart() {
     app.stop().await;
 }
 
-async fn admin_token(app: &TestApp) -> String {
-    let admin = app.user("admin@example.com");
-    app.authz.grant_role(admin.id, "admin");
-    app.logged_in(&admin).await.access_token
-}
-
 #[tokio::test]
 async fn rotation_keeps_the_old_key_published_and_its_tokens_valid() {
     let app = TestApp::start().await;
     let user = app.user("alice@example.com");
     let old_pair = app.logged_in(&user).await;
     let old_kid = kid(&old_pair.access_token);
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
 
     let rotation = app
-        .rotate(&admin)
+        .rotate_now(&admin)
         .await
-        .unwrap_or_else(|s| panic!("rotation by an admin failed: {s:?}"));
+        .unwrap_or_else(|s| panic!("immediate rotation by an admin failed: {s:?}"));
 
     assert_eq!(rotation.previous_kid, old_kid);
     assert_ne!(rotation.kid, old_kid);
+    let activates_at = activation_in(&rotation);
+    assert!(
+        activates_at.abs() < 2.0,
+        "an immediate rotation activates now, not in {activates_at}s"
+    );
     let jwks = app.jwks().await;
     let kids: Vec<&str> = jwks.keys.iter().map(|k| k.kid.as_str()).collect();
     assert_eq!(
@@ -139,9 +139,9 @@ async fn rotation_keeps_the_old_key_published_and_its_tokens_valid() {
 async fn retired_key_past_publish_until_disappears_from_the_jwks() {
     let app = TestApp::start().await;
     let old_kid = app.jwks().await.keys[0].kid.clone();
-    let admin = admin_token(&app).await;
+    let admin = app.admin_token().await;
     let rotation = app
-        .rotate(&admin)
+        .rotate_now(&admin)
         .await
         .unwrap_or_else(|s| panic!("rotation: {s:?}"));
     assert_eq!(app.jwks().await.keys.len(), 2);
@@ -159,7 +159,7 @@ async fn retired_key_past_publish_until_disappears_from_the_jwks() {
 
     // The next rotation forgets it entirely.
     let next = app
-        .rotate(&admin)
+        .rotate_now(&admin)
         .await
         .unwrap_or_else(|s| panic!("second rotation: {s:?}"));
     assert_eq!(next.previous_kid, rotation.kid);

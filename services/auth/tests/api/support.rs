@@ -243,6 +243,23 @@ impl TestApp {
         database: DatabaseConfig,
         sections: &[(&str, serde_json::Value)],
     ) -> Self {
+        Self::try_start_on(database, sections)
+            .await
+            .unwrap_or_else(|e| panic!("Auth did not start: {e:#}"))
+    }
+
+    /// Starts Auth on a fresh database, or says why it refused to start.
+    pub async fn try_start_with(sections: &[(&str, serde_json::Value)]) -> anyhow::Result<Self> {
+        let database = fresh_database(SPEC.name)
+            .await
+            .unwrap_or_else(|e| panic!("no test database: {e:#}"));
+        Self::try_start_on(database, sections).await
+    }
+
+    async fn try_start_on(
+        database: DatabaseConfig,
+        sections: &[(&str, serde_json::Value)],
+    ) -> anyhow::Result<Self> {
         let identity = Arc::new(FakeIdentity::default());
         let authz = Arc::new(FakeAuthz::default());
         let audit = Arc::new(FakeAudit::default());
@@ -255,12 +272,11 @@ impl TestApp {
         let (running, kernel) = start(settings, MIGRATIONS, |kernel| {
             bulwark_auth::app_with(kernel, deps)
         })
-        .await
-        .unwrap_or_else(|e| panic!("Auth did not start: {e:#}"));
+        .await?;
         let client = AuthServiceClient::connect(format!("http://{}", running.grpc_addr))
             .await
             .unwrap_or_else(|e| panic!("cannot connect to Auth: {e}"));
-        Self {
+        Ok(Self {
             client,
             kernel,
             identity,
@@ -268,7 +284,7 @@ impl TestApp {
             audit,
             database,
             running,
-        }
+        })
     }
 
     pub async fn stop(self) {
@@ -289,6 +305,13 @@ impl TestApp {
             })
             .await
             .map(|r| r.into_inner())
+    }
+
+    /// The access token of a new user holding the `admin` role (may rotate keys).
+    pub async fn admin_token(&self) -> String {
+        let admin = self.user("admin@example.com");
+        self.authz.grant_role(admin.id, "admin");
+        self.logged_in(&admin).await.access_token
     }
 
     /// Logs `user` in, failing the test if that does not work.
@@ -327,10 +350,33 @@ impl TestApp {
             .into_inner()
     }
 
+    /// The kids of the published keys, in JWKS order.
+    pub async fn published_kids(&self) -> Vec<String> {
+        self.jwks().await.keys.into_iter().map(|k| k.kid).collect()
+    }
+
+    /// `RotateSigningKey` as the holder of `access_token`: the new key signs after
+    /// the configured activation delay.
     pub async fn rotate(&self, access_token: &str) -> Result<RotateSigningKeyResponse, Status> {
+        self.rotation(access_token, false).await
+    }
+
+    /// `RotateSigningKey` with `immediate`: the new key (or the pending one) signs now.
+    pub async fn rotate_now(&self, access_token: &str) -> Result<RotateSigningKeyResponse, Status> {
+        self.rotation(access_token, true).await
+    }
+
+    async fn rotation(
+        &self,
+        access_token: &str,
+        immediate: bool,
+    ) -> Result<RotateSigningKeyResponse, Status> {
         self.client
             .clone()
-            .rotate_signing_key(with_bearer(RotateSigningKeyRequest {}, access_token))
+            .rotate_signing_key(with_bearer(
+                RotateSigningKeyRequest { immediate },
+                access_token,
+            ))
             .await
             .map(|r| r.into_inner())
     }
@@ -428,6 +474,19 @@ pub fn claims(token: &str) -> serde_json::Value {
         .decode(payload)
         .unwrap_or_else(|e| panic!("payload is not base64url: {e}"));
     serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("payload is not JSON: {e}"))
+}
+
+/// Seconds from now until the rotated-in key signs (negative when it already does).
+pub fn activation_in(rotation: &RotateSigningKeyResponse) -> f64 {
+    let at = rotation
+        .activates_at
+        .as_ref()
+        .unwrap_or_else(|| panic!("rotation without activates_at: {rotation:?}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    at.seconds as f64 + f64::from(at.nanos) / 1e9 - now
 }
 
 /// The `kid` of a token's header.

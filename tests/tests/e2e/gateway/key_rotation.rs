@@ -5,14 +5,15 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
+use bulwark_e2e::Mesh;
 use bulwark_e2e::poll_until;
-use bulwark_proto::auth::v1::RotateSigningKeyRequest;
 use bulwark_proto::auth::v1::auth_service_client::AuthServiceClient;
+use bulwark_proto::auth::v1::{RotateSigningKeyRequest, RotateSigningKeyResponse};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, SigningKey, bearer, claims_with, envoy_stat, get_me, login,
+    ADMIN_EMAIL, ADMIN_PASSWORD, Reply, SigningKey, bearer, claims_with, envoy_stat, get_me, login,
     now_unix, start_mesh, token_part,
 };
 
@@ -26,6 +27,43 @@ fn kid_of(token: &str) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("token without kid: {token}"))
         .to_owned()
+}
+
+/// RotateSigningKey as the holder of `access_token`, over gRPC through the edge.
+async fn rotate(mesh: &Mesh, access_token: &str, immediate: bool) -> RotateSigningKeyResponse {
+    let mut auth = AuthServiceClient::connect(mesh.edge_url(""))
+        .await
+        .expect("connecting to the edge over HTTP/2");
+    let mut request = tonic::Request::new(RotateSigningKeyRequest { immediate });
+    request.metadata_mut().insert(
+        "authorization",
+        bearer(access_token).parse().expect("a bearer header value"),
+    );
+    auth.rotate_signing_key(request)
+        .await
+        .unwrap_or_else(|status| {
+            panic!("RotateSigningKey (immediate: {immediate}) through the edge: {status:?}")
+        })
+        .into_inner()
+}
+
+/// The JWKS the edge serves at `/.well-known/jwks.json`, and its kids in order.
+async fn published_kids(mesh: &Mesh) -> (Value, Vec<String>) {
+    let jwks = Reply::of(
+        mesh.http().get(mesh.edge_url("/.well-known/jwks.json")),
+        "GET /.well-known/jwks.json",
+    )
+    .await
+    .json("the JWKS");
+    let kids = jwks["keys"]
+        .as_array()
+        .map(|keys| {
+            keys.iter()
+                .filter_map(|k| k["kid"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    (jwks, kids)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,22 +84,9 @@ async fn rotated_key_is_accepted_by_the_running_edge_and_the_old_key_still_works
     );
     let vm_created = envoy_stat(&mesh, "wasm.envoy.wasm.runtime.v8.created").await;
 
-    // RotateSigningKey as the admin, over gRPC through the edge.
-    let mut auth = AuthServiceClient::connect(mesh.edge_url(""))
-        .await
-        .expect("connecting to the edge over HTTP/2");
-    let mut request = tonic::Request::new(RotateSigningKeyRequest {});
-    request.metadata_mut().insert(
-        "authorization",
-        bearer(&before.access_token)
-            .parse()
-            .expect("a bearer header value"),
-    );
-    let rotation = auth
-        .rotate_signing_key(request)
-        .await
-        .unwrap_or_else(|status| panic!("RotateSigningKey as admin through the edge: {status:?}"))
-        .into_inner();
+    // An immediate rotation (a compromised key): the edge meets the new kid before its
+    // periodic JWKS refresh and must pick it up through its unknown-kid refetch.
+    let rotation = rotate(&mesh, &before.access_token, true).await;
     assert_eq!(
         rotation.previous_kid, old_kid,
         "the rotation did not retire the key in use: {rotation:?}"
@@ -124,29 +149,27 @@ async fn rotated_key_is_accepted_by_the_running_edge_and_the_old_key_still_works
         "a fresh token signed with the previous key was refused: {old_minted:?}"
     );
 
-    let jwks: Value = serde_json::from_str(
-        &mesh
-            .http()
-            .get(mesh.edge_url("/.well-known/jwks.json"))
-            .send()
-            .await
-            .expect("GET /.well-known/jwks.json")
-            .text()
-            .await
-            .expect("reading the JWKS"),
-    )
-    .expect("the JWKS is JSON");
-    let kids: Vec<&str> = jwks["keys"]
-        .as_array()
-        .map(|keys| keys.iter().filter_map(|k| k["kid"].as_str()).collect())
-        .unwrap_or_default();
+    let (jwks, kids) = published_kids(&mesh).await;
     assert!(
-        kids.contains(&rotation.kid.as_str()) && kids.contains(&old_kid.as_str()),
+        kids.contains(&rotation.kid) && kids.contains(&old_kid),
         "the JWKS should publish the new and the previous key: {jwks}"
     );
     assert_eq!(
         envoy_stat(&mesh, "wasm.envoy.wasm.runtime.v8.created").await,
         vm_created,
         "a Wasm VM was created again during the rotation"
+    );
+
+    // A delayed rotation (the mesh's Auth waits the default 90 s): the new key is in the
+    // JWKS the edge serves at once, while Auth still signs with the current key.
+    let delayed = rotate(&mesh, &after.access_token, false).await;
+    let (jwks, kids) = published_kids(&mesh).await;
+    let fresh = kid_of(&login(&mesh, ADMIN_EMAIL, ADMIN_PASSWORD).await.access_token);
+    assert!(
+        kids.contains(&delayed.kid) && fresh == rotation.kid,
+        "after a delayed rotation the edge's JWKS should list the pending key {} while a \
+         fresh token is still signed by {} (it carries {fresh}): {delayed:?} {jwks}",
+        delayed.kid,
+        rotation.kid,
     );
 }

@@ -328,8 +328,12 @@ impl SigningKey {
             .expect("the mesh runs postgres")
             .psql(
                 "bulwark",
+                // The newest key whose activation has come and whose retirement has not: a
+                // key published ahead of its activation does not sign yet.
                 "SELECT kid || ' ' || translate(encode(private_key, 'base64'), E'\\n', '') \
-                 FROM auth.signing_keys WHERE retired_at IS NULL",
+                 FROM auth.signing_keys WHERE activates_at <= now() \
+                 AND (retired_at IS NULL OR retired_at > now()) \
+                 ORDER BY activates_at DESC LIMIT 1",
             )
             .expect("reading Auth's active signing key");
         let (kid, der) = row
