@@ -83,6 +83,14 @@ pub fn gateway_filter_wasm() -> anyhow::Result<PathBuf> {
         .map(|t| t.join("wasm32-wasip1/wasm/bulwark_gateway_filter.wasm"))
         .collect();
     if let Some(found) = candidates.iter().find(|path| path.is_file()) {
+        let built = std::fs::metadata(found)?.modified()?;
+        if built < newest_filter_source_change() {
+            bail!(
+                "{} is older than the filter's sources, so a test would run stale code; \
+                 rebuild it: `cargo build -p bulwark-gateway-filter --target wasm32-wasip1 --profile wasm`",
+                found.display()
+            );
+        }
         return Ok(found.clone());
     }
     bail!(
@@ -95,6 +103,24 @@ pub fn gateway_filter_wasm() -> anyhow::Result<PathBuf> {
             .collect::<Vec<_>>()
             .join(", ")
     )
+}
+
+/// The latest modification time of a source file of the gateway filter or its logic.
+fn newest_filter_source_change() -> std::time::SystemTime {
+    let root = workspace_root().join("gateway-filter");
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    let mut dirs = vec![root.join("src"), root.join("logic/src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
+                newest = newest.max(modified);
+            }
+        }
+    }
+    newest
 }
 
 fn on_path(name: &str) -> Option<PathBuf> {

