@@ -47,11 +47,9 @@ fn step(n: usize, what: &str) {
 
 pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let mut build = true;
-    let mut in_release_view = false;
     for arg in args {
         match arg.as_str() {
             "--no-build" => build = false,
-            release::IN_RELEASE_VIEW => in_release_view = true,
             "-h" | "--help" => {
                 eprintln!("{USAGE}");
                 return Ok(());
@@ -59,11 +57,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
             other => bail!("bench-services: unknown argument `{other}`\n\n{USAGE}"),
         }
     }
-    if in_release_view {
-        return measure().await;
-    }
 
-    let exe = release::this_executable()?;
+    // Before building: the build relinks this executable (see `this_executable`).
+    let release_dir = release::release_dir(&release::this_executable()?)?;
     if build {
         step(
             1,
@@ -87,19 +83,18 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         step(1, "building the services: skipped (--no-build)");
         step(2, "building the gateway filter: skipped (--no-build)");
     }
-    release::rerun_in_release_view(&exe)
+    measure(&release_dir).await
 }
 
-/// Steps 3 to 7, in the child that sees the release binaries.
-async fn measure() -> anyhow::Result<()> {
-    let release_dir = release::release_dir(&release::this_executable()?)?;
+/// Steps 3 to 7. The e2e harness finds the release services next to this executable.
+async fn measure(release_dir: &Path) -> anyhow::Result<()> {
     let load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
     step(
         3,
         "starting a private mesh on free ports (Postgres, Redis, 5 services, Envoy)",
     );
-    let mesh = start_mesh(&release_dir).await?;
+    let mesh = start_mesh(release_dir).await?;
 
     step(
         4,
@@ -170,7 +165,7 @@ async fn measure() -> anyhow::Result<()> {
         commit: commit(),
         machine: machine(),
         load_before,
-        setup: setup_notes(&release_dir),
+        setup: setup_notes(release_dir),
         solo,
     };
     write_results(&notes, &targets)?;

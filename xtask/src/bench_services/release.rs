@@ -1,19 +1,11 @@
-//! Release builds of the services and the filter, and a second run of this task that the
-//! e2e harness points at them.
-//!
-//! The benchmark runs the mesh in a child process of itself whose `CARGO_TARGET_DIR` is a
-//! temporary directory whose `debug` entry links to the release profile directory, and
-//! checks afterwards which executable each service runs. (This predates the harness
-//! looking next to the running executable first, which alone now finds the release
-//! services; the child run is kept until it is simplified away.)
+//! Release builds of the services and the filter. The e2e harness looks for the service
+//! binaries next to the running executable first, `<target>/release` for this task, and
+//! the benchmark checks afterwards that every service runs from there.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
-
-/// The argument that tells a run of `bench-services` it is the child with the release view.
-pub const IN_RELEASE_VIEW: &str = "--in-release-view";
 
 /// The path of this executable, `<target>/release/xtask`, taken before anything is
 /// built: `cargo build --release --workspace --bins` relinks it (the workspace's feature
@@ -55,42 +47,6 @@ pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
         bail!("`cargo {}` failed ({status})", args.join(" "));
     }
     Ok(())
-}
-
-/// Runs `exe` (this task, as built now) as a child process that sees the release
-/// binaries as the harness's `debug` ones; its exit status is this run's.
-pub fn rerun_in_release_view(exe: &Path) -> anyhow::Result<()> {
-    let release = release_dir(exe)?;
-    let target = release
-        .parent()
-        .context("the release directory has no parent")?;
-    let view = tempfile::Builder::new()
-        .prefix("bulwark-bench-target-")
-        .tempdir()
-        .context("creating the release view directory")?;
-    symlink(&release, &view.path().join("debug"))?;
-    // The harness looks for the filter under $CARGO_TARGET_DIR first, then
-    // <workspace>/target; point it at the target directory this build uses.
-    symlink(
-        &target.join("wasm32-wasip1"),
-        &view.path().join("wasm32-wasip1"),
-    )?;
-
-    let status = Command::new(exe)
-        .arg("bench-services")
-        .arg(IN_RELEASE_VIEW)
-        .env("CARGO_TARGET_DIR", view.path())
-        .status()
-        .with_context(|| format!("running {}", exe.display()))?;
-    if !status.success() {
-        bail!("the measuring run ended with {status}; its message is above");
-    }
-    Ok(())
-}
-
-fn symlink(original: &Path, link: &Path) -> anyhow::Result<()> {
-    std::os::unix::fs::symlink(original, link)
-        .with_context(|| format!("linking {} to {}", link.display(), original.display()))
 }
 
 /// Fails unless the process `pid` runs an executable from `release`.
