@@ -125,11 +125,15 @@ fn filter_in_envoy_enforces_bearer_tokens() {
     }
 
     // Public route: passes without a token, and client identity headers are stripped.
+    // (Envoy lowercases header names, so a client's capitals change nothing.)
     let r = request(
         envoy.port,
         "POST",
         "/v1/auth/login",
-        &[("x-bulwark-user-id", "forged-admin")],
+        &[
+            ("x-bulwark-user-id", "forged-admin"),
+            ("X-Bulwark-Roles", "admin"),
+        ],
     );
     assert_eq!(
         r.status, 200,
@@ -137,7 +141,8 @@ fn filter_in_envoy_enforces_bearer_tokens() {
     );
     let seen = echoed(&r);
     assert!(
-        seen["headers"].get("x-bulwark-user-id").is_none(),
+        seen["headers"].get("x-bulwark-user-id").is_none()
+            && seen["headers"].get("x-bulwark-roles").is_none(),
         "forged identity reached upstream: {seen}"
     );
 
