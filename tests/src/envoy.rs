@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 
 use crate::process::{ManagedChild, tail};
 use crate::service::ServiceKind;
+use crate::template::fill_placeholders;
 use crate::workspace::{envoy_binary, gateway_filter_wasm, workspace_root};
 
 /// Origins the tests' Envoy allows for CORS (the mesh's default too).
@@ -23,21 +24,9 @@ pub struct Envoy {
     process: ManagedChild,
 }
 
-/// Fills every `{{NAME}}` of `template`; a placeholder left over is an error.
+/// Fills every `{{NAME}}` of `envoy/edge.yaml`; a placeholder left over is an error.
 pub fn render(template: &str, values: &[(String, String)]) -> anyhow::Result<String> {
-    let mut text = template.to_owned();
-    for (name, value) in values {
-        text = text.replace(&format!("{{{{{name}}}}}"), value);
-    }
-    if let Some(start) = text.find("{{") {
-        let rest = &text[start..];
-        let end = rest.find("}}").map_or(rest.len().min(40), |end| end + 2);
-        bail!(
-            "envoy/edge.yaml has a placeholder the harness does not fill: {}",
-            &rest[..end]
-        );
-    }
-    Ok(text)
+    fill_placeholders("envoy/edge.yaml", template, values)
 }
 
 impl Envoy {

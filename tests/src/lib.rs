@@ -22,6 +22,7 @@ mod process;
 pub mod prometheus;
 mod redis;
 mod service;
+mod template;
 mod wait;
 mod workspace;
 
@@ -33,5 +34,6 @@ pub use process::{ManagedChild, tail};
 pub use prometheus::Prometheus;
 pub use redis::Redis;
 pub use service::{Service, ServiceKind};
+pub use template::fill_placeholders;
 pub use wait::poll_until;
 pub use workspace::{envoy_binary, gateway_filter_wasm, workspace_root};

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::template::fill_placeholders;
+
 use anyhow::{Context, bail};
 use serde_json::Value;
 
@@ -69,19 +71,7 @@ fn tool(name: &str, override_var: &str) -> anyhow::Result<PathBuf> {
 /// Fills every `{{NAME}}` of the scrape template; a placeholder left over is an error.
 /// Prometheus's own `{{ $labels.x }}` templates live in rules.yml, never here.
 pub fn render_config(template: &str, values: &[(&str, String)]) -> anyhow::Result<String> {
-    let mut text = template.to_owned();
-    for (name, value) in values {
-        text = text.replace(&format!("{{{{{name}}}}}"), value);
-    }
-    if let Some(start) = text.find("{{") {
-        let rest = &text[start..];
-        let end = rest.find("}}").map_or(rest.len().min(40), |end| end + 2);
-        bail!(
-            "{CONFIG_TEMPLATE} has a placeholder the harness does not fill: {}",
-            &rest[..end]
-        );
-    }
-    Ok(text)
+    fill_placeholders(CONFIG_TEMPLATE, template, values)
 }
 
 /// The template's values for a mesh started with `.all_services().envoy()`: every

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use bulwark_e2e::{envoy_binary, gateway_filter_wasm, workspace_root};
+use bulwark_e2e::{envoy_binary, fill_placeholders, gateway_filter_wasm, workspace_root};
 use serde_json::Value;
 
 use super::{
@@ -20,21 +20,12 @@ const CORS_ORIGIN_REGEX: &str = r"https?://(localhost|127\.0\.0\.1)(:[0-9]+)?";
 
 /// Fills every `{{NAME}}` of the edge template; a placeholder left over fails the test.
 fn render(template: &str, values: &[(String, String)]) -> String {
-    let mut text = template.to_owned();
-    for (name, value) in values {
-        text = text.replace(&format!("{{{{{name}}}}}"), value);
-    }
-    if let Some(start) = text.find("{{") {
-        let rest = &text[start..];
-        let end = rest.find("}}").map_or(rest.len().min(40), |end| end + 2);
+    fill_placeholders(EDGE_TEMPLATE, template, values).unwrap_or_else(|e| {
         panic!(
-            "{EDGE_TEMPLATE} has a placeholder the Compose rendering does not fill: {} \
-             (add it to compose_values in {})",
-            &rest[..end],
+            "{e:#}: the Compose rendering does not fill it (add it to compose_values in {})",
             file!()
-        );
-    }
-    text
+        )
+    })
 }
 
 /// The template's values for Compose: the services by host name on their default
