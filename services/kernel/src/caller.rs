@@ -34,15 +34,44 @@ pub struct Claims {
     pub jti: String,
     #[serde(default)]
     pub roles: Vec<String>,
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
+/// Who a token speaks for. (TEMPORARY: replaced by bulwark_token::Subject.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    User(uuid::Uuid),
+    Client { id: String },
 }
 
 /// The verified caller of an RPC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    pub user_id: uuid::Uuid,
+    pub subject: Subject,
     pub roles: Vec<String>,
+    pub permissions: Vec<String>,
     pub token_id: String,
     pub expires_at: i64,
+}
+
+impl Caller {
+    pub fn user_id(&self) -> Option<uuid::Uuid> {
+        match &self.subject {
+            Subject::User(id) => Some(*id),
+            Subject::Client { .. } => None,
+        }
+    }
+    pub fn is_service(&self) -> bool {
+        matches!(self.subject, Subject::Client { .. })
+    }
+    /// The subject as audit events and logs name it: the user id, or `client:<id>`.
+    pub fn actor_id(&self) -> String {
+        match &self.subject {
+            Subject::User(id) => id.to_string(),
+            Subject::Client { id } => format!("client:{id}"),
+        }
+    }
 }
 
 /// Why a token was refused (logged, never sent to the client).
@@ -222,10 +251,20 @@ impl TokenVerifier {
         let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map_err(|e| TokenError::Invalid(e.to_string()))?;
         let claims = data.claims;
-        let user_id = uuid::Uuid::parse_str(&claims.sub)
-            .map_err(|_| TokenError::Invalid("sub is not a user id".into()))?;
+        let subject = match claims.sub.strip_prefix("client:") {
+            Some(id) if !id.is_empty() => Subject::Client { id: id.to_owned() },
+            _ => Subject::User(
+                uuid::Uuid::parse_str(&claims.sub)
+                    .map_err(|_| TokenError::Invalid("sub is not a user id".into()))?,
+            ),
+        };
+        let permissions = match subject {
+            Subject::Client { .. } => claims.permissions,
+            Subject::User(_) => Vec::new(),
+        };
         Ok(Caller {
-            user_id,
+            subject,
+            permissions,
             roles: claims.roles,
             token_id: claims.jti,
             expires_at: claims.exp,
@@ -354,7 +393,7 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("refused: {e}"));
         assert_eq!(
-            caller.user_id.to_string(),
+            caller.user_id().map(|id| id.to_string()).unwrap_or_default(),
             "0192f0c4-7d4e-7b1a-9f00-000000000001"
         );
         assert_eq!(caller.roles, vec!["admin".to_owned()]);

@@ -14,7 +14,7 @@ use bulwark_kernel::tonic::transport::Channel;
 use bulwark_kernel::tonic::{self, Request, Status};
 use bulwark_kernel::{Kernel, Running};
 use bulwark_proto::audit::v1::AuditEvent;
-use bulwark_proto::authz::v1::ListUserRolesResponse;
+use bulwark_proto::authz::v1::{ListUserRolesResponse, ResolveRolesResponse};
 use bulwark_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use bulwark_proto::identity::v1::{CreateUserRequest, User};
 use diesel::prelude::*;
@@ -59,6 +59,13 @@ impl AuthzApi for FakeAuthz {
         _user_id: String,
     ) -> BoxFuture<'_, Result<ListUserRolesResponse, Status>> {
         Box::pin(async { Ok(ListUserRolesResponse::default()) })
+    }
+
+    fn resolve_roles(
+        &self,
+        _roles: Vec<String>,
+    ) -> BoxFuture<'_, Result<ResolveRolesResponse, Status>> {
+        Box::pin(async { Err(Status::unimplemented("not used by Identity")) })
     }
 }
 
