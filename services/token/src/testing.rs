@@ -155,6 +155,17 @@ pub fn sign(claims: &Value) -> String {
     sign_with(&published_key(), &header(), claims)
 }
 
+/// A token for `claims` signed by the published key, naming `kid` (none when empty):
+/// for key-rotation tests, where the same key is published under several `kid`s.
+pub fn sign_with_kid(kid: &str, claims: &Value) -> String {
+    let header = if kid.is_empty() {
+        json!({"alg": "EdDSA", "typ": "JWT"})
+    } else {
+        json!({"alg": "EdDSA", "typ": "JWT", "kid": kid})
+    };
+    sign_with(&published_key(), &header, claims)
+}
+
 fn header() -> Value {
     json!({"alg": "EdDSA", "typ": "JWT", "kid": KID})
 }
