@@ -324,10 +324,10 @@ impl TableKeys {
 }
 
 impl KeySource for TableKeys {
-    fn fetch(&self) -> BoxFuture<'_, Result<Vec<jsonwebtoken::jwk::Jwk>, String>> {
+    fn fetch(&self) -> BoxFuture<'_, Result<Vec<bulwark_proto::auth::v1::Jwk>, String>> {
         Box::pin(async move {
             let keys = published(&self.db).await.map_err(|e| e.to_string())?;
-            keys.iter().map(PublicJwk::to_jwt).collect()
+            Ok(keys.iter().map(PublicJwk::to_proto).collect())
         })
     }
 }

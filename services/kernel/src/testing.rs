@@ -226,13 +226,26 @@ impl TestTokens {
 struct StaticJwks(jsonwebtoken::EncodingKey);
 
 impl crate::caller::KeySource for StaticJwks {
-    fn fetch(&self) -> futures::future::BoxFuture<'_, Result<Vec<jsonwebtoken::jwk::Jwk>, String>> {
+    fn fetch(
+        &self,
+    ) -> futures::future::BoxFuture<'_, Result<Vec<bulwark_proto::auth::v1::Jwk>, String>> {
         Box::pin(async move {
-            let mut jwk =
+            let jwk =
                 jsonwebtoken::jwk::Jwk::from_encoding_key(&self.0, jsonwebtoken::Algorithm::EdDSA)
                     .map_err(|e| e.to_string())?;
-            jwk.common.key_id = Some(TEST_KID.to_owned());
-            Ok(vec![jwk])
+            let json = serde_json::to_value(&jwk).map_err(|e| e.to_string())?;
+            let member = |name: &str| json.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+            Ok(vec![bulwark_proto::auth::v1::Jwk {
+                kid: TEST_KID.to_owned(),
+                kty: member("kty").unwrap_or_default(),
+                alg: member("alg").unwrap_or_default(),
+                r#use: "sig".to_owned(),
+                crv: member("crv"),
+                x: member("x"),
+                y: None,
+                n: None,
+                e: None,
+            }])
         })
     }
 }
@@ -284,7 +297,7 @@ mod tests {
             .verify(&tokens.token(user))
             .await
             .unwrap_or_else(|e| panic!("test token refused: {e}"));
-        assert_eq!(caller.user_id, user);
+        assert_eq!(caller.user_id(), Some(user));
     }
 
     #[test]
