@@ -211,7 +211,166 @@ impl crate::Kernel {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
+    use crate::testing::TestTokens;
+
+    /// Authz, faked: answers with `answer` and records every question.
+    struct FakeAuthz {
+        answer: Result<bool, Status>,
+        asked: Mutex<Vec<(Uuid, String)>>,
+    }
+
+    impl PermissionSource for FakeAuthz {
+        fn user_holds<'a>(
+            &'a self,
+            user: Uuid,
+            permission: &'a Permission,
+        ) -> BoxFuture<'a, Result<bool, Status>> {
+            if let Ok(mut asked) = self.asked.lock() {
+                asked.push((user, permission.to_string()));
+            }
+            let answer = self.answer.clone();
+            Box::pin(async move { answer })
+        }
+    }
+
+    fn layer(answer: Result<bool, Status>) -> (RequestLayer, Arc<FakeAuthz>, TestTokens) {
+        let tokens = TestTokens::new();
+        let authz = Arc::new(FakeAuthz {
+            answer,
+            asked: Mutex::new(Vec::new()),
+        });
+        let source: Arc<dyn PermissionSource> = authz.clone();
+        (RequestLayer::new(tokens.verifier(), source), authz, tokens)
+    }
+
+    fn asked(authz: &FakeAuthz) -> Vec<(Uuid, String)> {
+        authz.asked.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn no_token_or_a_forged_one_is_unauthenticated_whatever_the_headers() {
+        let (layer, _, _) = layer(Ok(true));
+        let mut request = Request::new(());
+        // Headers that once made a call look internal, or look like it came via the edge.
+        for (name, value) in [
+            ("x-bulwark-user-id", "0192f0c4-7d4e-7b1a-9f00-000000000001"),
+            ("x-forwarded-for", "10.0.0.1"),
+        ] {
+            request
+                .metadata_mut()
+                .insert(name, value.parse().unwrap_or_else(|_| panic!("{value}")));
+        }
+        let refusal = layer.caller(&request).await.err();
+        assert!(matches!(refusal, Some(Refusal::Unauthenticated)), "{refusal:?}");
+        request.metadata_mut().insert(
+            "authorization",
+            "Bearer e30.e30.AAAA".parse().unwrap_or_else(|_| panic!()),
+        );
+        let refusal = layer.service(&request, "audit:append").await.err();
+        assert!(matches!(refusal, Some(Refusal::Unauthenticated)), "{refusal:?}");
+    }
+
+    #[tokio::test]
+    async fn users_permissions_are_asked_of_authz() {
+        let user = Uuid::new_v4();
+        let (allowing, authz, tokens) = layer(Ok(true));
+        let caller = allowing
+            .authorize(&tokens.request(user, ()), "users:read")
+            .await
+            .unwrap_or_else(|e| panic!("refused: {e}"));
+        assert_eq!(caller.user_id(), Some(user));
+        assert_eq!(asked(&authz), vec![(user, "users:read".to_owned())]);
+
+        let (denying, _, tokens) = layer(Ok(false));
+        let refusal = denying
+            .authorize(&tokens.request(user, ()), "users:read")
+            .await
+            .err();
+        assert!(
+            matches!(&refusal, Some(Refusal::PermissionDenied(p)) if p == "users:read"),
+            "{refusal:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_decision_is_classified_once() {
+        let user = Uuid::new_v4();
+        for (answer, code) in [
+            (Status::unavailable("down"), Code::Unavailable),
+            (Status::cancelled("Timeout expired"), Code::Unavailable),
+            (Status::internal("boom"), Code::Internal),
+        ] {
+            let (layer, _, tokens) = layer(Err(answer));
+            let refusal = layer
+                .authorize(&tokens.request(user, ()), "users:read")
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("allowed without a decision"));
+            assert_eq!(Status::from(refusal).code(), code);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_user_themselves_needs_no_permission() {
+        let user = Uuid::new_v4();
+        let (layer, authz, tokens) = layer(Ok(false));
+        let caller = layer
+            .caller(&tokens.request(user, ()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(layer.require_self_or(&caller, user, "users:read").await.is_ok());
+        assert!(asked(&authz).is_empty(), "Authz was asked about the user's own record");
+        let other = layer
+            .require_self_or(&caller, Uuid::new_v4(), "users:read")
+            .await;
+        assert!(matches!(other, Err(Refusal::PermissionDenied(_))), "{other:?}");
+    }
+
+    #[tokio::test]
+    async fn internal_rpcs_take_only_a_service_token_with_the_permission() {
+        let (layer, authz, tokens) = layer(Ok(true));
+        // A user, even one Authz would allow everything, is not a service.
+        let refusal = layer
+            .service(&tokens.request(Uuid::new_v4(), ()), "audit:append")
+            .await
+            .err();
+        assert!(matches!(refusal, Some(Refusal::ServiceOnly(_))), "{refusal:?}");
+
+        let caller = layer
+            .service(
+                &tokens.client_request("identity", &["audit:append", "roles:read"], ()),
+                "audit:append",
+            )
+            .await
+            .unwrap_or_else(|e| panic!("refused: {e}"));
+        assert!(caller.is_service());
+        assert_eq!(caller.actor_id(), "client:identity");
+
+        let refusal = layer
+            .service(
+                &tokens.client_request("audit", &["roles:read"], ()),
+                "credentials:verify",
+            )
+            .await
+            .err();
+        assert!(
+            matches!(&refusal, Some(Refusal::ServiceOnly(p)) if p == "credentials:verify"),
+            "{refusal:?}"
+        );
+        assert!(asked(&authz).is_empty(), "a service's permissions are its token's");
+    }
+
+    #[tokio::test]
+    async fn a_service_token_grants_through_wildcards_like_authz_roles() {
+        let (layer, _, tokens) = layer(Ok(false));
+        let request = tokens.client_request("ops", &["audit:*"], ());
+        assert!(layer.authorize(&request, "audit:read").await.is_ok());
+        let refusal = layer.authorize(&request, "users:read").await.err();
+        assert!(matches!(refusal, Some(Refusal::PermissionDenied(_))), "{refusal:?}");
+    }
 
     #[test]
     fn every_refusal_has_one_status() {
