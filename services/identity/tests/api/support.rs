@@ -237,6 +237,46 @@ pub fn as_user<T>(user: &str, message: T) -> Request<T> {
     TestTokens::new().request(user, message)
 }
 
+/// `message` with the bearer token of the service account `client_id` carrying
+/// `permissions`, as Auth mints them for the client-credentials grant.
+pub fn as_service<T>(client_id: &str, permissions: &[&str], message: T) -> Request<T> {
+    TestTokens::new().client_request(client_id, permissions, message)
+}
+
+/// `message` as Auth sends it: its built-in client's token, which carries
+/// `credentials:verify` (and more permissions Identity does not ask about).
+pub fn as_auth<T>(message: T) -> Request<T> {
+    as_service(
+        "auth",
+        &[
+            "credentials:verify",
+            "users:read",
+            "roles:read",
+            "audit:append",
+        ],
+        message,
+    )
+}
+
+/// `request` with every header that once made a call look internal or edge-vetted, or
+/// that names a user: the edge's `x-forwarded-for` and `x-envoy-original-path`, and the
+/// identity headers `x-bulwark-user-id` and `x-bulwark-roles`, naming `user` an admin.
+/// None of them may authenticate anyone.
+pub fn with_edge_headers<T>(mut request: Request<T>, path: &str, user: &str) -> Request<T> {
+    for (name, value) in [
+        ("x-forwarded-for", "203.0.113.7"),
+        ("x-envoy-original-path", path),
+        ("x-bulwark-user-id", user),
+        ("x-bulwark-roles", "admin"),
+    ] {
+        let value = value
+            .parse()
+            .unwrap_or_else(|e| panic!("header {name}: {value:?}: {e}"));
+        request.metadata_mut().insert(name, value);
+    }
+    request
+}
+
 /// The code and message of a refused call; panics if the call succeeded.
 pub fn refusal<T: std::fmt::Debug>(
     result: Result<tonic::Response<T>, Status>,
