@@ -214,10 +214,12 @@ impl ServiceAccounts {
             .await
             .map_err(|status| match status.code() {
                 // Authz names the field (`roles[2]: ...`).
-                bulwark_kernel::tonic::Code::InvalidArgument => match status.message().split_once(": ") {
-                    Some((field, rule)) => Error::invalid_owned(field.to_owned(), rule),
-                    None => Error::invalid_owned("roles".to_owned(), status.message()),
-                },
+                bulwark_kernel::tonic::Code::InvalidArgument => {
+                    match status.message().split_once(": ") {
+                        Some((field, rule)) => Error::invalid_owned(field.to_owned(), rule),
+                        None => Error::invalid_owned("roles".to_owned(), status.message()),
+                    }
+                }
                 _ => Error::from_upstream("authz", status),
             })
     }

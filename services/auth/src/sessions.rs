@@ -273,12 +273,7 @@ impl Sessions {
                 }
                 _ => 0,
             };
-            outbox::record(
-                conn,
-                crate::SPEC.name,
-                events::logged_out(user_id, revoked),
-            )
-            .await?;
+            outbox::record(conn, crate::SPEC.name, events::logged_out(user_id, revoked)).await?;
             Ok(())
         })
         .await?;

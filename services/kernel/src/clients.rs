@@ -212,6 +212,19 @@ impl ServiceClients {
         self.tokens.as_ref()
     }
 
+    /// The policy of the typed client of `service`, which calls it as this service's
+    /// account; without one, says once per client built that its calls will be refused.
+    fn policy_for(&self, service: &'static str) -> CallPolicy {
+        if self.tokens.is_none() {
+            tracing::warn!(
+                service,
+                "service_account is not configured: calls to {service} carry no token, \
+                 and its internal RPCs will refuse them"
+            );
+        }
+        self.policy()
+    }
+
     fn policy(&self) -> CallPolicy {
         CallPolicy {
             timeout: Duration::from_millis(self.config.timeout_ms),
@@ -251,7 +264,7 @@ impl ServiceClients {
         let channel = self.channel("identity", self.config.identity.as_ref())?;
         Ok(Arc::new(GrpcIdentity {
             client: IdentityServiceClient::new(channel),
-            policy: self.policy(),
+            policy: self.policy_for("identity"),
         }))
     }
 
@@ -268,7 +281,7 @@ impl ServiceClients {
         let channel = self.channel("authz", self.config.authz.as_ref())?;
         Ok(Arc::new(GrpcAuthz {
             client: AuthzServiceClient::new(channel),
-            policy: self.policy(),
+            policy: self.policy_for("authz"),
         }))
     }
 
@@ -276,7 +289,7 @@ impl ServiceClients {
         let channel = self.channel("audit", self.config.audit.as_ref())?;
         Ok(Arc::new(GrpcAudit {
             client: AuditServiceClient::new(channel),
-            policy: self.policy(),
+            policy: self.policy_for("audit"),
         }))
     }
 }

@@ -193,10 +193,12 @@ impl RequestLayer {
             tracing::info!(permission, "internal RPC called with a user's token");
             return Err(Refusal::ServiceOnly(permission.to_owned()));
         }
-        self.require(&caller, permission).await.map_err(|refusal| match refusal {
-            Refusal::PermissionDenied(p) => Refusal::ServiceOnly(p),
-            other => other,
-        })?;
+        self.require(&caller, permission)
+            .await
+            .map_err(|refusal| match refusal {
+                Refusal::PermissionDenied(p) => Refusal::ServiceOnly(p),
+                other => other,
+            })?;
         Ok(caller)
     }
 }
@@ -264,13 +266,19 @@ mod tests {
                 .insert(name, value.parse().unwrap_or_else(|_| panic!("{value}")));
         }
         let refusal = layer.caller(&request).await.err();
-        assert!(matches!(refusal, Some(Refusal::Unauthenticated)), "{refusal:?}");
+        assert!(
+            matches!(refusal, Some(Refusal::Unauthenticated)),
+            "{refusal:?}"
+        );
         request.metadata_mut().insert(
             "authorization",
             "Bearer e30.e30.AAAA".parse().unwrap_or_else(|_| panic!()),
         );
         let refusal = layer.service(&request, "audit:append").await.err();
-        assert!(matches!(refusal, Some(Refusal::Unauthenticated)), "{refusal:?}");
+        assert!(
+            matches!(refusal, Some(Refusal::Unauthenticated)),
+            "{refusal:?}"
+        );
     }
 
     #[tokio::test]
@@ -321,12 +329,23 @@ mod tests {
             .caller(&tokens.request(user, ()))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(layer.require_self_or(&caller, user, "users:read").await.is_ok());
-        assert!(asked(&authz).is_empty(), "Authz was asked about the user's own record");
+        assert!(
+            layer
+                .require_self_or(&caller, user, "users:read")
+                .await
+                .is_ok()
+        );
+        assert!(
+            asked(&authz).is_empty(),
+            "Authz was asked about the user's own record"
+        );
         let other = layer
             .require_self_or(&caller, Uuid::new_v4(), "users:read")
             .await;
-        assert!(matches!(other, Err(Refusal::PermissionDenied(_))), "{other:?}");
+        assert!(
+            matches!(other, Err(Refusal::PermissionDenied(_))),
+            "{other:?}"
+        );
     }
 
     #[tokio::test]
@@ -337,7 +356,10 @@ mod tests {
             .service(&tokens.request(Uuid::new_v4(), ()), "audit:append")
             .await
             .err();
-        assert!(matches!(refusal, Some(Refusal::ServiceOnly(_))), "{refusal:?}");
+        assert!(
+            matches!(refusal, Some(Refusal::ServiceOnly(_))),
+            "{refusal:?}"
+        );
 
         let caller = layer
             .service(
@@ -360,7 +382,10 @@ mod tests {
             matches!(&refusal, Some(Refusal::ServiceOnly(p)) if p == "credentials:verify"),
             "{refusal:?}"
         );
-        assert!(asked(&authz).is_empty(), "a service's permissions are its token's");
+        assert!(
+            asked(&authz).is_empty(),
+            "a service's permissions are its token's"
+        );
     }
 
     #[tokio::test]
@@ -369,7 +394,10 @@ mod tests {
         let request = tokens.client_request("ops", &["audit:*"], ());
         assert!(layer.authorize(&request, "audit:read").await.is_ok());
         let refusal = layer.authorize(&request, "users:read").await.err();
-        assert!(matches!(refusal, Some(Refusal::PermissionDenied(_))), "{refusal:?}");
+        assert!(
+            matches!(refusal, Some(Refusal::PermissionDenied(_))),
+            "{refusal:?}"
+        );
     }
 
     #[test]

@@ -163,12 +163,7 @@ impl Kernel {
         let clients =
             ServiceClients::with_service_account(config.clients.clone(), &config.service_account)
                 .map_err(|e| BootError::App(e.into()))?;
-        if clients.service_tokens().is_none() {
-            tracing::warn!(
-                "service_account is not configured: calls to other services carry no token, \
-                 and their internal RPCs will be refused"
-            );
-        }
+
         Ok(Self {
             settings: Arc::new(settings),
             errors,

@@ -147,8 +147,8 @@ fn body_params(content_type: &str, body: &[u8]) -> Result<Vec<(String, String)>,
         .to_ascii_lowercase();
     match media_type.as_str() {
         "application/x-www-form-urlencoded" => {
-            let text = std::str::from_utf8(body)
-                .map_err(|_| invalid_request("the body is not UTF-8"))?;
+            let text =
+                std::str::from_utf8(body).map_err(|_| invalid_request("the body is not UTF-8"))?;
             text.split('&')
                 .filter(|pair| !pair.is_empty())
                 .map(|pair| {
@@ -158,8 +158,9 @@ fn body_params(content_type: &str, body: &[u8]) -> Result<Vec<(String, String)>,
                 .collect()
         }
         "application/json" => {
-            let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
-                .map_err(|_| invalid_request("the body is not a JSON object"))?;
+            let object: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(body)
+                    .map_err(|_| invalid_request("the body is not a JSON object"))?;
             object
                 .into_iter()
                 .map(|(name, value)| match value {
@@ -241,10 +242,18 @@ mod tests {
 
     #[test]
     fn basic_and_form_credentials_are_both_accepted() {
-        let header = parse(FORM, b"grant_type=client_credentials", Some(&basic("c1", "s%3Ax")))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let header = parse(
+            FORM,
+            b"grant_type=client_credentials",
+            Some(&basic("c1", "s%3Ax")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(header.client_id, "c1");
-        assert_eq!(header.secret.expose_secret(), "s:x", "Basic values are form-decoded");
+        assert_eq!(
+            header.secret.expose_secret(),
+            "s:x",
+            "Basic values are form-decoded"
+        );
 
         let body = parse(
             "application/x-www-form-urlencoded; charset=UTF-8",
@@ -284,7 +293,11 @@ mod tests {
             Some(OAuthErrorCode::InvalidRequest)
         );
         assert_eq!(
-            code_of(parse(FORM, b"grant_type=client_credentials&scope=admin", Some(&auth))),
+            code_of(parse(
+                FORM,
+                b"grant_type=client_credentials&scope=admin",
+                Some(&auth)
+            )),
             Some(OAuthErrorCode::InvalidScope)
         );
     }
@@ -313,7 +326,11 @@ mod tests {
             );
         }
         assert_eq!(
-            code_of(parse(FORM, b"grant_type=client_credentials&client_id=c", None)),
+            code_of(parse(
+                FORM,
+                b"grant_type=client_credentials&client_id=c",
+                None
+            )),
             Some(OAuthErrorCode::InvalidClient),
             "an id without a secret"
         );
@@ -344,6 +361,9 @@ mod tests {
     #[test]
     fn errors_read_code_first() {
         let error = invalid_request("`grant_type` is required");
-        assert_eq!(error.to_string(), "invalid_request: `grant_type` is required");
+        assert_eq!(
+            error.to_string(),
+            "invalid_request: `grant_type` is required"
+        );
     }
 }

@@ -32,7 +32,12 @@ const BUILTIN: [(&str, &[&str]); 4] = [
     // service accounts, checks `keys:write`/`clients:write`, relays its outbox.
     (
         "auth",
-        &["credentials:verify", "users:read", "roles:read", "audit:append"],
+        &[
+            "credentials:verify",
+            "users:read",
+            "roles:read",
+            "audit:append",
+        ],
     ),
     // Relays its audit outbox (it decides permissions itself).
     ("authz", &["audit:append"]),
@@ -111,7 +116,10 @@ pub fn client_name(value: &str) -> Result<String, Error> {
         ));
     }
     if name.chars().any(char::is_control) {
-        return Err(Error::invalid("name", "must not contain control characters"));
+        return Err(Error::invalid(
+            "name",
+            "must not contain control characters",
+        ));
     }
     Ok(name.to_owned())
 }
@@ -151,7 +159,14 @@ mod tests {
     fn builtin_clients_hold_only_what_their_service_calls() {
         assert_eq!(
             builtin_permissions("auth"),
-            Some(&["credentials:verify", "users:read", "roles:read", "audit:append"][..])
+            Some(
+                &[
+                    "credentials:verify",
+                    "users:read",
+                    "roles:read",
+                    "audit:append"
+                ][..]
+            )
         );
         assert_eq!(builtin_permissions("authz"), Some(&["audit:append"][..]));
         assert_eq!(builtin_permissions("ratelimit"), None);
@@ -176,7 +191,10 @@ mod tests {
 
     #[test]
     fn names_and_roles_are_validated() {
-        assert_eq!(client_name("  billing backend ").ok(), Some("billing backend".into()));
+        assert_eq!(
+            client_name("  billing backend ").ok(),
+            Some("billing backend".into())
+        );
         assert!(client_name(" ").is_err());
         assert!(client_name(&"x".repeat(101)).is_err());
         assert!(client_name("a\nb").is_err());
@@ -186,7 +204,9 @@ mod tests {
         );
         assert!(client_roles(&[]).is_err());
         assert!(client_roles(&vec!["r".to_owned(); 21]).is_err());
-        let error = client_roles(&["ok".into(), String::new()]).err().map(|e| e.to_string());
+        let error = client_roles(&["ok".into(), String::new()])
+            .err()
+            .map(|e| e.to_string());
         assert_eq!(error.as_deref(), Some("roles[1]: must be 1 to 64 bytes"));
     }
 }

@@ -32,7 +32,11 @@ fn basic(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
-async fn issue(app: &TestApp, body: HttpBody, authorization: Option<&str>) -> Result<AccessToken, Status> {
+async fn issue(
+    app: &TestApp,
+    body: HttpBody,
+    authorization: Option<&str>,
+) -> Result<AccessToken, Status> {
     let mut request = Request::new(body);
     if let Some(value) = authorization {
         let value = value.parse().unwrap_or_else(|e| panic!("metadata: {e}"));
@@ -106,13 +110,30 @@ async fn a_builtin_client_gets_a_token_with_its_fixed_permissions() {
 async fn wrong_secrets_unknown_clients_and_unconfigured_builtins_are_invalid_client() {
     let app = app().await;
     for (id, secret, what) in [
-        ("identity", "identity-secret-0123456789abcdefghijkX", "wrong secret"),
+        (
+            "identity",
+            "identity-secret-0123456789abcdefghijkX",
+            "wrong secret",
+        ),
         ("nobody", IDENTITY_SECRET, "unknown client"),
-        ("audit", IDENTITY_SECRET, "a built-in client with no configured secret"),
-        ("0192f0c4-7d4e-7b1a-9f00-000000000001", IDENTITY_SECRET, "unknown uuid"),
+        (
+            "audit",
+            IDENTITY_SECRET,
+            "a built-in client with no configured secret",
+        ),
+        (
+            "0192f0c4-7d4e-7b1a-9f00-000000000001",
+            IDENTITY_SECRET,
+            "unknown uuid",
+        ),
     ] {
         let status = failure(
-            issue(&app, form("grant_type=client_credentials"), Some(&basic(id, secret))).await,
+            issue(
+                &app,
+                form("grant_type=client_credentials"),
+                Some(&basic(id, secret)),
+            )
+            .await,
             what,
         );
         assert_oauth_error(&status, Code::Unauthenticated, "invalid_client", what);
@@ -131,15 +152,33 @@ async fn wrong_secrets_unknown_clients_and_unconfigured_builtins_are_invalid_cli
 async fn other_grants_and_malformed_requests_are_refused_with_their_rfc_code() {
     let app = app().await;
     let auth = basic("identity", IDENTITY_SECRET);
-    let status = failure(issue(&app, form("grant_type=password"), Some(&auth)).await, "password grant");
-    assert_oauth_error(&status, Code::InvalidArgument, "unsupported_grant_type", "password grant");
+    let status = failure(
+        issue(&app, form("grant_type=password"), Some(&auth)).await,
+        "password grant",
+    );
+    assert_oauth_error(
+        &status,
+        Code::InvalidArgument,
+        "unsupported_grant_type",
+        "password grant",
+    );
     let status = failure(issue(&app, form(""), Some(&auth)).await, "no grant_type");
-    assert_oauth_error(&status, Code::InvalidArgument, "invalid_request", "no grant_type");
+    assert_oauth_error(
+        &status,
+        Code::InvalidArgument,
+        "invalid_request",
+        "no grant_type",
+    );
     let status = failure(
         issue(&app, form("grant_type=client_credentials"), None).await,
         "no client authentication",
     );
-    assert_oauth_error(&status, Code::Unauthenticated, "invalid_client", "no client authentication");
+    assert_oauth_error(
+        &status,
+        Code::Unauthenticated,
+        "invalid_client",
+        "no client authentication",
+    );
     app.stop().await;
 }
 
@@ -182,28 +221,44 @@ async fn a_created_client_gets_the_permissions_of_its_roles() {
         .iter()
         .find(|e| e.action == "auth.client_create")
         .unwrap_or_else(|| panic!("no auth.client_create event in {events:?}"));
-    assert!(!create_event.details.contains(&created.client_secret), "the secret leaked into the audit log");
+    assert!(
+        !create_event.details.contains(&created.client_secret),
+        "the secret leaked into the audit log"
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn creating_a_client_needs_clients_write_and_existing_roles() {
     let app = app().await;
-    let status = failure(create(&app, "not-a-token", "x", &["auditor"]).await, "no valid token");
+    let status = failure(
+        create(&app, "not-a-token", "x", &["auditor"]).await,
+        "no valid token",
+    );
     assert_code(&status, Code::Unauthenticated, "no valid token");
 
     let user = app.user("plain@example.com");
     let plain = app.logged_in(&user).await.access_token;
-    let status = failure(create(&app, &plain, "x", &["auditor"]).await, "without clients:write");
+    let status = failure(
+        create(&app, &plain, "x", &["auditor"]).await,
+        "without clients:write",
+    );
     assert_code(&status, Code::PermissionDenied, "without clients:write");
 
     let writer = app.user("writer@example.com");
     app.authz.grant_permission(writer.id, "clients:write");
     let writer = app.logged_in(&writer).await.access_token;
     assert!(create(&app, &writer, "ok", &["auditor"]).await.is_ok());
-    let status = failure(create(&app, &writer, "x", &["no-such-role"]).await, "unknown role");
+    let status = failure(
+        create(&app, &writer, "x", &["no-such-role"]).await,
+        "unknown role",
+    );
     assert_code(&status, Code::InvalidArgument, "unknown role");
-    assert!(status.message().contains("no-such-role"), "{}", status.message());
+    assert!(
+        status.message().contains("no-such-role"),
+        "{}",
+        status.message()
+    );
     let status = failure(create(&app, &writer, " ", &["auditor"]).await, "empty name");
     assert_code(&status, Code::InvalidArgument, "empty name");
     let status = failure(create(&app, &writer, "x", &[]).await, "no roles");
@@ -228,7 +283,10 @@ async fn a_client_token_is_refused_where_a_service_or_user_is_needed_but_may_hol
     .access_token;
     // `admin` resolves to `*:*`: the client may rotate keys with its own token.
     let rotated = app.rotate(&token).await;
-    assert!(rotated.is_ok(), "a client holding keys:write could not rotate: {rotated:?}");
+    assert!(
+        rotated.is_ok(),
+        "a client holding keys:write could not rotate: {rotated:?}"
+    );
     // It has no refresh tokens; logout changes nothing and still succeeds.
     assert!(app.logout(&token, "whatever-refresh-token").await.is_ok());
     app.stop().await;
