@@ -1,9 +1,12 @@
-//! AppendEvents: idempotency by id, validation, internal-only.
+//! AppendEvents: idempotency by id, validation, and only for a service account whose
+//! token carries `audit:append`.
 
 use bulwark_kernel::tonic::{Code, Request};
 use bulwark_proto::audit::v1::{AppendEventsRequest, ListEventsRequest};
 
-use crate::support::{TestAudit, assert_status, event};
+use uuid::Uuid;
+
+use crate::support::{TestAudit, assert_status, event, with_edge_headers};
 
 #[tokio::test]
 async fn append_stores_new_events_and_counts_duplicates() {
@@ -73,9 +76,9 @@ async fn a_batch_with_a_bad_event_is_refused_whole() {
     let result = audit
         .client
         .clone()
-        .append_events(AppendEventsRequest {
+        .append_events(audit.as_relay(AppendEventsRequest {
             events: vec![good, bad.clone()],
-        })
+        }))
         .await;
     assert_status(
         result,
@@ -102,36 +105,100 @@ async fn a_batch_with_a_bad_event_is_refused_whole() {
     let empty = audit
         .client
         .clone()
-        .append_events(AppendEventsRequest { events: vec![] })
+        .append_events(audit.as_relay(AppendEventsRequest { events: vec![] }))
         .await;
     assert_status(empty, Code::InvalidArgument, "events: ", "empty batch");
     let too_many = audit
         .client
         .clone()
-        .append_events(AppendEventsRequest {
+        .append_events(audit.as_relay(AppendEventsRequest {
             events: (0..501).map(|i| event("a", "x.y", i)).collect(),
-        })
+        }))
         .await;
     assert_status(too_many, Code::InvalidArgument, "events: ", "501 events");
     audit.stop().await;
 }
 
 #[tokio::test]
-async fn append_through_the_edge_is_refused() {
+async fn append_events_requires_a_service_token_with_audit_append() {
     let audit = TestAudit::start().await;
-    let mut request = Request::new(AppendEventsRequest {
+    let admin = Uuid::new_v4();
+    // A person Authz would allow audit:append (and audit:read): no grant to a person
+    // opens an internal RPC.
+    audit.authz.grant(admin, "audit:append");
+    audit.authz.grant(audit.reader, "audit:append");
+    let forged = || AppendEventsRequest {
         events: vec![event("mallory", "auth.login", 0)],
-    });
-    request.metadata_mut().insert(
-        "x-forwarded-for",
-        "203.0.113.9".parse().unwrap_or_else(|_| panic!()),
+    };
+    let path = "/bulwark.audit.v1.AuditService/AppendEvents";
+    let service_only = "requires a service account with permission audit:append";
+
+    let refused = [
+        (
+            "no token",
+            Request::new(forged()),
+            Code::Unauthenticated,
+            "missing or invalid bearer token",
+        ),
+        (
+            "no token, every edge and identity header",
+            with_edge_headers(Request::new(forged()), path, admin),
+            Code::Unauthenticated,
+            "missing or invalid bearer token",
+        ),
+        (
+            "a user's token Authz allows audit:append",
+            audit.tokens.request(admin, forged()),
+            Code::PermissionDenied,
+            service_only,
+        ),
+        (
+            "the reader's token, via the edge",
+            with_edge_headers(audit.tokens.request(audit.reader, forged()), path, admin),
+            Code::PermissionDenied,
+            service_only,
+        ),
+        (
+            "a service token without audit:append",
+            audit
+                .tokens
+                .client_request("audit", &["roles:read", "audit:read"], forged()),
+            Code::PermissionDenied,
+            service_only,
+        ),
+    ];
+    for (what, request, code, message) in refused {
+        let result = audit.client.clone().append_events(request).await;
+        assert_status(result, code, message, what);
+    }
+    let listed = audit
+        .client
+        .clone()
+        .list_events(
+            audit
+                .tokens
+                .request(audit.reader, ListEventsRequest::default()),
+        )
+        .await
+        .unwrap_or_else(|s| panic!("list failed: {s:?}"))
+        .into_inner();
+    assert!(
+        listed.events.is_empty(),
+        "a refused append stored events: {:?}",
+        listed.events
     );
-    let result = audit.client.clone().append_events(request).await;
-    assert_status(
-        result,
-        Code::PermissionDenied,
-        "AppendEvents is internal",
-        "via edge",
-    );
+
+    let appended = audit
+        .client
+        .clone()
+        .append_events(
+            audit
+                .tokens
+                .client_request("authz", &["audit:append"], forged()),
+        )
+        .await
+        .unwrap_or_else(|s| panic!("a service token with audit:append: {s:?}"))
+        .into_inner();
+    assert_eq!((appended.appended, appended.duplicates), (1, 0));
     audit.stop().await;
 }

@@ -207,13 +207,18 @@ async fn concurrent_appends_keep_the_chain_linear() {
     let audit = TestAudit::start().await;
     let writer = |actor: &'static str| {
         let mut client = audit.client.clone();
+        let tokens = audit.tokens.clone();
         tokio::spawn(async move {
             for batch in 0..15 {
                 let events = (0..10)
                     .map(|i| event(actor, "auth.login", batch * 10 + i))
                     .collect();
                 client
-                    .append_events(bulwark_proto::audit::v1::AppendEventsRequest { events })
+                    .append_events(tokens.client_request(
+                        "identity",
+                        &["audit:append"],
+                        bulwark_proto::audit::v1::AppendEventsRequest { events },
+                    ))
                     .await
                     .unwrap_or_else(|s| panic!("{actor}: append failed: {s:?}"));
             }

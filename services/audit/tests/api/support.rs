@@ -1,5 +1,6 @@
 //! Starting Audit on a fresh database, with the kernel's test tokens standing in for
-//! Auth's keys and a fake Authz, building events, and asserting statuses.
+//! Auth's keys (users' and service accounts') and a fake Authz, building events, and
+//! asserting statuses.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use bulwark_kernel::clients::AuthzApi;
 use bulwark_kernel::config::DatabaseConfig;
 use bulwark_kernel::testing::{TestTokens, fresh_database, settings, start};
 use bulwark_kernel::tonic::transport::Channel;
-use bulwark_kernel::tonic::{Code, Status};
+use bulwark_kernel::tonic::{Code, Request, Status};
 use bulwark_proto::audit::v1::audit_service_client::AuditServiceClient;
 use bulwark_proto::audit::v1::{AppendEventsRequest, AppendEventsResponse, AuditEvent, Outcome};
 use bulwark_proto::authz::v1::{ListUserRolesResponse, ResolveRolesResponse};
@@ -20,16 +21,31 @@ use futures::future::BoxFuture;
 use secrecy::ExposeSecret as _;
 use uuid::Uuid;
 
-/// Authz, faked: `audit:read` for the users listed in `readers`, nothing else.
+/// Authz, faked: `audit:read` for the users listed in `readers`, and the
+/// (user, permission) pairs in `grants`; nothing else.
 #[derive(Debug, Default)]
 pub struct FakeAuthz {
     pub readers: Mutex<HashSet<String>>,
+    pub grants: Mutex<HashSet<(String, String)>>,
+}
+
+impl FakeAuthz {
+    pub fn grant(&self, user: Uuid, permission: &str) {
+        if let Ok(mut grants) = self.grants.lock() {
+            grants.insert((user.to_string(), permission.to_owned()));
+        }
+    }
 }
 
 impl AuthzApi for FakeAuthz {
     fn check(&self, subject: String, permission: String) -> BoxFuture<'_, Result<bool, Status>> {
-        let allowed =
+        let reads =
             permission == "audit:read" && self.readers.lock().is_ok_and(|r| r.contains(&subject));
+        let granted = self
+            .grants
+            .lock()
+            .is_ok_and(|g| g.contains(&(subject, permission)));
+        let allowed = reads || granted;
         Box::pin(async move { Ok(allowed) })
     }
 
@@ -54,6 +70,7 @@ pub struct TestAudit {
     /// Signs the tokens Audit accepts (`tokens.request(user, message)`).
     pub tokens: TestTokens,
     pub reader: Uuid,
+    pub authz: Arc<FakeAuthz>,
     pub database: DatabaseConfig,
     running: Option<Running>,
 }
@@ -70,13 +87,14 @@ impl TestAudit {
         }
         let tokens = TestTokens::new();
         let settings = settings(&SPEC, database.clone(), |_| {}, &[]);
+        let fake_authz = authz.clone();
         let (running, _kernel) = start(settings, MIGRATIONS, |kernel| {
             let deps = Deps {
                 verifier: Arc::new(TokenVerifier::new(
                     tokens.key_source(),
                     kernel.config().tokens.clone(),
                 )),
-                authz,
+                authz: fake_authz,
             };
             app_with(kernel, deps)
         })
@@ -89,6 +107,7 @@ impl TestAudit {
             client,
             tokens,
             reader,
+            authz,
             database,
             running: Some(running),
         }
@@ -112,10 +131,17 @@ impl TestAudit {
             .unwrap_or_else(|e| panic!("cannot connect to the test database: {e}"))
     }
 
+    /// `message` as an outbox relay sends it: with the token of its service's
+    /// built-in client, which carries `audit:append`.
+    pub fn as_relay<T>(&self, message: T) -> Request<T> {
+        self.tokens
+            .client_request("identity", &["audit:append", "roles:read"], message)
+    }
+
     pub async fn append(&self, events: Vec<AuditEvent>) -> AppendEventsResponse {
         self.client
             .clone()
-            .append_events(AppendEventsRequest { events })
+            .append_events(self.as_relay(AppendEventsRequest { events }))
             .await
             .unwrap_or_else(|s| panic!("append failed: {s:?}"))
             .into_inner()
@@ -138,6 +164,26 @@ pub fn event(actor_id: &str, action: &str, seconds: i64) -> AuditEvent {
         trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".to_owned(),
         details: r#"{"reason":"test"}"#.to_owned(),
     }
+}
+
+/// `request` with every header that once made a call look internal or edge-vetted, or
+/// that names a user: the edge's `x-forwarded-for` and `x-envoy-original-path`, and the
+/// identity headers `x-bulwark-user-id` and `x-bulwark-roles`, naming `user` an admin.
+/// None of them may authenticate anyone.
+pub fn with_edge_headers<T>(mut request: Request<T>, path: &str, user: Uuid) -> Request<T> {
+    let user = user.to_string();
+    for (name, value) in [
+        ("x-forwarded-for", "203.0.113.9"),
+        ("x-envoy-original-path", path),
+        ("x-bulwark-user-id", user.as_str()),
+        ("x-bulwark-roles", "admin"),
+    ] {
+        let value = value
+            .parse()
+            .unwrap_or_else(|e| panic!("header {name}: {value:?}: {e}"));
+        request.metadata_mut().insert(name, value);
+    }
+    request
 }
 
 /// Asserts `result` failed with `code` and a message starting with `prefix`.
