@@ -351,69 +351,55 @@ async fn internal_rpcs_on_service_ports_need_a_service_token_with_their_permissi
         }],
     };
 
-    // (who, token, spoofed headers, expected) for every internal RPC: nobody, nobody
-    // with every edge header, the admin user, a service without the permission, and
-    // the one service that has it.
-    let cases: [(&str, Option<&str>, bool, Result<(), Code>); 5] = [
-        ("no token", None, false, Err(Code::Unauthenticated)),
-        (
-            "no token, edge headers",
-            None,
-            true,
-            Err(Code::Unauthenticated),
-        ),
-        (
-            "the admin's user token",
-            Some(&admin),
-            true,
-            Err(Code::PermissionDenied),
-        ),
-        (
-            "authz's service token",
-            Some(&authz_token),
-            false,
-            Err(Code::PermissionDenied),
-        ),
-        ("the right service token", None, false, Ok(())),
-    ];
-    for (who, token, spoof, want) in cases {
-        let ok = want.is_ok();
-        let pick = |right: &str| {
-            if ok {
-                Some(right.to_owned())
-            } else {
-                token.map(str::to_owned)
-            }
+    // Every internal RPC, asked by: nobody, nobody with every edge header, the admin
+    // user, a service without the permission, and the one service that has it.
+    let audit_token = service_token(&mesh, ServiceKind::Audit).await;
+    for who in [
+        Who::Nobody,
+        Who::NobodySpoofing,
+        Who::Admin,
+        Who::WrongService,
+        Who::RightService,
+    ] {
+        let want = who.expected();
+        // Identity and Authz: Auth's token is the right one, Authz's (audit:append only)
+        // the wrong one; Audit: Identity's is right, Audit's own (roles:read) wrong.
+        let token = |right: &str, wrong: &str| match who {
+            Who::Nobody | Who::NobodySpoofing => None,
+            Who::Admin => Some(admin.clone()),
+            Who::WrongService => Some(wrong.to_owned()),
+            Who::RightService => Some(right.to_owned()),
         };
-        let t = pick(&auth);
+        let spoof = who.spoofs();
+        let t = token(&auth, &authz_token);
         expect(
             identity
                 .verify_credentials(request(credentials(), t.as_deref(), spoof))
                 .await,
             want,
-            &format!("VerifyCredentials with {who}"),
+            &format!("VerifyCredentials by {who:?}"),
         );
         expect(
             authz
                 .list_user_roles(request(roles(), t.as_deref(), spoof))
                 .await,
             want,
-            &format!("ListUserRoles with {who}"),
+            &format!("ListUserRoles by {who:?}"),
         );
         expect(
             authz
                 .resolve_roles(request(resolve(), t.as_deref(), spoof))
                 .await,
             want,
-            &format!("ResolveRoles with {who}"),
+            &format!("ResolveRoles by {who:?}"),
         );
-        let t = pick(&identity_token);
+        let t = token(&identity_token, &audit_token);
         expect(
             audit
                 .append_events(request(event(), t.as_deref(), spoof))
                 .await,
             want,
-            &format!("AppendEvents with {who}"),
+            &format!("AppendEvents by {who:?}"),
         );
     }
 
@@ -425,6 +411,31 @@ async fn internal_rpcs_on_service_ports_need_a_service_token_with_their_permissi
         Err(Code::PermissionDenied),
         "VerifyCredentials with identity's own token",
     );
+}
+
+/// Who calls an internal RPC in [`internal_rpcs_on_service_ports_need_a_service_token_with_their_permission`].
+#[derive(Debug, Clone, Copy)]
+enum Who {
+    Nobody,
+    NobodySpoofing,
+    Admin,
+    WrongService,
+    RightService,
+}
+
+impl Who {
+    fn expected(self) -> Result<(), Code> {
+        match self {
+            Self::Nobody | Self::NobodySpoofing => Err(Code::Unauthenticated),
+            Self::Admin | Self::WrongService => Err(Code::PermissionDenied),
+            Self::RightService => Ok(()),
+        }
+    }
+
+    /// Every caller but the right service also sends every edge and identity header.
+    fn spoofs(self) -> bool {
+        !matches!(self, Self::Nobody | Self::RightService)
+    }
 }
 
 async fn admin_user_id(mesh: &Mesh, admin: &str) -> String {
