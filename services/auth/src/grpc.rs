@@ -179,7 +179,7 @@ impl AuthService for AuthHandlers {
         let CreateClientRequest { name, roles } = request.into_inner();
         let created = self
             .accounts
-            .create(&caller, &name, &roles)
+            .create(&self.access, &caller, &name, &roles)
             .await
             .map_err(|e| self.status(e))?;
         Ok(Response::new(created))

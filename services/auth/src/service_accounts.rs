@@ -12,6 +12,7 @@ use bulwark_kernel::clients::AuthzApi;
 use bulwark_kernel::config::TokensConfig;
 use bulwark_kernel::db::Database;
 use bulwark_kernel::outbox;
+use bulwark_kernel::request::{Refusal, RequestLayer};
 use bulwark_proto::audit::v1::Outcome;
 use bulwark_proto::auth::v1::{AccessToken, CreateClientResponse};
 use chrono::Utc;
@@ -81,8 +82,13 @@ impl ServiceAccounts {
 
     /// Creates a client with `roles` (each must exist in Authz) on behalf of `actor`,
     /// who already holds `clients:write`. The secret is in the answer only.
+    ///
+    /// A client can hold no more than its creator: every permission its roles grant must
+    /// be one `actor` holds (checked through `access`), or `clients:write` would be a way
+    /// to any permission at all, `*:*` included.
     pub async fn create(
         &self,
+        access: &RequestLayer,
         actor: &Caller,
         name: &str,
         roles: &[String],
@@ -95,6 +101,17 @@ impl ServiceAccounts {
                 "roles".to_owned(),
                 format!("role {unknown} does not exist"),
             ));
+        }
+        for permission in &resolved.permissions {
+            match access.require(actor, permission).await {
+                Ok(()) => {}
+                Err(Refusal::PermissionDenied(_)) => {
+                    return Err(Error::Refused(Refusal::PermissionDenied(format!(
+                        "{permission} (a client can hold only permissions its creator holds)"
+                    ))));
+                }
+                Err(other) => return Err(other.into()),
+            }
         }
         let secret = NewSecret::generate()?;
         let row = ClientRow {

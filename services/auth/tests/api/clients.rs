@@ -247,8 +247,20 @@ async fn creating_a_client_needs_clients_write_and_existing_roles() {
 
     let writer = app.user("writer@example.com");
     app.authz.grant_permission(writer.id, "clients:write");
+    app.authz.grant_permission(writer.id, "audit:read");
     let writer = app.logged_in(&writer).await.access_token;
     assert!(create(&app, &writer, "ok", &["auditor"]).await.is_ok());
+    // No escalation: `reporter` also grants users:read, which the writer lacks, and
+    // `admin` grants everything.
+    for role in ["reporter", "admin"] {
+        let status = failure(create(&app, &writer, "x", &[role]).await, role);
+        assert_code(&status, Code::PermissionDenied, role);
+        assert!(
+            status.message().contains("creator"),
+            "{role}: the refusal does not say why: {}",
+            status.message()
+        );
+    }
     let status = failure(
         create(&app, &writer, "x", &["no-such-role"]).await,
         "unknown role",
