@@ -155,4 +155,3 @@ impl PermissionSource for Decisions {
         })
     }
 }
-

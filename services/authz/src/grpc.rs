@@ -116,15 +116,14 @@ impl AuthzHandlers {
         } else {
             let subject = domain::user_id("subject", &subject)?;
             if caller.user_id() != Some(subject) {
-                self.access
-                    .require(&caller, ROLES_READ)
-                    .await
-                    .map_err(|refusal| match refusal {
+                self.access.require(&caller, ROLES_READ).await.map_err(
+                    |refusal| match refusal {
                         Refusal::PermissionDenied(_) => Error::PermissionDenied(format!(
                             "checking another user's permissions requires permission {ROLES_READ}"
                         )),
                         other => other.into(),
-                    })?;
+                    },
+                )?;
             }
             self.decisions.allows(subject, &permission).await?
         };
@@ -289,7 +288,9 @@ impl AuthzHandlers {
         let names = requested
             .iter()
             .enumerate()
-            .map(|(i, name)| RoleName::parse(&format!("roles[{i}]"), name).map(|n| n.as_str().to_owned()))
+            .map(|(i, name)| {
+                RoleName::parse(&format!("roles[{i}]"), name).map(|n| n.as_str().to_owned())
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut conn = self.kernel.db.conn().await?;
         let rows = store::roles_named(&mut conn, &names).await?;

@@ -123,9 +123,7 @@ impl IdentityHandlers {
     async fn user(&self, request: &Request<GetUserRequest>) -> Result<User, Error> {
         let caller = self.access.caller(request).await?;
         let UserId(id) = UserId::parse("id", &request.get_ref().id)?;
-        self.access
-            .require_self_or(&caller, id, USERS_READ)
-            .await?;
+        self.access.require_self_or(&caller, id, USERS_READ).await?;
         let mut conn = self.conn().await?;
         store::find(&mut conn, id).await?.ok_or(Error::NotFound)
     }

@@ -694,4 +694,3 @@ mod tests {
         assert_eq!(absent, None);
     }
 }
-

@@ -215,7 +215,12 @@ impl TestTokens {
 
     /// `message` with `authorization: Bearer <token of the service account>`.
     #[allow(clippy::panic, reason = "a JWT is always a valid header value")]
-    pub fn client_request<T>(&self, client_id: &str, permissions: &[&str], message: T) -> tonic::Request<T> {
+    pub fn client_request<T>(
+        &self,
+        client_id: &str,
+        permissions: &[&str],
+        message: T,
+    ) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         let value = format!("Bearer {}", self.client_token(client_id, permissions))
             .parse()

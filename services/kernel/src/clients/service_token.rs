@@ -47,12 +47,7 @@ impl std::fmt::Debug for ServiceTokens {
 impl ServiceTokens {
     /// Tokens for `client_id` from the Auth service behind `auth` (a lazy channel: nothing
     /// is fetched until the first call).
-    pub fn new(
-        client_id: String,
-        secret: SecretString,
-        auth: Channel,
-        timeout: Duration,
-    ) -> Self {
+    pub fn new(client_id: String, secret: SecretString, auth: Channel, timeout: Duration) -> Self {
         Self {
             client_id,
             secret,
