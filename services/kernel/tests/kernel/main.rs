@@ -3,4 +3,5 @@
 mod consul_files;
 mod otlp;
 mod ratelimit;
+mod service_tokens;
 mod shutdown;
