@@ -12,7 +12,6 @@ use bulwark_proto::auth::v1::Jwk;
 use bulwark_token::{DEFAULT_MAX_TOKEN_BYTES, KeyStore, Policy, Subject, VerifiedClaims};
 use futures::future::BoxFuture;
 use tokio::sync::{Mutex, RwLock};
-use tonic::Status;
 
 use crate::clients::AuthApi;
 use crate::config::TokensConfig;
@@ -219,19 +218,6 @@ impl TokenVerifier {
         let keys = self.keys_for(token.kid()).await?;
         let claims = self.policy.verify_parsed(&token, &keys, now)?;
         Ok(Caller::from_claims(&claims))
-    }
-
-    /// The caller of `request`, from its `authorization: Bearer` metadata; every
-    /// failure is UNAUTHENTICATED with the same message, the reason is logged.
-    pub async fn caller<T>(&self, request: &tonic::Request<T>) -> Result<Caller, Status> {
-        let result = match bearer_token(request.metadata()) {
-            Some(token) => self.verify(token).await,
-            None => Err(bulwark_token::TokenError::MissingToken.into()),
-        };
-        result.map_err(|error| {
-            tracing::info!(%error, "bearer token refused");
-            Status::unauthenticated(UNAUTHENTICATED_MESSAGE)
-        })
     }
 }
 
@@ -489,18 +475,6 @@ mod tests {
             refused(bulwark_token::TokenError::MissingKid)
         );
         assert_eq!(source.fetches.load(Ordering::SeqCst), 0);
-    }
-
-    #[tokio::test]
-    async fn request_without_a_bearer_token_is_unauthenticated() {
-        let (verifier, _) = verifier(vec![public_jwk(testing::KID)]);
-        let status = verifier
-            .caller(&tonic::Request::new(()))
-            .await
-            .err()
-            .unwrap_or_else(|| panic!("a request without a token was accepted"));
-        assert_eq!(status.code(), tonic::Code::Unauthenticated);
-        assert_eq!(status.message(), UNAUTHENTICATED_MESSAGE);
     }
 
     #[test]
