@@ -169,3 +169,37 @@ pub fn grpc_call_response(size: usize) -> Option<Vec<u8>> {
         .ok()
         .flatten()
 }
+
+/// One response header's value, as bytes (`None` when absent or unreadable).
+pub fn response_header(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
+        .ok()
+        .flatten()
+}
+
+pub fn remove_response_header(name: &str) {
+    if let Err(status) = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name) {
+        log::error!("could not remove response header {name}: {status:?}");
+    }
+}
+
+/// The response body buffered so far (`size` bytes).
+pub fn response_body(size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
+        .ok()
+        .flatten()
+}
+
+/// Replaces the whole buffered response body (`size` bytes) with `body`.
+pub fn replace_response_body(size: usize, body: &[u8]) {
+    if let Err(status) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body) {
+        log::error!("could not replace the response body: {status:?}");
+    }
+}
+
+/// One request header's value, as bytes (`None` when absent or unreadable).
+pub fn request_header(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+}

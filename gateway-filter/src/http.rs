@@ -26,7 +26,6 @@ use crate::worker::{PendingFetch, SharedWorker, Worker};
 /// The request facts kept while the request waits on a JWKS refetch.
 struct PausedRequest {
     fetch: PendingFetch,
-    method: String,
     path: String,
     authorization: Option<String>,
 }
@@ -34,7 +33,6 @@ struct PausedRequest {
 impl PausedRequest {
     fn head(&self) -> RequestHead<'_> {
         RequestHead {
-            method: &self.method,
             path: &self.path,
             authorization: self.authorization.as_deref(),
         }
@@ -78,11 +76,7 @@ impl GatewayHttp {
                 Some(claims)
             }
             Access::Denied(err) => {
-                log::debug!(
-                    "bulwark gateway: 401 for {} {}: {err}",
-                    head.method,
-                    head.path
-                );
+                log::debug!("bulwark gateway: 401 for {}: {err}", head.path);
                 worker.metrics.unauthenticated();
                 host::send_local_response(&unauthorized(&err));
                 return Action::Pause;
@@ -97,13 +91,12 @@ impl GatewayHttp {
         head: &RequestHead<'_>,
         user_id: Option<&str>,
     ) -> Action {
-        let address = if worker.gateway().limits_by_client_ip(head.method, head.path) {
+        let address = if worker.gateway().limits_by_client_ip(head.path) {
             host::source_address()
         } else {
             None
         };
         let subject = RateLimitSubject {
-            method: head.method,
             path: head.path,
             client_ip: address.as_deref().map(ratelimit::client_ip_from_address),
             user_id,
@@ -246,13 +239,12 @@ impl HttpContext for GatewayHttp {
         let Ok(mut worker) = shared.try_borrow_mut() else {
             return fail_closed("worker state busy");
         };
-        let mut method = String::new();
+        // The method is not read: every decision is made on the route (the path).
         let mut path = String::new();
         let mut authorization = None;
         let identity_names = worker.gateway().config().identity_headers.names();
         for (name, value) in host::request_headers() {
             match name.as_str() {
-                ":method" => method = text(value),
                 ":path" => path = text(value),
                 "authorization" if authorization.is_none() => authorization = Some(text(value)),
                 // Before any decision, so that no path (public, refused, error) forwards a
@@ -262,7 +254,6 @@ impl HttpContext for GatewayHttp {
             }
         }
         let head = RequestHead {
-            method: &method,
             path: &path,
             authorization: authorization.as_deref(),
         };
@@ -277,7 +268,6 @@ impl HttpContext for GatewayHttp {
         {
             self.paused = Some(PausedRequest {
                 fetch,
-                method,
                 path,
                 authorization,
             });

@@ -1,5 +1,6 @@
 //! Host-agnostic logic of Bulwark's Envoy gateway filter: plugin configuration, JWT
-//! verification against a JWKS, the 401/429 replies, and rate-limit descriptors.
+//! verification against a JWKS, the 401/429 replies, rate-limit descriptors, and the
+//! OAuth 2.0 token endpoint's answers.
 //!
 //! Nothing here calls proxy-wasm, so all of it is unit-tested natively. The host shows up
 //! only as plain arguments: the current time is passed in as Unix seconds (the glue reads
@@ -13,6 +14,7 @@ pub mod error;
 pub mod gateway;
 pub mod jwks;
 pub mod jwks_sync;
+pub mod oauth;
 pub mod ratelimit;
 pub mod response;
 pub mod routes;
@@ -22,7 +24,7 @@ mod cache;
 mod ed25519;
 
 pub use cache::CacheStats;
-pub use config::{ConfigError, FailureMode, GatewayConfig};
+pub use config::{ConfigError, FailureMode, GatewayConfig, PluginConfig};
 pub use error::AuthError;
 pub use gateway::{Access, Gateway, RequestHead};
 pub use jwks::{JwksError, KeyAlgorithm, KeyStore};

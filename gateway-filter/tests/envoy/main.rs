@@ -276,9 +276,9 @@ fn filter_in_envoy_applies_global_rate_limits() {
         "domain": "bulwark",
         "timeout_ms": 1000,
         "client_ip_routes": [
-            {"method": "POST", "path": "/v1/auth/login", "failure_mode": "closed"},
-            {"method": "POST", "path": "/v1/users", "name": "broken-closed", "failure_mode": "closed"},
-            {"method": "POST", "path": "/v1/auth/refresh", "name": "broken-open", "failure_mode": "open"}
+            {"path": "/v1/auth/login", "failure_mode": "closed"},
+            {"path": "/v1/users", "name": "broken-closed", "failure_mode": "closed"},
+            {"path": "/v1/auth/refresh", "name": "broken-open", "failure_mode": "open"}
         ],
         "per_user": {"failure_mode": "open"}
     });

@@ -96,6 +96,11 @@ descriptors:
     descriptors:
       - key: client_ip
         rate_limit: {{ unit: minute, requests_per_unit: 10 }}
+  - key: route
+    value: /v1/oauth2/token
+    descriptors:
+      - key: client_ip
+        rate_limit: {{ unit: minute, requests_per_unit: 10 }}
   - key: user_id
     rate_limit: {{ unit: minute, requests_per_unit: {user_per_minute} }}
 "
