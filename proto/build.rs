@@ -40,6 +40,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         .build_client(true)
         .build_server(true)
         .build_transport(true)
+        // The generated modules do not nest as the proto packages do (`bulwark.auth.v1`
+        // is `crate::auth::v1`), so references across packages need explicit paths.
+        // `google.api.HttpBody` is written by hand in src/lib.rs.
+        .extern_path(".google.api.HttpBody", "crate::google::api::HttpBody")
         .client_mod_attribute(".", r#"#[cfg(feature = "client")]"#)
         .server_mod_attribute(".", r#"#[cfg(feature = "server")]"#)
         .compile_fds(compiler.file_descriptor_set())?;

@@ -1,8 +1,14 @@
 # Bulwark on Nomad with Consul Connect: one group per service, each with its sidecar,
 # its upstreams bound on loopback, and a readiness check on the admin port.
 #   nomad job run -var image=registry.example/bulwark:0.1.0 deploy/nomad/bulwark.nomad.hcl
-# Secrets come from Nomad variables: nomad/jobs/bulwark/<service> holds database_url for
-# the four core services and redis_url for the rate-limit service.
+# Secrets come from Nomad variables, each task reading only its own group's path, which
+# its workload identity may read without any ACL policy (nomad/jobs/<job>/<group>):
+#   nomad/jobs/bulwark/<core service>  database_url, client_secret (its service account)
+#   nomad/jobs/bulwark/auth            also identity_client_secret, authz_client_secret,
+#                                      audit_client_secret: the same values as those
+#                                      services' client_secret, which Auth checks
+#   nomad/jobs/bulwark/ratelimit       redis_url
+# (README, "Service accounts", has the commands that write them and rotate a secret.)
 # Checked by tests/tests/e2e/deploy_files/nomad.rs (no Nomad runs there).
 
 variable "image" {
@@ -86,13 +92,17 @@ job "bulwark" {
         BULWARK_CLIENTS__AUTH = "http://127.0.0.1:21052"
         BULWARK_CLIENTS__AUTHZ = "http://127.0.0.1:21053"
         BULWARK_CLIENTS__AUDIT = "http://127.0.0.1:21054"
+        BULWARK_SERVICE_ACCOUNT__CLIENT_ID = "identity"
       }
 
       template {
-        destination = "secrets/db.env"
+        destination = "secrets/service.env"
         env         = true
         data        = <<EOT
-{{ with nomadVar "nomad/jobs/bulwark/identity" }}BULWARK_DATABASE__URL={{ .database_url }}{{ end }}
+{{ with nomadVar "nomad/jobs/bulwark/identity" }}
+BULWARK_DATABASE__URL={{ .database_url }}
+BULWARK_SERVICE_ACCOUNT__CLIENT_SECRET={{ .client_secret }}
+{{ end }}
 EOT
       }
 
@@ -163,13 +173,21 @@ EOT
         BULWARK_CLIENTS__IDENTITY = "http://127.0.0.1:21051"
         BULWARK_CLIENTS__AUTHZ = "http://127.0.0.1:21053"
         BULWARK_CLIENTS__AUDIT = "http://127.0.0.1:21054"
+        BULWARK_SERVICE_ACCOUNT__CLIENT_ID = "auth"
       }
 
       template {
-        destination = "secrets/db.env"
+        destination = "secrets/service.env"
         env         = true
         data        = <<EOT
-{{ with nomadVar "nomad/jobs/bulwark/auth" }}BULWARK_DATABASE__URL={{ .database_url }}{{ end }}
+{{ with nomadVar "nomad/jobs/bulwark/auth" }}
+BULWARK_DATABASE__URL={{ .database_url }}
+BULWARK_SERVICE_ACCOUNT__CLIENT_SECRET={{ .client_secret }}
+BULWARK_AUTH__SERVICE_CLIENTS__IDENTITY={{ .identity_client_secret }}
+BULWARK_AUTH__SERVICE_CLIENTS__AUTH={{ .client_secret }}
+BULWARK_AUTH__SERVICE_CLIENTS__AUTHZ={{ .authz_client_secret }}
+BULWARK_AUTH__SERVICE_CLIENTS__AUDIT={{ .audit_client_secret }}
+{{ end }}
 EOT
       }
 
@@ -235,13 +253,17 @@ EOT
         BULWARK_SERVICE__ENVIRONMENT  = "production"
         BULWARK_CLIENTS__AUTH = "http://127.0.0.1:21052"
         BULWARK_CLIENTS__AUDIT = "http://127.0.0.1:21054"
+        BULWARK_SERVICE_ACCOUNT__CLIENT_ID = "authz"
       }
 
       template {
-        destination = "secrets/db.env"
+        destination = "secrets/service.env"
         env         = true
         data        = <<EOT
-{{ with nomadVar "nomad/jobs/bulwark/authz" }}BULWARK_DATABASE__URL={{ .database_url }}{{ end }}
+{{ with nomadVar "nomad/jobs/bulwark/authz" }}
+BULWARK_DATABASE__URL={{ .database_url }}
+BULWARK_SERVICE_ACCOUNT__CLIENT_SECRET={{ .client_secret }}
+{{ end }}
 EOT
       }
 
@@ -307,13 +329,17 @@ EOT
         BULWARK_SERVICE__ENVIRONMENT  = "production"
         BULWARK_CLIENTS__AUTH = "http://127.0.0.1:21052"
         BULWARK_CLIENTS__AUTHZ = "http://127.0.0.1:21053"
+        BULWARK_SERVICE_ACCOUNT__CLIENT_ID = "audit"
       }
 
       template {
-        destination = "secrets/db.env"
+        destination = "secrets/service.env"
         env         = true
         data        = <<EOT
-{{ with nomadVar "nomad/jobs/bulwark/audit" }}BULWARK_DATABASE__URL={{ .database_url }}{{ end }}
+{{ with nomadVar "nomad/jobs/bulwark/audit" }}
+BULWARK_DATABASE__URL={{ .database_url }}
+BULWARK_SERVICE_ACCOUNT__CLIENT_SECRET={{ .client_secret }}
+{{ end }}
 EOT
       }
 

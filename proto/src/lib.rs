@@ -138,9 +138,28 @@ pub mod envoy {
 /// Hand-written, schema-compatible definitions of the googleapis types the
 /// protos use.
 pub mod google {
-    generated! {
-        /// `google.api`: `HttpRule`, the value of the `google.api.http` method
-        /// option (extension field 72295728 of `MethodOptions`).
-        pub mod api = "google.api.rs";
+    /// `google.api`: `HttpRule`, the value of the `google.api.http` method
+    /// option (extension field 72295728 of `MethodOptions`), and `HttpBody`.
+    #[allow(clippy::all, clippy::pedantic, rustdoc::all)]
+    pub mod api {
+        include!(concat!(env!("OUT_DIR"), "/google.api.rs"));
+
+        /// An arbitrary HTTP body and its content type: Envoy's gRPC-JSON
+        /// transcoder passes a raw request body this way to an RPC whose
+        /// request is `google.api.HttpBody` (the OAuth 2.0 token endpoint).
+        /// Written by hand because generated code could not name it from the
+        /// other packages' modules.
+        #[derive(Clone, PartialEq, ::prost::Message)]
+        pub struct HttpBody {
+            /// The `Content-Type` of the body.
+            #[prost(string, tag = "1")]
+            pub content_type: ::prost::alloc::string::String,
+            /// The raw body.
+            #[prost(bytes = "vec", tag = "2")]
+            pub data: ::prost::alloc::vec::Vec<u8>,
+            /// Application specific metadata; unused by Bulwark.
+            #[prost(message, repeated, tag = "3")]
+            pub extensions: ::prost::alloc::vec::Vec<::prost_types::Any>,
+        }
     }
 }

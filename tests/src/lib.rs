@@ -5,6 +5,9 @@
 //! Nothing is skipped: a missing tool or binary fails the test with a message that says
 //! how to get it. When a test fails, the tail of every component's log is printed.
 //!
+//! Every mesh makes fresh service-account secrets: each core service gets its own client
+//! id and secret, Auth all four ([`Mesh::service_credentials`] hands them to tests).
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use bulwark_e2e::{Mesh, ServiceKind};
@@ -14,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+mod accounts;
 mod envoy;
 mod mesh;
 mod net;

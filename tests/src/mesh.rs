@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::accounts::ServiceAccounts;
 use crate::envoy::Envoy;
 use crate::net::free_port;
 use crate::postgres::Postgres;
@@ -61,7 +62,8 @@ impl MeshBuilder {
         self.service(ServiceKind::Ratelimit)
     }
 
-    /// An extra environment variable for one service, e.g. a fault to inject.
+    /// An extra environment variable for one service, e.g. a fault to inject. It wins
+    /// over the harness's own settings, service-account secrets included.
     pub fn service_env(mut self, kind: ServiceKind, key: &str, value: &str) -> Self {
         self.service_env
             .push((kind, key.to_owned(), value.to_owned()));
@@ -90,6 +92,7 @@ impl MeshBuilder {
             http,
             keep_dir: std::env::var_os("BULWARK_E2E_KEEP").is_some(),
             dir,
+            accounts: ServiceAccounts::generate()?,
         };
 
         if self.postgres {
@@ -151,6 +154,7 @@ impl MeshBuilder {
                     .unwrap_or_default(),
                 redis_url: mesh.redis.as_ref().map(Redis::url),
                 clients: clients.clone(),
+                account_env: mesh.accounts.env_for(*kind),
                 extra_env: self
                     .service_env
                     .iter()
@@ -198,6 +202,8 @@ pub struct Mesh {
     http: reqwest::Client,
     keep_dir: bool,
     dir: tempfile::TempDir,
+    /// Fresh service-account secrets of this mesh (for every core service, started or not).
+    accounts: ServiceAccounts,
 }
 
 impl Mesh {
@@ -236,6 +242,18 @@ impl Mesh {
             .iter_mut()
             .find(|service| service.kind() == kind)
             .unwrap_or_else(|| panic!("the test did not start {}", kind.name()))
+    }
+
+    /// `(client_id, client_secret)` of a core service's own account in this mesh, the
+    /// credentials it gets Auth's tokens with (`IssueToken`). Every core service has one,
+    /// started or not; Auth knows all four.
+    ///
+    /// # Panics
+    /// For the rate-limit service, which has no account: a mistake in the test itself.
+    pub fn service_credentials(&self, kind: ServiceKind) -> (String, String) {
+        self.accounts
+            .credentials(kind)
+            .unwrap_or_else(|| panic!("{} has no service account", kind.name()))
     }
 
     /// The Envoy edge.

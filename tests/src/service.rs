@@ -49,6 +49,15 @@ impl ServiceKind {
         }
     }
 
+    /// The OAuth client id of the service's own account (its name); `None` for the
+    /// rate-limit service, which calls no other service and has no account.
+    pub fn client_id(self) -> Option<&'static str> {
+        match self {
+            Self::Ratelimit => None,
+            core => Some(core.name()),
+        }
+    }
+
     /// Full gRPC service name, the prefix of its request paths.
     pub fn grpc_service(self) -> &'static str {
         match self {
@@ -71,6 +80,9 @@ pub(crate) struct ServiceLaunch {
     pub redis_url: Option<String>,
     /// gRPC URL of every service, for the `BULWARK_CLIENTS__*` settings.
     pub clients: Vec<(ServiceKind, String)>,
+    /// Its service account and, for Auth, every built-in client's secret
+    /// (`BULWARK_SERVICE_ACCOUNT__*`, `BULWARK_AUTH__SERVICE_CLIENTS__*`).
+    pub account_env: Vec<(String, String)>,
     /// Extra `BULWARK_*` settings of this test (a fault to inject, say).
     pub extra_env: Vec<(String, String)>,
 }
@@ -219,7 +231,8 @@ fn spawn_process(launch: &ServiceLaunch, log: &Path) -> anyhow::Result<ManagedCh
             url,
         );
     }
-    for (key, value) in &launch.extra_env {
+    // The test's own settings come last, so a test can replace a secret.
+    for (key, value) in launch.account_env.iter().chain(&launch.extra_env) {
         command.env(key, value);
     }
     ManagedChild::spawn(name, &mut command, log)

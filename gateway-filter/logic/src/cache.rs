@@ -11,8 +11,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
-use crate::verifier::VerifiedClaims;
-
 /// Counters for the cache, exposed for metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
@@ -25,8 +23,8 @@ pub struct CacheStats {
 }
 
 #[derive(Debug)]
-struct Entry {
-    claims: Rc<VerifiedClaims>,
+struct Entry<T> {
+    claims: Rc<T>,
     /// Last second (inclusive) at which the token is still accepted: `exp` plus skew.
     valid_until: u64,
     /// Insertion number, to tell this entry's slot in `order` from a stale one.
@@ -35,17 +33,18 @@ struct Entry {
 
 /// What a lookup found.
 #[derive(Debug)]
-pub(crate) enum Lookup {
-    Hit(Rc<VerifiedClaims>),
+pub(crate) enum Lookup<T> {
+    Hit(Rc<T>),
     /// The token was verified before but has expired since; the entry was dropped.
     Expired,
     Miss,
 }
 
+/// The cache, holding for each token what verifying it yielded (`T`, the claims).
 #[derive(Debug)]
-pub(crate) struct TokenCache {
+pub(crate) struct TokenCache<T> {
     capacity: usize,
-    entries: HashMap<Rc<str>, Entry>,
+    entries: HashMap<Rc<str>, Entry<T>>,
     /// Insertion order, oldest first. A slot whose entry was dropped (expired on lookup,
     /// swept) or replaced stays until it reaches the front or the queue is compacted.
     order: VecDeque<(Rc<str>, u64)>,
@@ -55,7 +54,7 @@ pub(crate) struct TokenCache {
     misses: u64,
 }
 
-impl TokenCache {
+impl<T> TokenCache<T> {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
@@ -68,7 +67,7 @@ impl TokenCache {
         }
     }
 
-    pub(crate) fn lookup(&mut self, token: &str, now: u64) -> Lookup {
+    pub(crate) fn lookup(&mut self, token: &str, now: u64) -> Lookup<T> {
         match self.entries.get(token) {
             Some(entry) if now <= entry.valid_until => {
                 self.hits += 1;
@@ -86,13 +85,7 @@ impl TokenCache {
         }
     }
 
-    pub(crate) fn insert(
-        &mut self,
-        token: &str,
-        claims: Rc<VerifiedClaims>,
-        valid_until: u64,
-        now: u64,
-    ) {
+    pub(crate) fn insert(&mut self, token: &str, claims: Rc<T>, valid_until: u64, now: u64) {
         if self.capacity == 0 || self.entries.contains_key(token) {
             return;
         }
@@ -173,16 +166,11 @@ impl TokenCache {
 mod tests {
     use super::*;
 
-    fn claims(sub: &str) -> Rc<VerifiedClaims> {
-        Rc::new(VerifiedClaims {
-            sub: sub.to_owned(),
-            roles: Vec::new(),
-            exp: 0,
-            jti: None,
-        })
+    fn claims(sub: &str) -> Rc<String> {
+        Rc::new(sub.to_owned())
     }
 
-    fn hit(cache: &mut TokenCache, token: &str, now: u64) -> bool {
+    fn hit(cache: &mut TokenCache<String>, token: &str, now: u64) -> bool {
         matches!(cache.lookup(token, now), Lookup::Hit(_))
     }
 

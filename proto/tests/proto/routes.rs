@@ -35,7 +35,7 @@ const fn route(
     }
 }
 
-/// The routes table of CONTRACT.md.
+/// The routes tables of CONTRACT.md.
 const CONTRACT_ROUTES: &[Route] = &[
     route("POST", "/v1/users", IDENTITY, "CreateUser", "*"),
     route("POST", "/v1/auth/login", AUTH, "Login", "*"),
@@ -54,6 +54,9 @@ const CONTRACT_ROUTES: &[Route] = &[
         "*",
     ),
     route("GET", "/v1/audit/events", AUDIT, "ListEvents", ""),
+    // "Service accounts (OAuth 2.0 client credentials)".
+    route("POST", "/v1/auth/clients", AUTH, "CreateClient", "*"),
+    route("POST", "/v1/oauth2/token", AUTH, "IssueToken", "*"),
 ];
 
 /// Routes beyond the contract, each a deliberate design decision.
@@ -74,12 +77,14 @@ const EXTRA_ROUTES: &[Route] = &[
     ),
 ];
 
-/// RPCs only other services call; they must have no HTTP binding.
+/// RPCs with no HTTP binding: the internal ones only services call, and admin RPCs
+/// reachable over gRPC alone.
 const INTERNAL_RPCS: &[&str] = &[
     "bulwark.identity.v1.IdentityService/DeactivateUser",
     "bulwark.identity.v1.IdentityService/VerifyCredentials",
     "bulwark.auth.v1.AuthService/RotateSigningKey",
     "bulwark.authz.v1.AuthzService/ListUserRoles",
+    "bulwark.authz.v1.AuthzService/ResolveRoles",
     "bulwark.audit.v1.AuditService/AppendEvents",
     "bulwark.audit.v1.AuditService/VerifyChain",
 ];

@@ -5,7 +5,8 @@ use bulwark_proto::authz::v1::authz_service_client::AuthzServiceClient;
 use bulwark_proto::authz::v1::authz_service_server::{AuthzService, AuthzServiceServer};
 use bulwark_proto::authz::v1::{
     CheckRequest, CheckResponse, CreateRoleRequest, GrantRoleRequest, GrantRoleResponse,
-    ListUserRolesRequest, ListUserRolesResponse, RevokeRoleRequest, RevokeRoleResponse, Role,
+    ListUserRolesRequest, ListUserRolesResponse, ResolveRolesRequest, ResolveRolesResponse,
+    RevokeRoleRequest, RevokeRoleResponse, Role,
 };
 use tonic::{Request, Response, Status};
 
@@ -51,6 +52,13 @@ impl AuthzService for OnlyAdaReads {
         &self,
         _: Request<ListUserRolesRequest>,
     ) -> Result<Response<ListUserRolesResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn resolve_roles(
+        &self,
+        _: Request<ResolveRolesRequest>,
+    ) -> Result<Response<ResolveRolesResponse>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
 }

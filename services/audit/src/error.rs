@@ -1,22 +1,19 @@
 //! The Audit service's errors and the one mapping of them to gRPC statuses.
 
-use bulwark_kernel::caller::UNAUTHENTICATED_MESSAGE;
 use bulwark_kernel::db::DbError;
-use bulwark_kernel::tonic::{Code, Status};
+use bulwark_kernel::request::Refusal;
+use bulwark_kernel::tonic::Status;
 
-/// Everything an Audit RPC can fail with. `Db` and an unexpected answer from Authz
-/// are internal: reported on the error bus and answered as a bare "internal error".
+/// Everything an Audit RPC can fail with. `Db` and a broken permission decision are
+/// internal: reported on the error bus and answered as a bare "internal error".
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// `field: rule`, e.g. `events[3].service: must not be empty (event id ...)`.
     #[error("{field}: {rule}")]
     InvalidArgument { field: String, rule: String },
-    #[error("{UNAUTHENTICATED_MESSAGE}")]
-    Unauthenticated,
-    #[error("{0}")]
-    PermissionDenied(String),
-    #[error("authorization check failed: {0}")]
-    Authz(Status),
+    /// Refused by the kernel's request layer (token, permission, service caller).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -29,16 +26,11 @@ impl Error {
         }
     }
 
-    /// Authz being unreachable is the client's "retry later", not our bug.
-    fn authz_unavailable(status: &Status) -> bool {
-        matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
-    }
-
     pub fn is_internal(&self) -> bool {
         match self {
             Self::Db(_) => true,
-            Self::Authz(status) => !Self::authz_unavailable(status),
-            _ => false,
+            Self::Refused(refusal) => refusal.is_internal(),
+            Self::InvalidArgument { .. } => false,
         }
     }
 }
@@ -53,12 +45,8 @@ impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
             Error::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
-            Error::Unauthenticated => Status::unauthenticated(UNAUTHENTICATED_MESSAGE),
-            Error::PermissionDenied(message) => Status::permission_denied(message),
-            Error::Authz(status) if Error::authz_unavailable(&status) => {
-                Status::unavailable("authorization is unavailable; retry later")
-            }
-            Error::Authz(_) | Error::Db(_) => Status::internal("internal error"),
+            Error::Refused(refusal) => refusal.into(),
+            Error::Db(_) => Status::internal("internal error"),
         }
     }
 }

@@ -1,15 +1,16 @@
 //! gRPC handlers of `bulwark.audit.v1.AuditService`.
 //!
-//! `AppendEvents` is internal (the outbox relays call it without a token);
-//! `ListEvents` and `VerifyChain` need a bearer token whose user holds `audit:read`,
-//! asked of Authz. Audit records no audit events of its own.
+//! `AppendEvents` is internal: the outbox relays call it with their service's token,
+//! which must carry `audit:append`. `ListEvents` and `VerifyChain` need a bearer token
+//! whose subject holds `audit:read`. Audit records no audit events of its own.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use bulwark_kernel::Kernel;
-use bulwark_kernel::caller::{TokenVerifier, through_edge};
+use bulwark_kernel::caller::TokenVerifier;
 use bulwark_kernel::clients::AuthzApi;
+use bulwark_kernel::request::{PermissionSource, RequestLayer};
 use bulwark_kernel::tonic::{Request, Response, Status};
 use bulwark_proto::audit::v1::audit_service_server::AuditService;
 use bulwark_proto::audit::v1::{
@@ -25,6 +26,8 @@ use crate::store::{self, EventRow, NewEventRow};
 
 /// Needed to list events and to verify the chain.
 const AUDIT_READ: &str = "audit:read";
+/// Needed (by a service account) to append events.
+const AUDIT_APPEND: &str = "audit:append";
 /// Events read per round trip while verifying the chain.
 const VERIFY_BATCH: i64 = 1_000;
 
@@ -32,8 +35,7 @@ const VERIFY_BATCH: i64 = 1_000;
 #[derive(Clone)]
 pub struct AuditHandlers {
     kernel: Kernel,
-    verifier: Arc<TokenVerifier>,
-    authz: Arc<dyn AuthzApi>,
+    access: RequestLayer,
 }
 
 impl std::fmt::Debug for AuditHandlers {
@@ -46,10 +48,10 @@ impl std::fmt::Debug for AuditHandlers {
 
 impl AuditHandlers {
     pub fn new(kernel: Kernel, verifier: Arc<TokenVerifier>, authz: Arc<dyn AuthzApi>) -> Self {
+        let authz: Arc<dyn PermissionSource> = Arc::new(authz);
         Self {
             kernel,
-            verifier,
-            authz,
+            access: RequestLayer::new(verifier, authz),
         }
     }
 
@@ -64,40 +66,11 @@ impl AuditHandlers {
         })
     }
 
-    async fn authenticate<T>(&self, request: &Request<T>) -> Result<uuid::Uuid, Error> {
-        // The verifier logs why a token was refused; the client gets one message.
-        let caller = self
-            .verifier
-            .caller(request)
-            .await
-            .map_err(|_| Error::Unauthenticated)?;
-        Ok(caller.user_id)
-    }
-
-    async fn require_audit_read(&self, user: uuid::Uuid) -> Result<(), Error> {
-        let allowed = self
-            .authz
-            .check(user.to_string(), AUDIT_READ.to_owned())
-            .await
-            .map_err(Error::Authz)?;
-        if allowed {
-            Ok(())
-        } else {
-            Err(Error::PermissionDenied(format!(
-                "requires permission {AUDIT_READ}"
-            )))
-        }
-    }
-
     async fn do_append(
         &self,
         request: Request<AppendEventsRequest>,
     ) -> Result<AppendEventsResponse, Error> {
-        if through_edge(request.metadata()) {
-            return Err(Error::PermissionDenied(
-                "AppendEvents is internal and not available through the edge".to_owned(),
-            ));
-        }
+        self.access.service(&request, AUDIT_APPEND).await?;
         let events = domain::validate_batch(request.into_inner().events)?;
         let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
         let mut conn = self.kernel.db.conn().await?;
@@ -147,9 +120,9 @@ impl AuditHandlers {
         &self,
         request: Request<ListEventsRequest>,
     ) -> Result<ListEventsResponse, Error> {
-        let caller = self.authenticate(&request).await?;
+        let caller = self.access.caller(&request).await?;
         let query = ListQuery::parse(request.into_inner())?;
-        self.require_audit_read(caller).await?;
+        self.access.require(&caller, AUDIT_READ).await?;
 
         let mut conn = self.kernel.db.conn().await?;
         let mut rows = store::list(&mut conn, &query).await?;
@@ -178,8 +151,7 @@ impl AuditHandlers {
         &self,
         request: Request<VerifyChainRequest>,
     ) -> Result<VerifyChainResponse, Error> {
-        let caller = self.authenticate(&request).await?;
-        self.require_audit_read(caller).await?;
+        self.access.authorize(&request, AUDIT_READ).await?;
 
         let mut conn = self.kernel.db.conn().await?;
         let Some(up_to) = store::max_seq(&mut conn).await? else {

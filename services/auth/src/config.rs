@@ -1,9 +1,15 @@
-//! The `[auth]` configuration section (`BULWARK_AUTH__*`): token lifetimes and the
-//! delay between publishing a rotated-in signing key and signing with it.
+//! The `[auth]` configuration section (`BULWARK_AUTH__*`): token lifetimes, the
+//! delay between publishing a rotated-in signing key and signing with it, and the
+//! secrets of the services' built-in clients.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bulwark_kernel::config::MIN_CLIENT_SECRET_CHARS;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
+
+use crate::domain::service_account;
 
 /// Longest access token lifetime accepted (a day); tokens cannot be revoked, so
 /// they must stay short.
@@ -25,6 +31,12 @@ pub struct AuthConfig {
     /// fetched it by then; 0 signs with it at once. 90 s by default: the edge
     /// refreshes its JWKS every 60 s (`envoy/edge.yaml`), plus a margin.
     pub key_activation_delay_seconds: u64,
+    /// The secret of each built-in client (`identity`, `auth`, `authz`, `audit`), as
+    /// each service has it in `service_account.client_secret`
+    /// (`BULWARK_AUTH__SERVICE_CLIENTS__IDENTITY`, ...). A service left out here cannot
+    /// obtain a token, so its calls to internal RPCs are refused.
+    #[serde(skip_serializing)]
+    pub service_clients: BTreeMap<String, SecretString>,
 }
 
 impl Default for AuthConfig {
@@ -33,6 +45,7 @@ impl Default for AuthConfig {
             access_token_ttl_seconds: 900,
             refresh_token_ttl_seconds: 30 * 24 * 3600,
             key_activation_delay_seconds: 90,
+            service_clients: BTreeMap::new(),
         }
     }
 }
@@ -59,6 +72,22 @@ impl AuthConfig {
                 "configuration key `auth.key_activation_delay_seconds` is invalid: \
                  must be between 0 and {MAX_ACTIVATION_DELAY_SECONDS}"
             ));
+        }
+        for (id, secret) in &self.service_clients {
+            if service_account::builtin_permissions(id).is_none() {
+                let known: Vec<&str> = service_account::builtin_ids().collect();
+                return Err(format!(
+                    "configuration key `auth.service_clients.{id}` is invalid: \
+                     not a built-in client (those are {})",
+                    known.join(", ")
+                ));
+            }
+            if secret.expose_secret().chars().count() < MIN_CLIENT_SECRET_CHARS {
+                return Err(format!(
+                    "configuration key `auth.service_clients.{id}` is invalid: \
+                     must be at least {MIN_CLIENT_SECRET_CHARS} characters"
+                ));
+            }
         }
         Ok(())
     }
@@ -105,6 +134,29 @@ mod tests {
         };
         let error = shorter_refresh.validate().err().unwrap_or_default();
         assert!(error.contains("auth.refresh_token_ttl_seconds"), "{error}");
+    }
+
+    #[test]
+    fn service_clients_must_be_builtin_with_long_secrets() {
+        let secret = || SecretString::from("s".repeat(32));
+        let mut config = AuthConfig::default();
+        config.service_clients.insert("identity".into(), secret());
+        assert_eq!(config.validate(), Ok(()));
+        config.service_clients.insert("billing".into(), secret());
+        let error = config.validate().err().unwrap_or_default();
+        assert!(
+            error.contains("auth.service_clients.billing") && error.contains("identity, auth"),
+            "{error}"
+        );
+        config.service_clients.remove("billing");
+        config
+            .service_clients
+            .insert("audit".into(), SecretString::from("short"));
+        let error = config.validate().err().unwrap_or_default();
+        assert!(
+            error.contains("auth.service_clients.audit") && error.contains("at least 32"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! error bus only.
 
 use bulwark_kernel::db::DbError;
+use bulwark_kernel::request::Refusal;
 use bulwark_kernel::tonic::{Code, Status};
 use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::domain::client_credentials::{OAuthError, OAuthErrorCode};
 
 /// The message of every failed login, whatever the reason.
 pub const INVALID_CREDENTIALS: &str = "invalid email or password";
@@ -15,7 +18,7 @@ pub const INVALID_REFRESH_TOKEN: &str = "invalid or expired refresh token";
 pub enum Error {
     /// A request field breaks a rule; the message names both.
     #[error("{field}: {rule}")]
-    InvalidArgument { field: &'static str, rule: String },
+    InvalidArgument { field: String, rule: String },
     /// Unknown email, wrong password or inactive account: one answer for all.
     #[error("{INVALID_CREDENTIALS}")]
     InvalidCredentials,
@@ -24,6 +27,12 @@ pub enum Error {
     InvalidRefreshToken,
     #[error("permission {0} required")]
     PermissionDenied(&'static str),
+    /// Refused by the kernel's request layer (token, permission, service caller).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// A refused OAuth 2.0 token request; the message starts with its RFC 6749 code.
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
     /// A rotation while the previous rotation's key is still pending.
     #[error(
         "signing key {kid} is pending until {}; rotate with `immediate` to activate it now",
@@ -53,6 +62,11 @@ pub enum Error {
 
 impl Error {
     pub fn invalid(field: &'static str, rule: impl Into<String>) -> Self {
+        Self::invalid_owned(field.to_owned(), rule)
+    }
+
+    /// [`Error::invalid`] for a field path built at run time (`roles[3]`).
+    pub fn invalid_owned(field: String, rule: impl Into<String>) -> Self {
         Self::InvalidArgument {
             field,
             rule: rule.into(),
@@ -75,7 +89,11 @@ impl Error {
     /// Errors that are Auth's or its dependencies' fault, not the caller's: these
     /// are reported on the error bus.
     pub fn is_internal(&self) -> bool {
-        matches!(self, Self::Upstream { .. } | Self::Db(_) | Self::Crypto(_))
+        match self {
+            Self::Upstream { .. } | Self::Db(_) | Self::Crypto(_) => true,
+            Self::Refused(refusal) => refusal.is_internal(),
+            _ => false,
+        }
     }
 }
 
@@ -92,6 +110,13 @@ impl From<Error> for Status {
             Error::InvalidCredentials => Status::unauthenticated(INVALID_CREDENTIALS),
             Error::InvalidRefreshToken => Status::unauthenticated(INVALID_REFRESH_TOKEN),
             Error::PermissionDenied(_) => Status::permission_denied(error.to_string()),
+            Error::Refused(refusal) => refusal.into(),
+            Error::OAuth(ref oauth) => match oauth.code {
+                OAuthErrorCode::InvalidClient => Status::unauthenticated(error.to_string()),
+                OAuthErrorCode::InvalidRequest
+                | OAuthErrorCode::UnsupportedGrantType
+                | OAuthErrorCode::InvalidScope => Status::invalid_argument(error.to_string()),
+            },
             Error::KeyPending { .. } => Status::failed_precondition(error.to_string()),
             Error::Unavailable { service, .. } => {
                 Status::unavailable(format!("{service} is unavailable, try again later"))

@@ -1,26 +1,31 @@
-//! gRPC handlers of `bulwark.auth.v1.AuthService`: input validation, the caller's
-//! identity and permission, and the mapping of errors to statuses.
+//! gRPC handlers of `bulwark.auth.v1.AuthService`: input validation, the kernel's
+//! request layer for the caller's identity and permission, and the mapping of errors to
+//! statuses.
 
 use std::sync::Arc;
 
 use bulwark_kernel::Kernel;
-use bulwark_kernel::caller::TokenVerifier;
-use bulwark_kernel::clients::AuthzApi;
+use bulwark_kernel::request::{Refusal, RequestLayer};
 use bulwark_kernel::timestamp;
 use bulwark_kernel::tonic::{Request, Response, Status};
 use bulwark_proto::auth::v1::auth_service_server::AuthService;
 use bulwark_proto::auth::v1::{
-    GetJwksRequest, Jwks, LoginRequest, LogoutRequest, LogoutResponse, RefreshRequest,
-    RotateSigningKeyRequest, RotateSigningKeyResponse, TokenPair,
+    AccessToken, CreateClientRequest, CreateClientResponse, GetJwksRequest, Jwks, LoginRequest,
+    LogoutRequest, LogoutResponse, RefreshRequest, RotateSigningKeyRequest,
+    RotateSigningKeyResponse, TokenPair,
 };
+use bulwark_proto::google::api::HttpBody;
 
 use crate::audit_trail::AuditTrail;
+use crate::domain::client_credentials;
 use crate::domain::credentials::Credentials;
 use crate::domain::events;
 use crate::domain::refresh_token;
+use crate::domain::service_account::CLIENTS_WRITE;
 use crate::domain::signing_key::{PublicJwk, ROTATE_PERMISSION};
 use crate::error::Error;
 use crate::keys::KeyRing;
+use crate::service_accounts::ServiceAccounts;
 use crate::sessions::Sessions;
 
 /// The auth service's handlers.
@@ -28,9 +33,9 @@ use crate::sessions::Sessions;
 pub struct AuthHandlers {
     kernel: Kernel,
     sessions: Arc<Sessions>,
+    accounts: Arc<ServiceAccounts>,
     keys: Arc<KeyRing>,
-    verifier: Arc<TokenVerifier>,
-    authz: Arc<dyn AuthzApi>,
+    access: RequestLayer,
     audit: AuditTrail,
 }
 
@@ -44,16 +49,16 @@ impl AuthHandlers {
     pub fn new(
         kernel: Kernel,
         sessions: Arc<Sessions>,
-        verifier: Arc<TokenVerifier>,
-        authz: Arc<dyn AuthzApi>,
+        accounts: Arc<ServiceAccounts>,
+        access: RequestLayer,
     ) -> Self {
         Self {
             keys: sessions.keys.clone(),
             audit: sessions.audit.clone(),
             kernel,
             sessions,
-            verifier,
-            authz,
+            accounts,
+            access,
         }
     }
 
@@ -65,15 +70,6 @@ impl AuthHandlers {
             tracing::warn!(service, code = ?status.code(), message = status.message(), "dependency unavailable");
         }
         error.into()
-    }
-
-    /// Whether `user_id` may rotate keys; Authz decides (the `admin` role holds
-    /// every permission), and without an answer nobody may.
-    async fn may_rotate(&self, user_id: uuid::Uuid) -> Result<bool, Error> {
-        self.authz
-            .check(user_id.to_string(), ROTATE_PERMISSION.to_owned())
-            .await
-            .map_err(|status| Error::from_upstream("authz", status))
     }
 }
 
@@ -108,13 +104,20 @@ impl AuthService for AuthHandlers {
         &self,
         request: Request<LogoutRequest>,
     ) -> Result<Response<LogoutResponse>, Status> {
-        let caller = self.verifier.caller(&request).await?;
+        let caller = self
+            .access
+            .caller(&request)
+            .await
+            .map_err(|e| self.status(e.into()))?;
         let hash = refresh_token::parse_presented(&request.get_ref().refresh_token)
             .map_err(|e| self.status(e))?;
-        self.sessions
-            .logout(&caller, hash)
-            .await
-            .map_err(|e| self.status(e))?;
+        // A service account has no refresh tokens: there is nothing of its to revoke.
+        if let Some(user_id) = caller.user_id() {
+            self.sessions
+                .logout(user_id, hash)
+                .await
+                .map_err(|e| self.status(e))?;
+        }
         Ok(Response::new(LogoutResponse {}))
     }
 
@@ -129,28 +132,32 @@ impl AuthService for AuthHandlers {
         &self,
         request: Request<RotateSigningKeyRequest>,
     ) -> Result<Response<RotateSigningKeyResponse>, Status> {
-        let caller = self.verifier.caller(&request).await?;
-        if !self
-            .may_rotate(caller.user_id)
+        let caller = self
+            .access
+            .caller(&request)
             .await
-            .map_err(|e| self.status(e))?
-        {
-            self.audit
-                .record(events::key_rotation_denied(caller.user_id))
-                .await
-                .map_err(|e| self.status(e))?;
-            return Err(self.status(Error::PermissionDenied(ROTATE_PERMISSION)));
+            .map_err(|e| self.status(e.into()))?;
+        match self.access.require(&caller, ROTATE_PERMISSION).await {
+            Ok(()) => {}
+            Err(Refusal::PermissionDenied(_)) => {
+                self.audit
+                    .record(events::key_rotation_denied(&caller.actor_id()))
+                    .await
+                    .map_err(|e| self.status(e))?;
+                return Err(self.status(Error::PermissionDenied(ROTATE_PERMISSION)));
+            }
+            Err(refusal) => return Err(self.status(refusal.into())),
         }
         let immediate = request.get_ref().immediate;
         let rotation = self
             .keys
-            .rotate(caller.user_id, immediate)
+            .rotate(&caller.actor_id(), immediate)
             .await
             .map_err(|e| self.status(e))?;
         self.audit.committed();
         // Tokens signed with the new key verify here as soon as it signs, not after a
         // refetch.
-        if let Err(error) = self.verifier.refresh().await {
+        if let Err(error) = self.access.verifier().refresh().await {
             tracing::warn!(%error, "cannot reload the verifier's keys after rotation");
         }
         Ok(Response::new(RotateSigningKeyResponse {
@@ -158,5 +165,43 @@ impl AuthService for AuthHandlers {
             previous_kid: rotation.previous_kid.unwrap_or_default(),
             activates_at: Some(timestamp::to_proto(rotation.activates_at)),
         }))
+    }
+
+    async fn create_client(
+        &self,
+        request: Request<CreateClientRequest>,
+    ) -> Result<Response<CreateClientResponse>, Status> {
+        let caller = self
+            .access
+            .authorize(&request, CLIENTS_WRITE)
+            .await
+            .map_err(|e| self.status(e.into()))?;
+        let CreateClientRequest { name, roles } = request.into_inner();
+        let created = self
+            .accounts
+            .create(&caller, &name, &roles)
+            .await
+            .map_err(|e| self.status(e))?;
+        Ok(Response::new(created))
+    }
+
+    async fn issue_token(
+        &self,
+        request: Request<HttpBody>,
+    ) -> Result<Response<AccessToken>, Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .map(|value| value.to_str().unwrap_or_default().to_owned());
+        let body = request.into_inner();
+        let credentials =
+            client_credentials::parse(&body.content_type, &body.data, authorization.as_deref())
+                .map_err(|e| self.status(e.into()))?;
+        let token = self
+            .accounts
+            .issue(credentials)
+            .await
+            .map_err(|e| self.status(e))?;
+        Ok(Response::new(token))
     }
 }

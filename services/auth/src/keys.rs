@@ -9,7 +9,6 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures::future::BoxFuture;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tokio::sync::RwLock;
-use uuid::Uuid;
 
 use bulwark_kernel::caller::KeySource;
 use bulwark_kernel::db::Database;
@@ -184,7 +183,7 @@ impl KeyRing {
     /// staying published until the tokens it signed have expired. While a key is
     /// pending, only `immediate` is accepted, and it activates that key. Forgets keys
     /// past their publication. The audit event is written in the same transaction.
-    pub async fn rotate(&self, actor: Uuid, immediate: bool) -> Result<Rotation, Error> {
+    pub async fn rotate(&self, actor: &str, immediate: bool) -> Result<Rotation, Error> {
         let mut pooled = self.db.conn().await?;
         let conn: &mut AsyncPgConnection = &mut pooled;
         let (publish_for, delay) = (self.publish_after_retirement, self.activation_delay);
@@ -325,10 +324,10 @@ impl TableKeys {
 }
 
 impl KeySource for TableKeys {
-    fn fetch(&self) -> BoxFuture<'_, Result<Vec<jsonwebtoken::jwk::Jwk>, String>> {
+    fn fetch(&self) -> BoxFuture<'_, Result<Vec<bulwark_proto::auth::v1::Jwk>, String>> {
         Box::pin(async move {
             let keys = published(&self.db).await.map_err(|e| e.to_string())?;
-            keys.iter().map(PublicJwk::to_jwt).collect()
+            Ok(keys.iter().map(PublicJwk::to_proto).collect())
         })
     }
 }

@@ -1,4 +1,5 @@
-//! The Auth service: login, token refresh and logout, and the signing keys behind the JWKS.
+//! The Auth service: login, token refresh and logout, service accounts and their
+//! client-credentials tokens, and the signing keys behind the JWKS.
 
 mod audit_trail;
 mod config;
@@ -7,6 +8,7 @@ mod error;
 mod grpc;
 mod keys;
 mod schema;
+mod service_accounts;
 mod sessions;
 mod store;
 
@@ -16,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bulwark_kernel::caller::TokenVerifier;
 use bulwark_kernel::clients::{AuditApi, AuthzApi, ClientError, IdentityApi};
+use bulwark_kernel::request::{PermissionSource, RequestLayer};
 use bulwark_kernel::{EmbeddedMigrations, GrpcServices, Kernel, ServiceSpec, embed_migrations};
 use bulwark_proto::auth::v1::auth_service_server::AuthServiceServer;
 
@@ -25,6 +28,7 @@ pub use keys::KEY_CACHE_TTL;
 use audit_trail::AuditTrail;
 use config::AuthConfig;
 use keys::{KeyRing, TableKeys};
+use service_accounts::ServiceAccounts;
 use sessions::Sessions;
 
 /// Name and default ports (gRPC 50052, admin HTTP 9102).
@@ -85,17 +89,30 @@ pub async fn app_with(kernel: Kernel, deps: Deps) -> anyhow::Result<GrpcServices
         TableKeys::new(kernel.db.clone()),
         tokens.clone(),
     ));
+    let keys = Arc::new(keys);
+    let audit = AuditTrail::new(kernel.db.clone(), relay);
+    let accounts = Arc::new(ServiceAccounts::new(
+        kernel.db.clone(),
+        keys.clone(),
+        deps.authz.clone(),
+        audit.clone(),
+        tokens.clone(),
+        config.access_token_ttl_seconds,
+        &config.service_clients,
+    ));
     let sessions = Arc::new(Sessions {
         db: kernel.db.clone(),
-        keys: Arc::new(keys),
+        keys,
         identity: deps.identity,
         authz: deps.authz.clone(),
-        audit: AuditTrail::new(kernel.db.clone(), relay),
+        audit,
         config,
         tokens,
     });
 
-    let handlers = AuthHandlers::new(kernel.clone(), sessions, verifier, deps.authz);
+    let permissions: Arc<dyn PermissionSource> = Arc::new(deps.authz);
+    let access = RequestLayer::new(verifier, permissions);
+    let handlers = AuthHandlers::new(kernel.clone(), sessions, accounts, access);
     let server = bulwark_kernel::grpc_limits!(kernel, AuthServiceServer::new(handlers));
     Ok(GrpcServices::new().with(server))
 }

@@ -27,3 +27,14 @@ diesel::table! {
         revoked_at -> Nullable<Timestamptz>,
     }
 }
+
+diesel::table! {
+    clients (id) {
+        id -> Uuid,
+        name -> Text,
+        secret_hash -> Bytea,
+        roles -> Array<Text>,
+        created_by -> Text,
+        created_at -> Timestamptz,
+    }
+}

@@ -8,7 +8,6 @@ use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
-use bulwark_kernel::caller::Caller;
 use bulwark_kernel::clients::{AuthzApi, IdentityApi};
 use bulwark_kernel::config::TokensConfig;
 use bulwark_kernel::db::Database;
@@ -90,12 +89,13 @@ impl Sessions {
                 user_id
             }
             // Identity's own input rules (e.g. a malformed email) end like a wrong
-            // password: the answer must not tell which check failed.
+            // password: the answer must not tell which check failed. Identity refusing
+            // Auth's own service token is also UNAUTHENTICATED, but with another
+            // message: that is a fault of ours, not a wrong password, and must be loud.
             Err(status)
-                if matches!(
-                    status.code(),
-                    Code::Unauthenticated | Code::InvalidArgument | Code::NotFound
-                ) =>
+                if matches!(status.code(), Code::InvalidArgument | Code::NotFound)
+                    || (status.code() == Code::Unauthenticated
+                        && status.message() == crate::error::INVALID_CREDENTIALS) =>
             {
                 return self
                     .refuse_login(None, &credentials, "invalid_credentials")
@@ -261,24 +261,19 @@ impl Sessions {
         Err(Error::InvalidRefreshToken)
     }
 
-    /// Revokes the family of `hash` if it belongs to `caller`; an unknown or someone
+    /// Revokes the family of `hash` if it belongs to `user_id`; an unknown or someone
     /// else's token changes nothing. Always records one logout event.
-    pub async fn logout(&self, caller: &Caller, hash: TokenHash) -> Result<(), Error> {
+    pub async fn logout(&self, user_id: Uuid, hash: TokenHash) -> Result<(), Error> {
         let mut pooled = self.db.conn().await?;
         let conn: &mut AsyncPgConnection = &mut pooled;
         conn.transaction::<_, Error, _>(async |conn| {
             let revoked = match store::find_refresh_token(conn, &hash).await? {
-                Some(row) if row.user_id == caller.user_id => {
+                Some(row) if row.user_id == user_id => {
                     store::revoke_family(conn, row.family_id, Utc::now()).await?
                 }
                 _ => 0,
             };
-            outbox::record(
-                conn,
-                crate::SPEC.name,
-                events::logged_out(caller.user_id, revoked),
-            )
-            .await?;
+            outbox::record(conn, crate::SPEC.name, events::logged_out(user_id, revoked)).await?;
             Ok(())
         })
         .await?;

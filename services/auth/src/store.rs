@@ -1,4 +1,4 @@
-//! Diesel queries on the `auth` schema: signing keys and refresh tokens. Every query
+//! Diesel queries on the `auth` schema: signing keys, refresh tokens and clients. Every query
 //! runs as a `db.query` span; callers choose the connection, so several of these
 //! share one transaction with the audit outbox record.
 
@@ -12,7 +12,7 @@ use bulwark_kernel::db::{DbError, traced};
 use crate::domain::key_schedule::Phase;
 use crate::domain::refresh_token::{TokenHash, TokenState};
 use crate::domain::signing_key::{ALGORITHM, NewSigningKey, PublicJwk};
-use crate::schema::{refresh_tokens, signing_keys};
+use crate::schema::{clients, refresh_tokens, signing_keys};
 
 /// A key that is not retired: the one signing, or one pending.
 #[derive(Queryable, Selectable)]
@@ -339,5 +339,42 @@ pub async fn revoke_family(
         .set(refresh_tokens::revoked_at.eq(now))
         .execute(conn),
     )
+    .await
+}
+
+/// A stored service account.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = clients)]
+pub struct ClientRow {
+    pub id: Uuid,
+    pub name: String,
+    pub secret_hash: Vec<u8>,
+    pub roles: Vec<String>,
+    pub created_by: String,
+}
+
+pub async fn insert_client(conn: &mut AsyncPgConnection, row: &ClientRow) -> Result<(), DbError> {
+    traced("clients.insert", async {
+        diesel::insert_into(clients::table)
+            .values(row)
+            .execute(conn)
+            .await
+            .map(|_| ())
+    })
+    .await
+}
+
+pub async fn find_client(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<ClientRow>, DbError> {
+    traced("clients.find", async {
+        clients::table
+            .find(id)
+            .select(ClientRow::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
     .await
 }

@@ -22,6 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bulwark_kernel::db::Database;
+use bulwark_kernel::request::PermissionSource;
+use bulwark_kernel::tonic::Status;
+use futures::future::BoxFuture;
 use uuid::Uuid;
 
 use crate::domain::{Permission, PermissionSet};
@@ -136,3 +139,20 @@ impl Decisions {
         }
     }
 }
+/// Authz's own request layer decides users' permissions from its tables, not by
+/// calling itself.
+impl PermissionSource for Decisions {
+    fn user_holds<'a>(
+        &'a self,
+        user: Uuid,
+        permission: &'a Permission,
+    ) -> BoxFuture<'a, Result<bool, Status>> {
+        Box::pin(async move {
+            self.allows(user, permission).await.map_err(|error| {
+                tracing::error!(%error, "permission decision failed");
+                Status::from(error)
+            })
+        })
+    }
+}
+

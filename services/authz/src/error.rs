@@ -1,18 +1,19 @@
 //! The Authz service's errors and the one mapping of them to gRPC statuses.
 
-use bulwark_kernel::caller::UNAUTHENTICATED_MESSAGE;
 use bulwark_kernel::db::DbError;
+use bulwark_kernel::request::Refusal;
 use bulwark_kernel::tonic::Status;
 
-/// Everything an Authz RPC can fail with. Only the `Db` variant is internal: it is
-/// reported on the error bus and answered as a bare "internal error".
+/// Everything an Authz RPC can fail with. `Db` (and a broken permission decision) is
+/// internal: it is reported on the error bus and answered as a bare "internal error".
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// `field: rule`, e.g. `permissions[2]: must be resource:action ...`.
     #[error("{field}: {rule}")]
     InvalidArgument { field: String, rule: String },
-    #[error("{UNAUTHENTICATED_MESSAGE}")]
-    Unauthenticated,
+    /// Refused by the kernel's request layer (token, permission, service caller).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error("{0}")]
     PermissionDenied(String),
     #[error("{0}")]
@@ -39,7 +40,11 @@ impl Error {
     }
 
     pub fn is_internal(&self) -> bool {
-        matches!(self, Self::Db(_))
+        match self {
+            Self::Db(_) => true,
+            Self::Refused(refusal) => refusal.is_internal(),
+            _ => false,
+        }
     }
 }
 
@@ -53,7 +58,7 @@ impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
             Error::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
-            Error::Unauthenticated => Status::unauthenticated(UNAUTHENTICATED_MESSAGE),
+            Error::Refused(refusal) => refusal.into(),
             Error::PermissionDenied(message) => Status::permission_denied(message),
             Error::NotFound(message) => Status::not_found(message),
             Error::AlreadyExists(message) => Status::already_exists(message),

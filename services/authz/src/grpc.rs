@@ -1,47 +1,44 @@
 //! gRPC handlers of `bulwark.authz.v1.AuthzService`.
 //!
 //! Order of checks in every RPC: authenticate (401), validate (400), authorize (403),
-//! then act. Role and grant changes record their audit event in the outbox in the same
-//! transaction, and drop this instance's cached decisions after the commit.
+//! then act; the kernel's request layer does the first and the last. Role and grant
+//! changes record their audit event in the outbox in the same transaction, and drop this
+//! instance's cached decisions after the commit. `ListUserRoles` and `ResolveRoles` are
+//! internal: only a service account with `roles:read` may call them.
 
 use std::sync::Arc;
 
 use bulwark_kernel::Kernel;
-use bulwark_kernel::caller::{TokenVerifier, through_edge};
+use bulwark_kernel::caller::{Caller, TokenVerifier};
 use bulwark_kernel::outbox::{self, NewAuditEvent, OutboxRelay};
+use bulwark_kernel::request::{PermissionSource, Refusal, RequestLayer};
 use bulwark_kernel::tonic::{Request, Response, Status};
 use bulwark_proto::audit::v1::Outcome;
 use bulwark_proto::authz::v1::authz_service_server::AuthzService;
 use bulwark_proto::authz::v1::{
     CheckRequest, CheckResponse, CreateRoleRequest, GrantRoleRequest, GrantRoleResponse,
-    ListUserRolesRequest, ListUserRolesResponse, RevokeRoleRequest, RevokeRoleResponse, Role,
+    ListUserRolesRequest, ListUserRolesResponse, ResolveRolesRequest, ResolveRolesResponse,
+    RevokeRoleRequest, RevokeRoleResponse, Role,
 };
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
-use uuid::Uuid;
 
 use crate::decisions::Decisions;
-use crate::domain::{self, Permission, RoleName};
+use crate::domain::{self, Permission, PermissionSet, RoleName};
 use crate::error::Error;
 use crate::{SPEC, store};
 
 /// Needed to create roles and to grant or revoke them.
 const ROLES_WRITE: &str = "roles:write";
-/// Needed to check another user's permissions.
+/// Needed to check another user's permissions, and by services to read roles.
 const ROLES_READ: &str = "roles:read";
-
-/// Who asks a Check.
-enum Asker {
-    /// A client with a verified bearer token.
-    User(Uuid),
-    /// Another service calling from inside the mesh, without a token.
-    Service,
-}
+/// Most roles one `ResolveRoles` may name.
+const MAX_RESOLVED_ROLES: usize = 20;
 
 /// The authz service's handlers.
 #[derive(Debug, Clone)]
 pub struct AuthzHandlers {
     kernel: Kernel,
-    verifier: Arc<TokenVerifier>,
+    access: RequestLayer,
     decisions: Arc<Decisions>,
     relay: OutboxRelay,
 }
@@ -53,9 +50,12 @@ impl AuthzHandlers {
         decisions: Arc<Decisions>,
         relay: OutboxRelay,
     ) -> Self {
+        // Users' permissions come from this service's own tables, never from a call to
+        // itself.
+        let source: Arc<dyn PermissionSource> = decisions.clone();
         Self {
             kernel,
-            verifier,
+            access: RequestLayer::new(verifier, source),
             decisions,
             relay,
         }
@@ -72,45 +72,21 @@ impl AuthzHandlers {
         })
     }
 
-    async fn authenticate<T>(&self, request: &Request<T>) -> Result<Uuid, Error> {
-        // The verifier logs why a token was refused; the client gets one message.
-        let caller = self
-            .verifier
-            .caller(request)
-            .await
-            .map_err(|_| Error::Unauthenticated)?;
-        Ok(caller.user_id)
-    }
-
-    /// Token-less Checks are the other services asking on behalf of their callers (the
-    /// kernel's Authz client carries no token). They are accepted only when the call
-    /// did not come through the edge; from there, and whenever a token is presented,
-    /// the token must be valid.
-    async fn asker<T>(&self, request: &Request<T>) -> Result<Asker, Error> {
-        let metadata = request.metadata();
-        if metadata.contains_key("authorization") || through_edge(metadata) {
-            Ok(Asker::User(self.authenticate(request).await?))
-        } else {
-            Ok(Asker::Service)
-        }
-    }
-
-    /// Refuses callers without `roles:write` (checked here, not through a call to
-    /// ourselves), recording the refusal as an audit event.
+    /// Refuses callers without `roles:write`, recording the refusal as an audit event.
     async fn require_roles_write(
         &self,
-        actor: Uuid,
+        actor: &Caller,
         action: &str,
         target: &str,
     ) -> Result<(), Error> {
-        let wanted = Permission::parse("permission", ROLES_WRITE)?;
-        if self.decisions.allows(actor, &wanted).await? {
-            return Ok(());
+        match self.access.require(actor, ROLES_WRITE).await {
+            Err(Refusal::PermissionDenied(_)) => {}
+            other => return Ok(other?),
         }
         let mut conn = self.kernel.db.conn().await?;
         record(
             &mut conn,
-            actor,
+            &actor.actor_id(),
             action,
             target,
             Outcome::Denied,
@@ -121,36 +97,44 @@ impl AuthzHandlers {
         Err(Error::lacks(ROLES_WRITE))
     }
 
+    /// A subject may check itself (an empty subject means the caller); checking another
+    /// user needs `roles:read`.
     async fn do_check(&self, request: Request<CheckRequest>) -> Result<CheckResponse, Error> {
-        let asker = self.asker(&request).await?;
+        let caller = self.access.caller(&request).await?;
         let CheckRequest {
             subject,
             permission,
         } = request.into_inner();
-        let subject = match (&asker, subject.is_empty()) {
-            (Asker::User(caller), true) => *caller,
-            _ => domain::user_id("subject", &subject)?,
-        };
         let permission = Permission::parse("permission", &permission)?;
-        if let Asker::User(caller) = asker
-            && caller != subject
-            && !self
-                .decisions
-                .allows(caller, &Permission::parse("permission", ROLES_READ)?)
-                .await?
-        {
-            return Err(Error::PermissionDenied(format!(
-                "checking another user's permissions requires permission {ROLES_READ}"
-            )));
-        }
-        let allowed = self.decisions.allows(subject, &permission).await?;
+        let allowed = if subject.is_empty() {
+            match caller.user_id() {
+                Some(user) => self.decisions.allows(user, &permission).await?,
+                // A service account's permissions are the ones its token carries.
+                None => PermissionSet::from_texts(caller.permissions.iter().map(String::as_str))
+                    .allows(&permission),
+            }
+        } else {
+            let subject = domain::user_id("subject", &subject)?;
+            if caller.user_id() != Some(subject) {
+                self.access
+                    .require(&caller, ROLES_READ)
+                    .await
+                    .map_err(|refusal| match refusal {
+                        Refusal::PermissionDenied(_) => Error::PermissionDenied(format!(
+                            "checking another user's permissions requires permission {ROLES_READ}"
+                        )),
+                        other => other.into(),
+                    })?;
+            }
+            self.decisions.allows(subject, &permission).await?
+        };
         Ok(CheckResponse {
             allowed: Some(allowed),
         })
     }
 
     async fn do_create_role(&self, request: Request<CreateRoleRequest>) -> Result<Role, Error> {
-        let actor = self.authenticate(&request).await?;
+        let actor = self.access.caller(&request).await?;
         let request = request.into_inner();
         let name = RoleName::parse("name", &request.name)?;
         let permissions: Vec<String> =
@@ -159,8 +143,9 @@ impl AuthzHandlers {
                 .map(ToString::to_string)
                 .collect();
         let target = format!("role:{name}");
-        self.require_roles_write(actor, "role.create", &target)
+        self.require_roles_write(&actor, "role.create", &target)
             .await?;
+        let actor = actor.actor_id();
 
         let mut conn = self.kernel.db.conn().await?;
         let row = conn
@@ -170,7 +155,7 @@ impl AuthzHandlers {
                     .ok_or_else(|| Error::AlreadyExists(format!("role {name} already exists")))?;
                 record(
                     conn,
-                    actor,
+                    &actor,
                     "role.create",
                     &target,
                     Outcome::Success,
@@ -193,7 +178,7 @@ impl AuthzHandlers {
         &self,
         request: Request<GrantRoleRequest>,
     ) -> Result<GrantRoleResponse, Error> {
-        let actor = self.authenticate(&request).await?;
+        let actor = self.access.caller(&request).await?;
         let request = request.into_inner();
         // Only the id's form is checked: Authz does not ask Identity whether the user
         // exists (no cross-service call on this path; a grant to an id nobody logs in
@@ -201,8 +186,9 @@ impl AuthzHandlers {
         let user = domain::user_id("user_id", &request.user_id)?;
         let role = RoleName::parse("role", &request.role)?;
         let target = user.to_string();
-        self.require_roles_write(actor, "role.grant", &target)
+        self.require_roles_write(&actor, "role.grant", &target)
             .await?;
+        let actor = actor.actor_id();
 
         let mut conn = self.kernel.db.conn().await?;
         conn.transaction::<_, Error, _>(async |conn| {
@@ -212,7 +198,7 @@ impl AuthzHandlers {
             let new = store::insert_grant(conn, user, role.as_str()).await?;
             record(
                 conn,
-                actor,
+                &actor,
                 "role.grant",
                 &target,
                 Outcome::Success,
@@ -230,13 +216,14 @@ impl AuthzHandlers {
         &self,
         request: Request<RevokeRoleRequest>,
     ) -> Result<RevokeRoleResponse, Error> {
-        let actor = self.authenticate(&request).await?;
+        let actor = self.access.caller(&request).await?;
         let request = request.into_inner();
         let user = domain::user_id("user_id", &request.user_id)?;
         let role = RoleName::parse("role", &request.role)?;
         let target = user.to_string();
-        self.require_roles_write(actor, "role.revoke", &target)
+        self.require_roles_write(&actor, "role.revoke", &target)
             .await?;
+        let actor = actor.actor_id();
 
         let mut conn = self.kernel.db.conn().await?;
         conn.transaction::<_, Error, _>(async |conn| {
@@ -257,7 +244,7 @@ impl AuthzHandlers {
             }
             record(
                 conn,
-                actor,
+                &actor,
                 "role.revoke",
                 &target,
                 Outcome::Success,
@@ -275,11 +262,7 @@ impl AuthzHandlers {
         &self,
         request: Request<ListUserRolesRequest>,
     ) -> Result<ListUserRolesResponse, Error> {
-        if through_edge(request.metadata()) {
-            return Err(Error::PermissionDenied(
-                "ListUserRoles is internal and not available through the edge".to_owned(),
-            ));
-        }
+        self.access.service(&request, ROLES_READ).await?;
         let user = domain::user_id("user_id", &request.get_ref().user_id)?;
         let mut conn = self.kernel.db.conn().await?;
         let rows = store::user_roles(&mut conn, user).await?;
@@ -290,13 +273,47 @@ impl AuthzHandlers {
         permissions.dedup();
         Ok(ListUserRolesResponse { roles, permissions })
     }
+
+    async fn do_resolve_roles(
+        &self,
+        request: Request<ResolveRolesRequest>,
+    ) -> Result<ResolveRolesResponse, Error> {
+        self.access.service(&request, ROLES_READ).await?;
+        let requested = request.into_inner().roles;
+        if requested.len() > MAX_RESOLVED_ROLES {
+            return Err(Error::invalid(
+                "roles",
+                format!("must name at most {MAX_RESOLVED_ROLES} roles"),
+            ));
+        }
+        let names = requested
+            .iter()
+            .enumerate()
+            .map(|(i, name)| RoleName::parse(&format!("roles[{i}]"), name).map(|n| n.as_str().to_owned()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut conn = self.kernel.db.conn().await?;
+        let rows = store::roles_named(&mut conn, &names).await?;
+        let unknown = names
+            .iter()
+            .filter(|name| !rows.iter().any(|row| &row.name == *name))
+            .cloned()
+            .collect();
+        let mut permissions: Vec<String> =
+            rows.into_iter().flat_map(|row| row.permissions).collect();
+        permissions.sort();
+        permissions.dedup();
+        Ok(ResolveRolesResponse {
+            permissions,
+            unknown,
+        })
+    }
 }
 
 /// Records an audit event of this service in the outbox, on `conn` (inside the
 /// transaction of the change it describes, when there is one).
 async fn record(
     conn: &mut AsyncPgConnection,
-    actor: Uuid,
+    actor: &str,
     action: &str,
     target: &str,
     outcome: Outcome,
@@ -306,7 +323,7 @@ async fn record(
         conn,
         SPEC.name,
         NewAuditEvent {
-            actor_id: actor.to_string(),
+            actor_id: actor.to_owned(),
             action: action.to_owned(),
             target: target.to_owned(),
             outcome,
@@ -352,5 +369,12 @@ impl AuthzService for AuthzHandlers {
         request: Request<ListUserRolesRequest>,
     ) -> Result<Response<ListUserRolesResponse>, Status> {
         self.reply(self.do_list_user_roles(request).await)
+    }
+
+    async fn resolve_roles(
+        &self,
+        request: Request<ResolveRolesRequest>,
+    ) -> Result<Response<ResolveRolesResponse>, Status> {
+        self.reply(self.do_resolve_roles(request).await)
     }
 }

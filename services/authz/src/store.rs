@@ -60,6 +60,22 @@ pub async fn user_roles(conn: &mut AsyncPgConnection, user: Uuid) -> Result<Vec<
     .await
 }
 
+/// The roles among `names` that exist, with their permissions.
+pub async fn roles_named(
+    conn: &mut AsyncPgConnection,
+    names: &[String],
+) -> Result<Vec<RoleRow>, DbError> {
+    traced(
+        "roles.by_name",
+        roles::table
+            .filter(roles::name.eq_any(names))
+            .order(roles::name)
+            .select(RoleRow::as_select())
+            .load(conn),
+    )
+    .await
+}
+
 /// Creates a role; `None` when the name is taken.
 pub async fn insert_role(
     conn: &mut AsyncPgConnection,

@@ -3,6 +3,7 @@
 //! and goes to the error bus with its details.
 
 use bulwark_kernel::db::DbError;
+use bulwark_kernel::request::Refusal;
 use bulwark_kernel::tonic::Status;
 
 use crate::credentials::HashError;
@@ -21,19 +22,11 @@ pub enum Error {
     InvalidCredentials,
     #[error("user not found")]
     NotFound,
-    #[error("requires permission {0}")]
-    PermissionDenied(&'static str),
-    /// An internal RPC reached through the edge (the edge should have blocked it).
-    #[error("{0} is internal and not available through the edge")]
-    InternalOnly(&'static str),
     #[error("the bootstrap admin can not be deactivated")]
     ProtectedUser,
-    /// The bearer token was refused (the verifier already chose the status).
-    #[error("{}", .0.message())]
-    Unauthenticated(Status),
-    /// Authz could not answer a permission check.
-    #[error("permission check failed: {0}")]
-    Authz(Status),
+    /// Refused by the kernel's request layer (token, permission, service caller).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
@@ -55,7 +48,11 @@ impl From<crate::domain::FieldError> for Error {
 impl Error {
     /// Errors that are the service's fault (or a dependency's), reported to the bus.
     pub fn is_internal(&self) -> bool {
-        matches!(self, Self::Authz(_) | Self::Db(_) | Self::Hash(_))
+        match self {
+            Self::Db(_) | Self::Hash(_) => true,
+            Self::Refused(refusal) => refusal.is_internal(),
+            _ => false,
+        }
     }
 }
 
@@ -66,13 +63,8 @@ impl From<Error> for Status {
             Error::EmailTaken => Status::already_exists(error.to_string()),
             Error::InvalidCredentials => Status::unauthenticated(INVALID_CREDENTIALS),
             Error::NotFound => Status::not_found(error.to_string()),
-            Error::PermissionDenied(_) | Error::InternalOnly(_) => {
-                Status::permission_denied(error.to_string())
-            }
             Error::ProtectedUser => Status::failed_precondition(error.to_string()),
-            Error::Unauthenticated(status) => status,
-            // Fail closed, and say so: the caller may retry.
-            Error::Authz(_) => Status::unavailable("authorization is unavailable, try again"),
+            Error::Refused(refusal) => refusal.into(),
             Error::Db(_) | Error::Hash(_) => Status::internal("internal error"),
         }
     }
@@ -111,10 +103,13 @@ mod tests {
             (Error::InvalidCredentials, Code::Unauthenticated),
             (Error::NotFound, Code::NotFound),
             (
-                Error::PermissionDenied("users:read"),
+                Error::Refused(Refusal::PermissionDenied("users:read".into())),
                 Code::PermissionDenied,
             ),
-            (Error::Authz(Status::unavailable("down")), Code::Unavailable),
+            (
+                Error::Refused(Refusal::from_authz(Status::unavailable("down"))),
+                Code::Unavailable,
+            ),
         ] {
             let text = error.to_string();
             assert_eq!(Status::from(error).code(), code, "{text}");

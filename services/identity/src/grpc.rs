@@ -2,15 +2,16 @@
 //! validate the request, check permissions, then read or write through the store.
 //!
 //! Permission checks come before existence checks, so a caller without `users:read`
-//! learns nothing about which ids exist. The internal RPCs (`VerifyCredentials`,
-//! `DeactivateUser`) refuse calls that came through the edge.
+//! learns nothing about which ids exist. `VerifyCredentials` is internal: only a service
+//! account whose token carries `credentials:verify` (Auth's) may call it.
 
 use std::sync::Arc;
 
 use bulwark_kernel::Kernel;
-use bulwark_kernel::caller::{Caller, TokenVerifier, bearer_token, through_edge};
+use bulwark_kernel::caller::TokenVerifier;
 use bulwark_kernel::clients::AuthzApi;
 use bulwark_kernel::outbox::OutboxRelay;
+use bulwark_kernel::request::{PermissionSource, Refusal, RequestLayer};
 use bulwark_kernel::tonic::{Request, Response, Status};
 use bulwark_proto::audit::v1::Outcome;
 use bulwark_proto::identity::v1::identity_service_server::IdentityService;
@@ -31,13 +32,14 @@ use crate::store;
 pub const USERS_READ: &str = "users:read";
 /// Permission to change or deactivate another user.
 pub const USERS_WRITE: &str = "users:write";
+/// Permission (of a service account) to check passwords.
+pub const CREDENTIALS_VERIFY: &str = "credentials:verify";
 
 /// The identity service's handlers.
 #[derive(Clone)]
 pub struct IdentityHandlers {
     kernel: Kernel,
-    verifier: Arc<TokenVerifier>,
-    authz: Arc<dyn AuthzApi>,
+    access: RequestLayer,
     relay: OutboxRelay,
     passwords: Passwords,
     /// The bootstrap admin, which is never deactivated (that would lock everyone out).
@@ -62,10 +64,10 @@ impl IdentityHandlers {
         passwords: Passwords,
         admin_id: Uuid,
     ) -> Self {
+        let authz: Arc<dyn PermissionSource> = Arc::new(authz);
         Self {
             kernel,
-            verifier,
-            authz,
+            access: RequestLayer::new(verifier, authz),
             relay,
             passwords,
             admin_id,
@@ -78,40 +80,6 @@ impl IdentityHandlers {
             self.kernel.errors.error("grpc", &error);
         }
         error.into()
-    }
-
-    async fn caller<T>(&self, request: &Request<T>) -> Result<Caller, Error> {
-        self.verifier
-            .caller(request)
-            .await
-            .map_err(Error::Unauthenticated)
-    }
-
-    /// Passes when `caller` holds `permission`.
-    async fn require(&self, caller: &Caller, permission: &'static str) -> Result<(), Error> {
-        let allowed = self
-            .authz
-            .check(caller.user_id.to_string(), permission.to_owned())
-            .await
-            .map_err(Error::Authz)?;
-        if allowed {
-            Ok(())
-        } else {
-            Err(Error::PermissionDenied(permission))
-        }
-    }
-
-    /// Passes when `caller` acts on their own account or holds `permission`.
-    async fn authorize(
-        &self,
-        caller: &Caller,
-        target: Uuid,
-        permission: &'static str,
-    ) -> Result<(), Error> {
-        if caller.user_id == target {
-            return Ok(());
-        }
-        self.require(caller, permission).await
     }
 
     async fn conn(&self) -> Result<bulwark_kernel::db::DbConnection<'_>, Error> {
@@ -143,32 +111,27 @@ impl IdentityHandlers {
     }
 
     async fn me(&self, request: &Request<GetMeRequest>) -> Result<User, Error> {
-        let caller = self.caller(request).await?;
+        let caller = self.access.caller(request).await?;
+        // A service account is no user: it has no record here.
+        let id = caller.user_id().ok_or(Error::NotFound)?;
         let mut conn = self.conn().await?;
-        store::find(&mut conn, caller.user_id)
-            .await?
-            .ok_or(Error::NotFound)
+        store::find(&mut conn, id).await?.ok_or(Error::NotFound)
     }
 
+    /// The user itself, or a holder of `users:read` (Auth's service account, when it
+    /// confirms an account is still active on refresh).
     async fn user(&self, request: &Request<GetUserRequest>) -> Result<User, Error> {
-        // Another service asking (Auth confirming an account is still active when it
-        // refreshes a token) sends no token and never comes through the edge; the
-        // mesh is trusted as for VerifyCredentials. From the edge a token is required.
-        let metadata = request.metadata();
-        if bearer_token(metadata).is_none() && !through_edge(metadata) {
-            let UserId(id) = UserId::parse("id", &request.get_ref().id)?;
-            let mut conn = self.conn().await?;
-            return store::find(&mut conn, id).await?.ok_or(Error::NotFound);
-        }
-        let caller = self.caller(request).await?;
+        let caller = self.access.caller(request).await?;
         let UserId(id) = UserId::parse("id", &request.get_ref().id)?;
-        self.authorize(&caller, id, USERS_READ).await?;
+        self.access
+            .require_self_or(&caller, id, USERS_READ)
+            .await?;
         let mut conn = self.conn().await?;
         store::find(&mut conn, id).await?.ok_or(Error::NotFound)
     }
 
     async fn rename(&self, request: &Request<UpdateDisplayNameRequest>) -> Result<User, Error> {
-        let caller = self.caller(request).await?;
+        let caller = self.access.caller(request).await?;
         let message = request.get_ref();
         let id = UserId::parse("id", &message.id);
         let name = DisplayName::parse(&message.display_name);
@@ -180,33 +143,30 @@ impl IdentityHandlers {
                 );
             }
         };
-        let authorized = self.authorize(&caller, id, USERS_WRITE).await;
-        if let Err(Error::PermissionDenied(_)) = authorized {
-            let event = events::display_name_updated(caller.user_id, id, Outcome::Denied);
+        let authorized = self.access.require_self_or(&caller, id, USERS_WRITE).await;
+        if let Err(Refusal::PermissionDenied(_)) = authorized {
+            let event = events::display_name_updated(&caller.actor_id(), id, Outcome::Denied);
             self.record_denied(event).await;
         }
         authorized?;
-        let event = events::display_name_updated(caller.user_id, id, Outcome::Success);
+        let event = events::display_name_updated(&caller.actor_id(), id, Outcome::Success);
         let mut conn = self.conn().await?;
         let user = store::update_display_name(&mut conn, id, name.as_str(), event)
             .await?
             .ok_or(Error::NotFound)?;
         self.relay.kick();
-        tracing::info!(user_id = %id, actor = %caller.user_id, "display name updated");
+        tracing::info!(user_id = %id, actor = %caller.actor_id(), "display name updated");
         Ok(user)
     }
 
     async fn deactivate(&self, request: &Request<DeactivateUserRequest>) -> Result<User, Error> {
-        if through_edge(request.metadata()) {
-            return Err(Error::InternalOnly("DeactivateUser"));
-        }
-        let caller = self.caller(request).await?;
+        let caller = self.access.caller(request).await?;
         let UserId(id) = UserId::parse("id", &request.get_ref().id)?;
         // Only holders of users:write, not the user themselves: deactivation is an
         // administrative act.
-        let authorized = self.require(&caller, USERS_WRITE).await;
-        if let Err(Error::PermissionDenied(_)) = authorized {
-            let event = events::deactivated(caller.user_id, id, Outcome::Denied, None);
+        let authorized = self.access.require(&caller, USERS_WRITE).await;
+        if let Err(Refusal::PermissionDenied(_)) = authorized {
+            let event = events::deactivated(&caller.actor_id(), id, Outcome::Denied, None);
             self.record_denied(event).await;
         }
         authorized?;
@@ -215,12 +175,12 @@ impl IdentityHandlers {
         }
         let mut conn = self.conn().await?;
         let user = store::deactivate(&mut conn, id, |was_active| {
-            events::deactivated(caller.user_id, id, Outcome::Success, Some(was_active))
+            events::deactivated(&caller.actor_id(), id, Outcome::Success, Some(was_active))
         })
         .await?
         .ok_or(Error::NotFound)?;
         self.relay.kick();
-        tracing::info!(user_id = %id, actor = %caller.user_id, "user deactivated");
+        tracing::info!(user_id = %id, actor = %caller.actor_id(), "user deactivated");
         Ok(user)
     }
 
@@ -241,11 +201,9 @@ impl IdentityHandlers {
         &self,
         request: Request<VerifyCredentialsRequest>,
     ) -> Result<VerifyCredentialsResponse, Error> {
-        // No bearer token here: only Auth may ask, and it calls directly. A credential
-        // oracle reachable from outside would bypass login's rate limits and audit.
-        if through_edge(request.metadata()) {
-            return Err(Error::InternalOnly("VerifyCredentials"));
-        }
+        // Only Auth may ask, with its service token: a credential oracle open to anyone
+        // who reaches this port would bypass login's rate limits, lockout and audit.
+        self.access.service(&request, CREDENTIALS_VERIFY).await?;
         let request = request.into_inner();
         let attempt = LoginAttempt::parse(&request.email, request.password)?;
         let mut conn = self.conn().await?;

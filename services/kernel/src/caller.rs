@@ -1,65 +1,83 @@
 //! Who is calling: every service verifies the bearer token itself against Auth's JWKS
 //! (cached, refreshed on a timer and, at a bounded rate, when a token names an
 //! unknown key), so no service trusts an identity header set by someone else.
+//!
+//! The verification rules are the token contract's (`bulwark-token`), the same code the
+//! edge runs: this module only keeps the key set fresh and reads the system clock.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bulwark_proto::auth::v1::Jwk;
+use bulwark_token::{DEFAULT_MAX_TOKEN_BYTES, KeyStore, Policy, Subject, VerifiedClaims};
 use futures::future::BoxFuture;
-use jsonwebtoken::jwk::Jwk as JwtJwk;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
 use tonic::Status;
 
 use crate::clients::AuthApi;
 use crate::config::TokensConfig;
 
-/// Tokens longer than this are refused before any parsing.
-const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// At most one JWKS refetch for an unknown `kid` in this interval.
 const UNKNOWN_KID_REFETCH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The message every authentication failure gets; details go to the log only.
 pub const UNAUTHENTICATED_MESSAGE: &str = "missing or invalid bearer token";
 
-/// The claims Bulwark's access tokens carry.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Claims {
-    pub sub: String,
-    pub iss: String,
-    pub exp: i64,
-    pub iat: i64,
-    pub jti: String,
-    #[serde(default)]
-    pub roles: Vec<String>,
-}
-
 /// The verified caller of an RPC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    pub user_id: uuid::Uuid,
+    /// A user or a service account.
+    pub subject: Subject,
+    /// The token's `roles`.
     pub roles: Vec<String>,
+    /// What the token itself grants: a service account's permissions (empty for a user,
+    /// whose permissions come from Authz).
+    pub permissions: Vec<String>,
+    /// The token's `jti`.
     pub token_id: String,
+    /// The token's `exp`, seconds since the Unix epoch.
     pub expires_at: i64,
+}
+
+impl Caller {
+    /// The caller a verified token names.
+    pub fn from_claims(claims: &VerifiedClaims) -> Self {
+        Self {
+            subject: claims.subject.clone(),
+            roles: claims.roles.clone(),
+            permissions: claims.permissions().to_vec(),
+            token_id: claims.jti.clone(),
+            // Past year 292 billion; saturating keeps it "far future" rather than negative.
+            expires_at: i64::try_from(claims.exp).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// The user id, when the caller is a user.
+    pub fn user_id(&self) -> Option<uuid::Uuid> {
+        self.subject.user_id()
+    }
+
+    /// Whether the caller is a service account (`sub` = `client:<id>`).
+    pub fn is_service(&self) -> bool {
+        self.subject.is_client()
+    }
+
+    /// The subject as audit events and logs name it: the user id, or `client:<id>`.
+    pub fn actor_id(&self) -> String {
+        match &self.subject {
+            Subject::User(id) => id.to_string(),
+            Subject::Client { id } => format!("client:{id}"),
+        }
+    }
 }
 
 /// Why a token was refused (logged, never sent to the client).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
-    #[error("no bearer token")]
-    Missing,
-    #[error("token larger than {MAX_TOKEN_BYTES} bytes")]
-    TooLarge,
-    #[error("malformed token: {0}")]
-    Malformed(String),
-    #[error("token has no kid")]
-    NoKid,
-    #[error("unknown signing key {0}")]
-    UnknownKid(String),
-    #[error("token rejected: {0}")]
-    Invalid(String),
+    /// The token contract refused it; the same reason the edge gives.
+    #[error(transparent)]
+    Refused(#[from] bulwark_token::TokenError),
+    /// No key set to check it against.
     #[error("cannot fetch the JWKS: {0}")]
     Jwks(String),
 }
@@ -67,20 +85,21 @@ pub enum TokenError {
 /// Where the public keys come from: Auth's `GetJwks` for every other service, the
 /// key table for Auth itself.
 pub trait KeySource: Send + Sync {
-    fn fetch(&self) -> BoxFuture<'_, Result<Vec<JwtJwk>, String>>;
+    fn fetch(&self) -> BoxFuture<'_, Result<Vec<Jwk>, String>>;
 }
 
 impl KeySource for Arc<dyn AuthApi> {
-    fn fetch(&self) -> BoxFuture<'_, Result<Vec<JwtJwk>, String>> {
+    fn fetch(&self) -> BoxFuture<'_, Result<Vec<Jwk>, String>> {
         Box::pin(async move {
             let jwks = self.get_jwks().await.map_err(|s| s.message().to_owned())?;
-            jwks.keys.iter().map(proto_jwk_to_jwt).collect()
+            Ok(jwks.keys)
         })
     }
 }
 
-/// Converts the API's JWK message into jsonwebtoken's JWK via its RFC 7517 JSON.
-pub fn proto_jwk_to_jwt(jwk: &bulwark_proto::auth::v1::Jwk) -> Result<JwtJwk, String> {
+/// The API's JWK message as RFC 7517 JSON, the form the token contract parses; empty
+/// and absent members are left out.
+pub fn proto_jwk_to_json(jwk: &Jwk) -> serde_json::Value {
     let mut json = serde_json::Map::new();
     for (name, value) in [
         ("kid", Some(&jwk.kid)),
@@ -97,12 +116,12 @@ pub fn proto_jwk_to_jwt(jwk: &bulwark_proto::auth::v1::Jwk) -> Result<JwtJwk, St
             json.insert(name.to_owned(), value.clone().into());
         }
     }
-    serde_json::from_value(serde_json::Value::Object(json))
-        .map_err(|e| format!("JWK {}: {e}", jwk.kid))
+    serde_json::Value::Object(json)
 }
 
 struct KeySet {
-    keys: HashMap<String, (DecodingKey, Algorithm)>,
+    /// Shared with verifications in progress, so a refresh never waits for them.
+    keys: Arc<KeyStore>,
     fetched_at: Option<Instant>,
 }
 
@@ -110,6 +129,7 @@ struct KeySet {
 pub struct TokenVerifier {
     source: Box<dyn KeySource>,
     config: TokensConfig,
+    policy: Policy,
     keys: RwLock<KeySet>,
     last_unknown_kid_fetch: Mutex<Option<Instant>>,
 }
@@ -122,114 +142,83 @@ impl std::fmt::Debug for TokenVerifier {
     }
 }
 
-fn algorithm_of(jwk: &JwtJwk) -> Option<Algorithm> {
-    use jsonwebtoken::jwk::KeyAlgorithm;
-    match jwk.common.key_algorithm? {
-        KeyAlgorithm::EdDSA => Some(Algorithm::EdDSA),
-        KeyAlgorithm::ES256 => Some(Algorithm::ES256),
-        KeyAlgorithm::RS256 => Some(Algorithm::RS256),
-        // HMAC and anything else never verify a Bulwark token.
-        _ => None,
-    }
-}
-
 impl TokenVerifier {
     pub fn new(source: impl KeySource + 'static, config: TokensConfig) -> Self {
+        let policy = Policy {
+            issuer: config.issuer.clone(),
+            audiences: vec![config.audience.clone()],
+            clock_skew_seconds: config.leeway_seconds,
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+        };
         Self {
             source: Box::new(source),
             config,
+            policy,
             keys: RwLock::new(KeySet {
-                keys: HashMap::new(),
+                keys: Arc::new(KeyStore::default()),
                 fetched_at: None,
             }),
             last_unknown_kid_fetch: Mutex::new(None),
         }
     }
 
-    /// Replaces the cached keys with a fresh JWKS.
+    /// Replaces the cached keys with a fresh JWKS. Unusable keys are skipped (and
+    /// logged); a JWKS without any usable key is an error and leaves the previous keys in
+    /// force, as at the edge.
     pub async fn refresh(&self) -> Result<(), TokenError> {
         let jwks = self.source.fetch().await.map_err(TokenError::Jwks)?;
-        let mut keys = HashMap::new();
-        for jwk in &jwks {
-            let (Some(kid), Some(algorithm)) = (jwk.common.key_id.clone(), algorithm_of(jwk))
-            else {
-                tracing::warn!(kid = ?jwk.common.key_id, "skipping JWK without kid or supported alg");
-                continue;
-            };
-            match DecodingKey::from_jwk(jwk) {
-                Ok(key) => {
-                    keys.insert(kid, (key, algorithm));
-                }
-                Err(error) => tracing::warn!(%kid, %error, "skipping unusable JWK"),
-            }
+        let loaded = KeyStore::from_jwks(jwks.iter().map(proto_jwk_to_json).collect())
+            .map_err(|e| TokenError::Jwks(e.to_string()))?;
+        for reason in &loaded.skipped {
+            tracing::warn!(%reason, "skipping unusable JWK");
         }
         let mut set = self.keys.write().await;
-        set.keys = keys;
+        set.keys = Arc::new(loaded.store);
         set.fetched_at = Some(Instant::now());
         Ok(())
     }
 
-    async fn key(&self, kid: &str) -> Result<(DecodingKey, Algorithm), TokenError> {
+    /// The key set to check a token naming `kid` against: the cached one while it is
+    /// fresh and knows the `kid`, else a refetched one (for an unknown `kid`, at most
+    /// once per interval; after that the contract reports the `kid` as unknown).
+    async fn keys_for(&self, kid: &str) -> Result<Arc<KeyStore>, TokenError> {
         let refresh_period = Duration::from_secs(self.config.jwks_refresh_seconds);
         {
             let set = self.keys.read().await;
             let fresh = set
                 .fetched_at
                 .is_some_and(|at| at.elapsed() < refresh_period);
-            if let Some(key) = set.keys.get(kid)
-                && fresh
-            {
-                return Ok(key.clone());
-            }
             if fresh {
-                // Fresh keys but no such kid: refetch at most once per interval.
+                if set.keys.get(kid).is_some() {
+                    return Ok(Arc::clone(&set.keys));
+                }
                 let mut last = self.last_unknown_kid_fetch.lock().await;
                 if last.is_some_and(|at| at.elapsed() < UNKNOWN_KID_REFETCH_INTERVAL) {
-                    return Err(TokenError::UnknownKid(kid.to_owned()));
+                    return Ok(Arc::clone(&set.keys));
                 }
                 *last = Some(Instant::now());
             }
         }
         self.refresh().await?;
-        let set = self.keys.read().await;
-        set.keys
-            .get(kid)
-            .cloned()
-            .ok_or_else(|| TokenError::UnknownKid(kid.to_owned()))
+        Ok(Arc::clone(&self.keys.read().await.keys))
     }
 
-    /// Verifies signature, algorithm, `exp`/`nbf` (with leeway), `iss` and `aud`.
+    /// Verifies `token` by the token contract at the system clock's time.
     pub async fn verify(&self, token: &str) -> Result<Caller, TokenError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(TokenError::TooLarge);
-        }
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
-        let kid = header.kid.ok_or(TokenError::NoKid)?;
-        let (key, algorithm) = self.key(&kid).await?;
-        if header.alg != algorithm {
-            return Err(TokenError::Invalid(format!(
-                "token alg {:?} does not match key alg {algorithm:?}",
-                header.alg
-            )));
-        }
-        let mut validation = Validation::new(algorithm);
-        validation.set_issuer(&[&self.config.issuer]);
-        validation.set_audience(&[&self.config.audience]);
-        validation.leeway = self.config.leeway_seconds;
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
-            .map_err(|e| TokenError::Invalid(e.to_string()))?;
-        let claims = data.claims;
-        let user_id = uuid::Uuid::parse_str(&claims.sub)
-            .map_err(|_| TokenError::Invalid("sub is not a user id".into()))?;
-        Ok(Caller {
-            user_id,
-            roles: claims.roles,
-            token_id: claims.jti,
-            expires_at: claims.exp,
-        })
+        // A clock before 1970 fails closed: every token reads as expired.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(u64::MAX, |elapsed| elapsed.as_secs());
+        self.verify_at(token, now).await
+    }
+
+    /// Verifies `token` at time `now` (Unix seconds). Size and header are checked before
+    /// any key is fetched, so garbage never costs a JWKS call.
+    async fn verify_at(&self, token: &str, now: u64) -> Result<Caller, TokenError> {
+        let token = self.policy.parse(token)?;
+        let keys = self.keys_for(token.kid()).await?;
+        let claims = self.policy.verify_parsed(&token, &keys, now)?;
+        Ok(Caller::from_claims(&claims))
     }
 
     /// The caller of `request`, from its `authorization: Bearer` metadata; every
@@ -237,26 +226,13 @@ impl TokenVerifier {
     pub async fn caller<T>(&self, request: &tonic::Request<T>) -> Result<Caller, Status> {
         let result = match bearer_token(request.metadata()) {
             Some(token) => self.verify(token).await,
-            None => Err(TokenError::Missing),
+            None => Err(bulwark_token::TokenError::MissingToken.into()),
         };
         result.map_err(|error| {
             tracing::info!(%error, "bearer token refused");
             Status::unauthenticated(UNAUTHENTICATED_MESSAGE)
         })
     }
-}
-
-/// Headers the edge adds to every request it forwards: with `use_remote_address`
-/// Envoy appends the client's address to `x-forwarded-for`, and the JSON transcoder
-/// adds `x-envoy-original-path`. Services call each other directly, without either.
-const EDGE_MARKERS: [&str; 2] = ["x-forwarded-for", "x-envoy-original-path"];
-
-/// Whether the call passed through the edge (a client of the public API) rather than
-/// coming straight from another service. A client cannot remove headers the edge
-/// adds, so presence is reliable; absence is trusted only as far as the mesh network
-/// is (Connect intentions and mTLS in production).
-pub fn through_edge(metadata: &tonic::metadata::MetadataMap) -> bool {
-    EDGE_MARKERS.iter().any(|name| metadata.contains_key(*name))
 }
 
 /// The token of an `authorization: Bearer <token>` header (scheme case-insensitive).
@@ -282,63 +258,66 @@ impl crate::Kernel {
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    use jsonwebtoken::{EncodingKey, Header};
-    use serde_json::json;
+    use bulwark_token::testing::{self, Verdict};
+    use serde_json::{Value, json};
 
     use super::*;
 
-    // A throwaway Ed25519 key pair generated for these tests only.
-    const PRIVATE_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIOd6dJiRT/u0P0VWdQLreZKVI3MdNcxSBq+VXZT/ks5c\n-----END PRIVATE KEY-----\n";
-
     struct StaticKeys {
-        jwks: std::sync::Mutex<Vec<JwtJwk>>,
+        jwks: std::sync::Mutex<Vec<Jwk>>,
         fetches: AtomicU32,
     }
 
     impl KeySource for Arc<StaticKeys> {
-        fn fetch(&self) -> BoxFuture<'_, Result<Vec<JwtJwk>, String>> {
+        fn fetch(&self) -> BoxFuture<'_, Result<Vec<Jwk>, String>> {
             self.fetches.fetch_add(1, Ordering::SeqCst);
             let keys = self.jwks.lock().map(|k| k.clone()).unwrap_or_default();
             Box::pin(async move { Ok(keys) })
         }
     }
 
-    fn public_jwk(kid: &str) -> JwtJwk {
-        let key = EncodingKey::from_ed_pem(PRIVATE_PEM.as_bytes())
-            .unwrap_or_else(|e| panic!("test key: {e}"));
-        let mut jwk = JwtJwk::from_encoding_key(&key, Algorithm::EdDSA)
-            .unwrap_or_else(|e| panic!("jwk: {e}"));
-        jwk.common.key_id = Some(kid.to_owned());
-        jwk
+    /// The API message of a JWK given as RFC 7517 JSON, as Auth's `GetJwks` sends it.
+    fn proto_jwk(json: &Value) -> Jwk {
+        let member = |name: &str| json.get(name).and_then(Value::as_str).map(str::to_owned);
+        Jwk {
+            kid: member("kid").unwrap_or_default(),
+            kty: member("kty").unwrap_or_default(),
+            alg: member("alg").unwrap_or_default(),
+            r#use: member("use").unwrap_or_default(),
+            crv: member("crv"),
+            x: member("x"),
+            y: member("y"),
+            n: member("n"),
+            e: member("e"),
+        }
     }
 
-    fn token(kid: &str, claims: serde_json::Value) -> String {
-        let key = EncodingKey::from_ed_pem(PRIVATE_PEM.as_bytes())
-            .unwrap_or_else(|e| panic!("test key: {e}"));
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(kid.to_owned());
-        jsonwebtoken::encode(&header, &claims, &key).unwrap_or_else(|e| panic!("sign: {e}"))
+    /// The agreement table's key, published under `kid`.
+    fn public_jwk(kid: &str) -> Jwk {
+        let mut jwk = testing::jwks()
+            .first()
+            .map(proto_jwk)
+            .unwrap_or_else(|| panic!("the agreement table publishes no key"));
+        jwk.kid = kid.to_owned();
+        jwk
     }
 
     fn config() -> TokensConfig {
         TokensConfig {
-            issuer: "bulwark".into(),
-            audience: "bulwark-api".into(),
-            leeway_seconds: 30,
+            issuer: testing::ISSUER.into(),
+            audience: testing::AUDIENCE.into(),
+            leeway_seconds: testing::CLOCK_SKEW_SECONDS,
             jwks_refresh_seconds: 300,
         }
     }
 
-    fn claims(exp_offset: i64) -> serde_json::Value {
-        let now = chrono::Utc::now().timestamp();
-        json!({
-            "iss": "bulwark", "aud": "bulwark-api",
-            "sub": "0192f0c4-7d4e-7b1a-9f00-000000000001",
-            "iat": now, "exp": now + exp_offset, "jti": "t1", "roles": ["admin"]
-        })
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
     }
 
-    fn verifier(keys: Vec<JwtJwk>) -> (TokenVerifier, Arc<StaticKeys>) {
+    fn verifier(keys: Vec<Jwk>) -> (TokenVerifier, Arc<StaticKeys>) {
         let source = Arc::new(StaticKeys {
             jwks: std::sync::Mutex::new(keys),
             fetches: AtomicU32::new(0),
@@ -346,92 +325,182 @@ mod tests {
         (TokenVerifier::new(source.clone(), config()), source)
     }
 
+    fn refused(error: bulwark_token::TokenError) -> Result<Caller, TokenError> {
+        Err(TokenError::Refused(error))
+    }
+
     #[tokio::test]
-    async fn valid_token_yields_the_caller() {
-        let (verifier, _) = verifier(vec![public_jwk("k1")]);
+    async fn the_services_give_every_agreement_table_token_the_contract_verdict() {
+        let (verifier, _) = verifier(testing::jwks().iter().map(proto_jwk).collect());
+        let now = 1_750_000_000;
+        let cases = testing::cases(now);
+        assert!(!cases.is_empty(), "the agreement table is empty");
+        for case in cases {
+            let verdict = match verifier.verify_at(&case.token, now).await {
+                Ok(caller) => Verdict::Accepted(testing::Bearer {
+                    subject: caller.subject,
+                    roles: caller.roles,
+                    permissions: caller.permissions,
+                    jti: caller.token_id,
+                    exp: u64::try_from(caller.expires_at).unwrap_or(0),
+                }),
+                Err(TokenError::Refused(error)) => Verdict::Refused(error),
+                Err(other) => panic!("row {:?}: no verdict, {other}", case.name),
+            };
+            assert_eq!(verdict, case.verdict, "row {:?}", case.name);
+        }
+    }
+
+    #[tokio::test]
+    async fn valid_user_token_yields_the_user_caller() {
+        let (verifier, _) = verifier(vec![public_jwk(testing::KID)]);
         let caller = verifier
-            .verify(&token("k1", claims(600)))
+            .verify(&testing::sign(&testing::user_claims(now())))
             .await
             .unwrap_or_else(|e| panic!("refused: {e}"));
         assert_eq!(
-            caller.user_id.to_string(),
-            "0192f0c4-7d4e-7b1a-9f00-000000000001"
+            caller.user_id().map(|u| u.to_string()).as_deref(),
+            Some(testing::USER_ID)
         );
-        assert_eq!(caller.roles, vec!["admin".to_owned()]);
+        assert!(!caller.is_service());
+        assert_eq!(caller.roles, ["admin", "auditor"]);
+        assert_eq!(caller.token_id, "jti-user");
+    }
+
+    #[tokio::test]
+    async fn client_token_yields_a_service_caller_with_its_permissions() {
+        let (verifier, _) = verifier(vec![public_jwk(testing::KID)]);
+        let caller = verifier
+            .verify(&testing::sign(&testing::client_claims(now())))
+            .await
+            .unwrap_or_else(|e| panic!("refused: {e}"));
+        assert!(caller.is_service());
+        assert_eq!(caller.user_id(), None);
+        assert_eq!(
+            caller.subject,
+            Subject::Client {
+                id: "identity".into()
+            }
+        );
+        assert_eq!(caller.permissions, ["audit:append", "roles:read"]);
+    }
+
+    #[tokio::test]
+    async fn token_without_jti_is_refused() {
+        let (verifier, _) = verifier(vec![public_jwk(testing::KID)]);
+        let mut claims = testing::user_claims(now());
+        if let Some(object) = claims.as_object_mut() {
+            object.remove("jti");
+        }
+        assert_eq!(
+            verifier.verify(&testing::sign(&claims)).await,
+            refused(bulwark_token::TokenError::MissingClaim("jti"))
+        );
     }
 
     #[tokio::test]
     async fn expired_wrong_issuer_and_wrong_audience_are_refused() {
-        let (verifier, _) = verifier(vec![public_jwk("k1")]);
-        let mut wrong_iss = claims(600);
+        let (verifier, _) = verifier(vec![public_jwk(testing::KID)]);
+        let claims = || testing::user_claims(now());
+        let mut expired = claims();
+        expired["exp"] = json!(now() - 120);
+        let mut wrong_iss = claims();
         wrong_iss["iss"] = json!("evil");
-        let mut wrong_aud = claims(600);
+        let mut wrong_aud = claims();
         wrong_aud["aud"] = json!("other");
-        for (name, claims) in [
-            ("expired", claims(-120)),
-            ("iss", wrong_iss),
-            ("aud", wrong_aud),
+        for (claims, expected) in [
+            (expired, bulwark_token::TokenError::Expired),
+            (wrong_iss, bulwark_token::TokenError::WrongIssuer),
+            (wrong_aud, bulwark_token::TokenError::WrongAudience),
         ] {
-            let result = verifier.verify(&token("k1", claims)).await;
-            assert!(
-                matches!(result, Err(TokenError::Invalid(_))),
-                "{name}: {result:?}"
-            );
+            let result = verifier.verify(&testing::sign(&claims)).await;
+            assert_eq!(result, refused(expected.clone()), "{expected}");
         }
     }
 
     #[tokio::test]
     async fn unknown_kid_refetches_once_then_finds_a_rotated_key() {
         let (verifier, source) = verifier(vec![public_jwk("k1")]);
-        let _ = verifier.verify(&token("k1", claims(600))).await;
+        let claims = testing::user_claims(now());
+        let first = verifier
+            .verify(&testing::sign_with_kid("k1", &claims))
+            .await;
+        assert!(first.is_ok(), "k1 refused: {first:?}");
         assert_eq!(source.fetches.load(Ordering::SeqCst), 1);
         if let Ok(mut keys) = source.jwks.lock() {
             keys.push(public_jwk("k2"));
         }
-        let caller = verifier.verify(&token("k2", claims(600))).await;
+        let caller = verifier
+            .verify(&testing::sign_with_kid("k2", &claims))
+            .await;
         assert!(caller.is_ok(), "rotated key not picked up: {caller:?}");
         assert_eq!(source.fetches.load(Ordering::SeqCst), 2);
 
         // The k2 lookup used this interval's refetch: a burst of unknown kids right
         // after it costs no fetch at all.
         for _ in 0..5 {
-            let result = verifier.verify(&token("nope", claims(600))).await;
-            assert_eq!(result, Err(TokenError::UnknownKid("nope".into())));
+            let result = verifier
+                .verify(&testing::sign_with_kid("nope", &claims))
+                .await;
+            assert_eq!(
+                result,
+                refused(bulwark_token::TokenError::UnknownKid("nope".into()))
+            );
         }
         assert_eq!(source.fetches.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
-    async fn garbage_missing_kid_and_oversized_tokens_are_refused() {
-        let (verifier, _) = verifier(vec![public_jwk("k1")]);
-        assert!(matches!(
-            verifier.verify("garbage").await,
-            Err(TokenError::Malformed(_))
-        ));
-        let oversized = "a".repeat(MAX_TOKEN_BYTES + 1);
-        assert_eq!(verifier.verify(&oversized).await, Err(TokenError::TooLarge));
-        let key =
-            EncodingKey::from_ed_pem(PRIVATE_PEM.as_bytes()).unwrap_or_else(|e| panic!("key: {e}"));
-        let no_kid = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims(600), &key)
-            .unwrap_or_else(|e| panic!("sign: {e}"));
-        assert_eq!(verifier.verify(&no_kid).await, Err(TokenError::NoKid));
+    async fn jwks_without_a_usable_key_keeps_the_previous_keys() {
+        let (verifier, source) = verifier(vec![public_jwk(testing::KID)]);
+        let token = testing::sign(&testing::user_claims(now()));
+        assert!(verifier.verify(&token).await.is_ok());
+        if let Ok(mut keys) = source.jwks.lock() {
+            keys[0].alg = "HS256".into();
+        }
+        assert!(
+            matches!(verifier.refresh().await, Err(TokenError::Jwks(_))),
+            "a JWKS without usable keys must not be installed"
+        );
+        assert!(
+            verifier.verify(&token).await.is_ok(),
+            "the previous key set is gone"
+        );
     }
 
-    #[test]
-    fn calls_forwarded_by_the_edge_are_recognised() {
-        let mut metadata = tonic::metadata::MetadataMap::new();
-        assert!(!through_edge(&metadata));
-        metadata.insert(
-            "x-forwarded-for",
-            "127.0.0.9".parse().unwrap_or_else(|_| panic!()),
+    #[tokio::test]
+    async fn garbage_missing_kid_and_oversized_tokens_are_refused_without_a_fetch() {
+        let (verifier, source) = verifier(vec![public_jwk(testing::KID)]);
+        assert!(matches!(
+            verifier.verify("garbage").await,
+            Err(TokenError::Refused(bulwark_token::TokenError::Malformed(_)))
+        ));
+        let oversized = "a".repeat(DEFAULT_MAX_TOKEN_BYTES + 1);
+        assert_eq!(
+            verifier.verify(&oversized).await,
+            refused(bulwark_token::TokenError::TooLarge {
+                len: DEFAULT_MAX_TOKEN_BYTES + 1,
+                limit: DEFAULT_MAX_TOKEN_BYTES
+            })
         );
-        assert!(through_edge(&metadata));
-        let mut transcoded = tonic::metadata::MetadataMap::new();
-        transcoded.insert(
-            "x-envoy-original-path",
-            "/v1/users/me".parse().unwrap_or_else(|_| panic!()),
+        let no_kid = testing::sign_with_kid("", &testing::user_claims(now()));
+        assert_eq!(
+            verifier.verify(&no_kid).await,
+            refused(bulwark_token::TokenError::MissingKid)
         );
-        assert!(through_edge(&transcoded));
+        assert_eq!(source.fetches.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn request_without_a_bearer_token_is_unauthenticated() {
+        let (verifier, _) = verifier(vec![public_jwk(testing::KID)]);
+        let status = verifier
+            .caller(&tonic::Request::new(()))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a request without a token was accepted"));
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        assert_eq!(status.message(), UNAUTHENTICATED_MESSAGE);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! that carry the caller's `traceparent` and request id, a deadline per attempt, and
 //! retries on UNAVAILABLE for idempotent calls.
 
+mod service_token;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +14,10 @@ use bulwark_proto::audit::v1::{AppendEventsRequest, AppendEventsResponse, AuditE
 use bulwark_proto::auth::v1::auth_service_client::AuthServiceClient;
 use bulwark_proto::auth::v1::{GetJwksRequest, Jwks};
 use bulwark_proto::authz::v1::authz_service_client::AuthzServiceClient;
-use bulwark_proto::authz::v1::{CheckRequest, ListUserRolesRequest, ListUserRolesResponse};
+use bulwark_proto::authz::v1::{
+    CheckRequest, ListUserRolesRequest, ListUserRolesResponse, ResolveRolesRequest,
+    ResolveRolesResponse,
+};
 use bulwark_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use bulwark_proto::identity::v1::{
     GetUserRequest, User, VerifyCredentialsRequest, VerifyCredentialsResponse,
@@ -22,7 +27,9 @@ use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::config::ClientsConfig;
+use crate::config::{ClientsConfig, ServiceAccountConfig};
+
+pub use service_token::{ServiceTokens, form_encode};
 
 tokio::task_local! {
     /// The request id of the RPC being served, passed on to outgoing calls.
@@ -64,6 +71,10 @@ pub trait AuthzApi: Send + Sync {
         &self,
         user_id: String,
     ) -> BoxFuture<'_, Result<ListUserRolesResponse, Status>>;
+    fn resolve_roles(
+        &self,
+        roles: Vec<String>,
+    ) -> BoxFuture<'_, Result<ResolveRolesResponse, Status>>;
 }
 
 /// Delivery of audit events (idempotent: Audit drops duplicate ids).
@@ -102,21 +113,36 @@ impl tonic::service::Interceptor for ContextInterceptor {
 
 type Intercepted = InterceptedService<Channel, ContextInterceptor>;
 
-/// Deadline and retry policy of outgoing calls.
-#[derive(Debug, Clone, Copy)]
+/// Deadline, retry policy and credential of outgoing calls.
+#[derive(Debug, Clone)]
 pub struct CallPolicy {
     pub timeout: Duration,
     pub retries: u32,
+    /// This service's own token, sent on every call; `None` sends none (a service
+    /// without a service account: the other services refuse its internal calls).
+    pub tokens: Option<Arc<ServiceTokens>>,
 }
 
 impl CallPolicy {
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         request.set_timeout(self.timeout);
+        if let Some(header) = self.tokens.as_ref().and_then(|t| t.header()) {
+            request.metadata_mut().insert("authorization", header);
+        }
         request
     }
 
+    /// The same policy without a credential, for public calls (the JWKS).
+    fn anonymous(&self) -> Self {
+        Self {
+            tokens: None,
+            ..self.clone()
+        }
+    }
+
     /// Runs an idempotent call, retrying UNAVAILABLE with a short exponential backoff.
+    /// Each attempt first makes sure the service token is fresh.
     pub async fn idempotent<T, F, Fut>(&self, mut call: F) -> Result<T, Status>
     where
         F: FnMut() -> Fut,
@@ -124,7 +150,15 @@ impl CallPolicy {
     {
         let mut attempt = 0;
         loop {
-            match call().await {
+            let ready = match &self.tokens {
+                Some(tokens) => tokens.ensure().await,
+                None => Ok(()),
+            };
+            let result = match ready {
+                Ok(()) => call().await,
+                Err(status) => Err(status),
+            };
+            match result {
                 Err(status)
                     if status.code() == tonic::Code::Unavailable && attempt < self.retries =>
                 {
@@ -137,21 +171,65 @@ impl CallPolicy {
     }
 }
 
-/// Builds the typed clients from `clients.*` configuration.
+/// Builds the typed clients from `clients.*` configuration; with a service account
+/// (`service_account.*`), every call they make carries its token.
 #[derive(Debug, Clone)]
 pub struct ServiceClients {
     config: ClientsConfig,
+    tokens: Option<Arc<ServiceTokens>>,
 }
 
 impl ServiceClients {
+    /// Clients whose calls carry no token.
     pub fn new(config: ClientsConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            tokens: None,
+        }
+    }
+
+    /// Clients whose calls carry the service account's token, obtained from the Auth
+    /// service at `clients.auth`. Without a service account this is [`Self::new`].
+    pub fn with_service_account(
+        config: ClientsConfig,
+        account: &ServiceAccountConfig,
+    ) -> Result<Self, ClientError> {
+        let mut clients = Self::new(config);
+        if let (Some(id), Some(secret)) = (&account.client_id, &account.client_secret) {
+            let channel = clients.plain_channel("auth", clients.config.auth.as_ref())?;
+            clients.tokens = Some(Arc::new(ServiceTokens::new(
+                id.clone(),
+                secret.clone(),
+                channel,
+                Duration::from_millis(clients.config.timeout_ms),
+            )));
+        }
+        Ok(clients)
+    }
+
+    /// The service account's tokens, when one is configured.
+    pub fn service_tokens(&self) -> Option<&Arc<ServiceTokens>> {
+        self.tokens.as_ref()
+    }
+
+    /// The policy of the typed client of `service`, which calls it as this service's
+    /// account; without one, says once per client built that its calls will be refused.
+    fn policy_for(&self, service: &'static str) -> CallPolicy {
+        if self.tokens.is_none() {
+            tracing::warn!(
+                service,
+                "service_account is not configured: calls to {service} carry no token, \
+                 and its internal RPCs will refuse them"
+            );
+        }
+        self.policy()
     }
 
     fn policy(&self) -> CallPolicy {
         CallPolicy {
             timeout: Duration::from_millis(self.config.timeout_ms),
             retries: self.config.retries,
+            tokens: self.tokens.clone(),
         }
     }
 
@@ -161,8 +239,17 @@ impl ServiceClients {
         service: &'static str,
         endpoint: Option<&String>,
     ) -> Result<Intercepted, ClientError> {
+        let channel = self.plain_channel(service, endpoint)?;
+        Ok(InterceptedService::new(channel, ContextInterceptor))
+    }
+
+    fn plain_channel(
+        &self,
+        service: &'static str,
+        endpoint: Option<&String>,
+    ) -> Result<Channel, ClientError> {
         let endpoint = endpoint.ok_or(ClientError::NotConfigured { service })?;
-        let channel = Endpoint::from_shared(endpoint.clone())
+        Ok(Endpoint::from_shared(endpoint.clone())
             .map_err(|source| ClientError::Endpoint {
                 service,
                 endpoint: endpoint.clone(),
@@ -170,15 +257,14 @@ impl ServiceClients {
             })?
             .connect_timeout(Duration::from_millis(self.config.timeout_ms))
             .tcp_nodelay(true)
-            .connect_lazy();
-        Ok(InterceptedService::new(channel, ContextInterceptor))
+            .connect_lazy())
     }
 
     pub fn identity(&self) -> Result<Arc<dyn IdentityApi>, ClientError> {
         let channel = self.channel("identity", self.config.identity.as_ref())?;
         Ok(Arc::new(GrpcIdentity {
             client: IdentityServiceClient::new(channel),
-            policy: self.policy(),
+            policy: self.policy_for("identity"),
         }))
     }
 
@@ -186,7 +272,8 @@ impl ServiceClients {
         let channel = self.channel("auth", self.config.auth.as_ref())?;
         Ok(Arc::new(GrpcAuth {
             client: AuthServiceClient::new(channel),
-            policy: self.policy(),
+            // The JWKS is public: fetching it never waits for a token of our own.
+            policy: self.policy().anonymous(),
         }))
     }
 
@@ -194,7 +281,7 @@ impl ServiceClients {
         let channel = self.channel("authz", self.config.authz.as_ref())?;
         Ok(Arc::new(GrpcAuthz {
             client: AuthzServiceClient::new(channel),
-            policy: self.policy(),
+            policy: self.policy_for("authz"),
         }))
     }
 
@@ -202,7 +289,7 @@ impl ServiceClients {
         let channel = self.channel("audit", self.config.audit.as_ref())?;
         Ok(Arc::new(GrpcAudit {
             client: AuditServiceClient::new(channel),
-            policy: self.policy(),
+            policy: self.policy_for("audit"),
         }))
     }
 }
@@ -304,6 +391,24 @@ impl AuthzApi for GrpcAuthz {
             }
         }))
     }
+
+    fn resolve_roles(
+        &self,
+        roles: Vec<String>,
+    ) -> BoxFuture<'_, Result<ResolveRolesResponse, Status>> {
+        Box::pin(self.policy.idempotent(move || {
+            let mut client = self.client.clone();
+            let request = self.policy.request(ResolveRolesRequest {
+                roles: roles.clone(),
+            });
+            async move {
+                client
+                    .resolve_roles(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        }))
+    }
 }
 
 struct GrpcAudit {
@@ -342,6 +447,7 @@ mod tests {
         let policy = CallPolicy {
             timeout: Duration::from_secs(1),
             retries: 2,
+            tokens: None,
         };
         let attempts = AtomicU32::new(0);
         let result = policy
@@ -365,6 +471,7 @@ mod tests {
         let policy = CallPolicy {
             timeout: Duration::from_secs(1),
             retries: 1,
+            tokens: None,
         };
         let attempts = AtomicU32::new(0);
         let result: Result<(), Status> = policy

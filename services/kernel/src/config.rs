@@ -106,6 +106,8 @@ pub struct KernelConfig {
     pub clients: ClientsConfig,
     pub tokens: TokensConfig,
     pub consul: crate::consul::ConsulConfig,
+    #[serde(default)]
+    pub service_account: ServiceAccountConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -196,6 +198,22 @@ pub struct TokensConfig {
     pub jwks_refresh_seconds: u64,
 }
 
+/// This service's own OAuth 2.0 client (a service account): the typed clients obtain
+/// tokens for it from Auth and send them on every call to another service.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServiceAccountConfig {
+    pub client_id: Option<String>,
+    #[serde(
+        serialize_with = "serialize_optional_secret",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub client_secret: Option<SecretString>,
+}
+
+/// Shortest service-account secret accepted: secrets are random, not chosen by people.
+pub const MIN_CLIENT_SECRET_CHARS: usize = 32;
+
 /// Where the other core services are, for the typed clients.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClientsConfig {
@@ -277,6 +295,7 @@ impl KernelConfig {
                 jwks_refresh_seconds: 300,
             },
             consul: crate::consul::ConsulConfig::default(),
+            service_account: ServiceAccountConfig::default(),
         }
     }
 
@@ -285,6 +304,7 @@ impl KernelConfig {
         if self.service.name.trim().is_empty() {
             return Err(invalid("service.name", "must not be empty"));
         }
+        self.service_account.validate()?;
         if self.grpc.listen == self.http.listen {
             return Err(invalid(
                 "http.listen",
@@ -476,6 +496,38 @@ impl Settings {
     }
 }
 
+impl ServiceAccountConfig {
+    /// Both halves or neither; a secret long enough to be random.
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.client_id, &self.client_secret) {
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(invalid(
+                "service_account.client_secret",
+                "is required when service_account.client_id is set",
+            )),
+            (None, Some(_)) => Err(invalid(
+                "service_account.client_id",
+                "is required when service_account.client_secret is set",
+            )),
+            (Some(id), Some(secret)) => {
+                if id.trim().is_empty() || id.len() > 128 || id.contains(':') {
+                    return Err(invalid(
+                        "service_account.client_id",
+                        "must be 1 to 128 characters without `:`",
+                    ));
+                }
+                if secret.expose_secret().chars().count() < MIN_CLIENT_SECRET_CHARS {
+                    return Err(invalid(
+                        "service_account.client_secret",
+                        format!("must be at least {MIN_CLIENT_SECRET_CHARS} characters"),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(
     clippy::result_large_err,
@@ -642,3 +694,4 @@ mod tests {
         assert_eq!(absent, None);
     }
 }
+

@@ -1,6 +1,6 @@
 //! The shared infrastructure of every Bulwark service: configuration, telemetry,
-//! health, metrics, the error bus, server bootstrap, database and Redis pools, and the
-//! rate limiter.
+//! health, metrics, the error bus, server bootstrap, database and Redis pools, typed
+//! clients with service-account tokens, the request layer, and the rate limiter.
 //!
 //! A service's `main` is one call to [`run`]; its handlers receive a [`Kernel`].
 
@@ -15,8 +15,10 @@ pub mod error_bus;
 pub mod health;
 pub mod metrics;
 pub mod outbox;
+pub mod permission;
 pub mod ratelimit;
 pub mod redis;
+pub mod request;
 pub mod server;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]

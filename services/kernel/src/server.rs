@@ -160,7 +160,10 @@ impl Kernel {
             None => None,
         };
 
-        let clients = ServiceClients::new(config.clients.clone());
+        let clients =
+            ServiceClients::with_service_account(config.clients.clone(), &config.service_account)
+                .map_err(|e| BootError::App(e.into()))?;
+
         Ok(Self {
             settings: Arc::new(settings),
             errors,

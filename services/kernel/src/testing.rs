@@ -202,6 +202,28 @@ impl TestTokens {
         }))
     }
 
+    /// A valid 10-minute token for the service account `client_id` carrying
+    /// `permissions`, as Auth issues them for the client-credentials grant.
+    pub fn client_token(&self, client_id: &str, permissions: &[&str]) -> String {
+        let now = chrono::Utc::now().timestamp();
+        self.sign(&serde_json::json!({
+            "iss": "bulwark", "aud": "bulwark-api", "sub": format!("client:{client_id}"),
+            "iat": now, "exp": now + 600, "jti": uuid::Uuid::new_v4().to_string(),
+            "permissions": permissions,
+        }))
+    }
+
+    /// `message` with `authorization: Bearer <token of the service account>`.
+    #[allow(clippy::panic, reason = "a JWT is always a valid header value")]
+    pub fn client_request<T>(&self, client_id: &str, permissions: &[&str], message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        let value = format!("Bearer {}", self.client_token(client_id, permissions))
+            .parse()
+            .unwrap_or_else(|e| panic!("header: {e}"));
+        request.metadata_mut().insert("authorization", value);
+        request
+    }
+
     /// Signs arbitrary claims (for expired, wrong-audience... cases).
     #[allow(clippy::panic, reason = "signing with a valid test key cannot fail")]
     pub fn sign(&self, claims: &serde_json::Value) -> String {
@@ -226,13 +248,26 @@ impl TestTokens {
 struct StaticJwks(jsonwebtoken::EncodingKey);
 
 impl crate::caller::KeySource for StaticJwks {
-    fn fetch(&self) -> futures::future::BoxFuture<'_, Result<Vec<jsonwebtoken::jwk::Jwk>, String>> {
+    fn fetch(
+        &self,
+    ) -> futures::future::BoxFuture<'_, Result<Vec<bulwark_proto::auth::v1::Jwk>, String>> {
         Box::pin(async move {
-            let mut jwk =
+            let jwk =
                 jsonwebtoken::jwk::Jwk::from_encoding_key(&self.0, jsonwebtoken::Algorithm::EdDSA)
                     .map_err(|e| e.to_string())?;
-            jwk.common.key_id = Some(TEST_KID.to_owned());
-            Ok(vec![jwk])
+            let json = serde_json::to_value(&jwk).map_err(|e| e.to_string())?;
+            let member = |name: &str| json.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+            Ok(vec![bulwark_proto::auth::v1::Jwk {
+                kid: TEST_KID.to_owned(),
+                kty: member("kty").unwrap_or_default(),
+                alg: member("alg").unwrap_or_default(),
+                r#use: "sig".to_owned(),
+                crv: member("crv"),
+                x: member("x"),
+                y: None,
+                n: None,
+                e: None,
+            }])
         })
     }
 }
@@ -284,7 +319,7 @@ mod tests {
             .verify(&tokens.token(user))
             .await
             .unwrap_or_else(|e| panic!("test token refused: {e}"));
-        assert_eq!(caller.user_id, user);
+        assert_eq!(caller.user_id(), Some(user));
     }
 
     #[test]

@@ -7,4 +7,5 @@ mod access;
 mod accounts;
 mod audit_log;
 mod client;
+mod service_accounts;
 mod tokens;

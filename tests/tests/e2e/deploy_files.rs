@@ -82,10 +82,36 @@ const TOP_LEVEL_READERS: [&str; 2] = [
     "services/identity/src/bootstrap.rs",
 ];
 
+/// The Rust sources of one service (`services/<name>/src/**/*.rs`), concatenated.
+fn service_sources(service: &str) -> String {
+    fn collect(dir: &std::path::Path, text: &mut String) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()))
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                collect(&path, text);
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                text.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+                text.push('\n');
+            }
+        }
+    }
+    let mut text = String::new();
+    collect(
+        &workspace_root().join(format!("services/{service}/src")),
+        &mut text,
+    );
+    text
+}
+
 /// `Err` unless `BULWARK_<KEY>` is a setting `service` reads: a kernel key
-/// (`grpc.listen`), a top-level key read with `Settings::value` (`admin_email`), or a
-/// field of the service's own section (`ratelimit.config_path`). The kernel ignores
-/// unknown keys, so a misspelt one would otherwise go unnoticed.
+/// (`grpc.listen`), a top-level key read with `Settings::value` (`admin_email`), a
+/// field of the service's own section (`ratelimit.config_path`), or an entry of a map
+/// field of that section (`auth.service_clients.identity`). The kernel ignores unknown
+/// keys, so a misspelt one would otherwise go unnoticed.
 fn check_env_key(kernel: &Value, service: &str, env_key: &str) -> Result<(), String> {
     let dotted = env_key
         .strip_prefix("BULWARK_")
@@ -125,18 +151,25 @@ fn check_env_key(kernel: &Value, service: &str, env_key: &str) -> Result<(), Str
             ))
         };
     }
-    let file = format!("services/{service}/src/lib.rs");
-    let text = read(&file);
+    let text = service_sources(service);
+    let reads_field = |section: &str, field: &str| {
+        text.contains(&format!(".section(\"{section}\")"))
+            && text.contains(&format!("pub {field}:"))
+    };
+    // A map field (`pub field: BTreeMap<..>`, `HashMap<..>`) takes one entry per key.
+    let reads_map = |section: &str, field: &str| {
+        let declaration = format!("pub {field}:");
+        text.contains(&format!(".section(\"{section}\")"))
+            && text
+                .lines()
+                .any(|line| line.trim_start().starts_with(&declaration) && line.contains("Map<"))
+    };
     match path.as_slice() {
-        [section, field]
-            if text.contains(&format!(".section(\"{section}\")"))
-                && text.contains(&format!("pub {field}:")) =>
-        {
-            Ok(())
-        }
+        [section, field] if reads_field(section, field) => Ok(()),
+        [section, field, entry] if !entry.is_empty() && reads_map(section, field) => Ok(()),
         _ => Err(format!(
-            "{env_key} (`{dotted}`) is neither a kernel key nor a field of a section {service} \
-             reads ({file})"
+            "{env_key} (`{dotted}`) is neither a kernel key nor a field (or map entry) of a \
+             section {service} reads (services/{service}/src)"
         )),
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::{AUDIENCE, ISSUER};
 
-const SUBJECT: &str = "bench-user";
+const SUBJECT: &str = "0192f0c4-7d4e-7b1a-9f00-00000000be0c";
 
 const ED25519_KID: &str = "bench-ed25519";
 const RSA_KID: &str = "bench-rsa";

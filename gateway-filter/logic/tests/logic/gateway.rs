@@ -122,7 +122,7 @@ fn valid_bearer_token_authenticates_and_yields_identity_headers() {
     assert_eq!(
         headers.map(|(name, value)| (name, value.into_owned())),
         [
-            ("x-bulwark-user-id", "user-42".to_owned()),
+            ("x-bulwark-user-id", support::USER_ID.to_owned()),
             ("x-bulwark-roles", "admin,auditor".to_owned())
         ]
     );

@@ -7,7 +7,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 use crate::support::{
-    self, AUDIENCE, NOW, b64, claims, ed25519_a, ed25519_b, p256, parts, rsa, sign, verifier,
+    self, AUDIENCE, NOW, USER_ID, b64, claims, ed25519_a, ed25519_b, p256, parts, rsa, sign,
+    verifier,
 };
 
 fn expect_valid(verifier: &mut TokenVerifier, token: &str) -> VerifiedClaims {
@@ -28,16 +29,16 @@ fn expect_error(verifier: &mut TokenVerifier, token: &str, expected: AuthError) 
 fn valid_eddsa_token_yields_its_claims() {
     let key = ed25519_a();
     let mut verifier = verifier(&[&key]);
-    let claims = expect_valid(&mut verifier, &sign(&key, &claims()));
+    let claims: VerifiedClaims = expect_valid(&mut verifier, &sign(&key, &claims()));
+    assert_eq!(claims.sub, USER_ID);
     assert_eq!(
-        claims,
-        VerifiedClaims {
-            sub: "user-42".to_owned(),
-            roles: vec!["admin".to_owned(), "auditor".to_owned()],
-            exp: NOW + 900,
-            jti: Some("jti-1".to_owned()),
-        }
+        claims.subject.user_id().map(|id| id.to_string()).as_deref(),
+        Some(USER_ID)
     );
+    assert_eq!(claims.roles, ["admin", "auditor"]);
+    assert_eq!(claims.exp, NOW + 900);
+    assert_eq!(claims.jti, "jti-1");
+    assert!(claims.permissions().is_empty());
 }
 
 #[test]
@@ -46,7 +47,7 @@ fn valid_rs256_token_is_accepted() {
     let mut verifier = verifier(&[&key]);
     assert_eq!(
         expect_valid(&mut verifier, &sign(&key, &claims())).sub,
-        "user-42"
+        USER_ID
     );
 }
 
@@ -56,7 +57,7 @@ fn valid_es256_token_is_accepted() {
     let mut verifier = verifier(&[&key]);
     assert_eq!(
         expect_valid(&mut verifier, &sign(&key, &claims())).sub,
-        "user-42"
+        USER_ID
     );
 }
 
@@ -120,11 +121,10 @@ fn non_numeric_exp_is_rejected() {
     let mut verifier = verifier(&[&key]);
     let mut c = claims();
     c["exp"] = json!("tomorrow");
-    let err = verifier.verify(&sign(&key, &c), NOW).unwrap_err();
-    assert!(
-        matches!(err, AuthError::MissingClaim(ref claim) if claim == "exp")
-            || err == AuthError::InvalidClaim("exp"),
-        "unexpected {err:?}"
+    expect_error(
+        &mut verifier,
+        &sign(&key, &c),
+        AuthError::InvalidClaim("exp"),
     );
 }
 
@@ -156,18 +156,62 @@ fn audience_list_naming_the_configured_audience_is_accepted() {
 }
 
 #[test]
-fn missing_issuer_audience_subject_or_expiry_is_rejected() {
+fn missing_issuer_audience_subject_issued_at_expiry_or_id_is_rejected() {
     let key = ed25519_a();
     let mut verifier = verifier(&[&key]);
-    for claim in ["iss", "aud", "sub", "exp"] {
+    for claim in ["iss", "aud", "sub", "iat", "exp", "jti"] {
         let mut c = claims();
         c.as_object_mut().unwrap().remove(claim);
         expect_error(
             &mut verifier,
             &sign(&key, &c),
-            AuthError::MissingClaim(claim.to_owned()),
+            AuthError::MissingClaim(claim),
         );
     }
+}
+
+#[test]
+fn token_without_jti_is_refused_at_the_edge_as_by_the_services() {
+    // The edge once let such tokens through while the services refused them.
+    let key = ed25519_a();
+    let mut verifier = verifier(&[&key]);
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("jti");
+    let token = sign(&key, &c);
+    expect_error(&mut verifier, &token, AuthError::MissingClaim("jti"));
+    assert_eq!(
+        verifier.cache_stats().entries,
+        0,
+        "a refused token must not be cached"
+    );
+}
+
+#[test]
+fn subject_that_is_neither_a_user_id_nor_a_client_is_rejected() {
+    let key = ed25519_a();
+    let mut verifier = verifier(&[&key]);
+    for sub in ["user-42", "client:", &USER_ID.to_uppercase()] {
+        let mut c = claims();
+        c["sub"] = json!(sub);
+        expect_error(
+            &mut verifier,
+            &sign(&key, &c),
+            AuthError::InvalidClaim("sub"),
+        );
+    }
+}
+
+#[test]
+fn client_token_yields_its_client_and_permissions() {
+    let key = ed25519_a();
+    let mut verifier = verifier(&[&key]);
+    let mut c = claims();
+    c["sub"] = json!("client:audit");
+    c["permissions"] = json!(["roles:read"]);
+    let claims = expect_valid(&mut verifier, &sign(&key, &c));
+    assert_eq!(claims.sub, "client:audit");
+    assert_eq!(claims.subject.client_id(), Some("audit"));
+    assert_eq!(claims.permissions(), ["roles:read"]);
 }
 
 #[test]
@@ -216,7 +260,7 @@ fn subject_with_control_characters_is_rejected() {
     let key = ed25519_a();
     let mut verifier = verifier(&[&key]);
     let mut c = claims();
-    c["sub"] = json!("user\r\nx-bulwark-roles: admin");
+    c["sub"] = json!(format!("{USER_ID}\r\nx-bulwark-roles: admin"));
     expect_error(
         &mut verifier,
         &sign(&key, &c),
@@ -239,7 +283,7 @@ fn unknown_kid_is_reported_then_accepted_after_jwks_rotation() {
 
     let rotated = KeyStore::from_jwks_json(&support::jwks(&[&old, &new])).unwrap();
     verifier.install_keys(rotated.store);
-    assert_eq!(expect_valid(&mut verifier, &token).sub, "user-42");
+    assert_eq!(expect_valid(&mut verifier, &token).sub, USER_ID);
 }
 
 #[test]
@@ -560,7 +604,7 @@ fn client_messages_are_safe_to_quote_in_a_header() {
         AuthError::NotYetValid,
         AuthError::WrongIssuer,
         AuthError::WrongAudience,
-        AuthError::MissingClaim("sub".to_owned()),
+        AuthError::MissingClaim("sub"),
         AuthError::InvalidClaim("roles"),
     ];
     for err in errors {
@@ -572,5 +616,43 @@ fn client_messages_are_safe_to_quote_in_a_header() {
                 .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'),
             "{message}"
         );
+    }
+}
+
+#[test]
+fn the_edge_gives_every_agreement_table_token_the_contract_verdict() {
+    use bulwark_token::testing::{self, Verdict};
+
+    let policy = testing::policy();
+    let config = bulwark_gateway_logic::GatewayConfig::from_json(
+        &serde_json::to_vec(&json!({
+            "issuer": policy.issuer,
+            "audiences": policy.audiences,
+            "clock_skew_seconds": policy.clock_skew_seconds,
+            "max_token_bytes": policy.max_token_bytes,
+            "jwks": { "cluster": "bulwark_auth" },
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut verifier = TokenVerifier::new(&config);
+    verifier.install_keys(
+        KeyStore::from_jwks_json(&testing::jwks_json())
+            .unwrap()
+            .store,
+    );
+    let cases = testing::cases(NOW);
+    assert!(!cases.is_empty(), "the agreement table is empty");
+    for case in cases {
+        // Twice: the second answer of an accepted token comes from the cache.
+        for attempt in ["first", "repeated"] {
+            let result = verifier.verify(&case.token, NOW);
+            assert_eq!(
+                Verdict::of(result.as_deref()),
+                case.verdict,
+                "row {:?} ({attempt} verification)",
+                case.name
+            );
+        }
     }
 }

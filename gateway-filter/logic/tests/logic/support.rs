@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 pub const NOW: u64 = 1_750_000_000;
 pub const ISSUER: &str = "https://auth.bulwark.test";
 pub const AUDIENCE: &str = "bulwark-api";
+/// The user of the test tokens (a `sub` must be a canonical UUID or `client:<id>`).
+pub const USER_ID: &str = "0192f0c4-7d4e-7b1a-9f00-00000000002a";
 
 /// A private key for signing and its public JWK.
 pub struct TestKey {
@@ -94,7 +96,7 @@ pub fn claims() -> Value {
     json!({
         "iss": ISSUER,
         "aud": AUDIENCE,
-        "sub": "user-42",
+        "sub": USER_ID,
         "iat": NOW,
         "exp": NOW + 900,
         "jti": "jti-1",

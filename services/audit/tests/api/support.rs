@@ -14,7 +14,7 @@ use bulwark_kernel::tonic::transport::Channel;
 use bulwark_kernel::tonic::{Code, Status};
 use bulwark_proto::audit::v1::audit_service_client::AuditServiceClient;
 use bulwark_proto::audit::v1::{AppendEventsRequest, AppendEventsResponse, AuditEvent, Outcome};
-use bulwark_proto::authz::v1::ListUserRolesResponse;
+use bulwark_proto::authz::v1::{ListUserRolesResponse, ResolveRolesResponse};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures::future::BoxFuture;
 use secrecy::ExposeSecret as _;
@@ -37,6 +37,13 @@ impl AuthzApi for FakeAuthz {
         &self,
         _user_id: String,
     ) -> BoxFuture<'_, Result<ListUserRolesResponse, Status>> {
+        Box::pin(async { Err(Status::unimplemented("not used by Audit")) })
+    }
+
+    fn resolve_roles(
+        &self,
+        _roles: Vec<String>,
+    ) -> BoxFuture<'_, Result<ResolveRolesResponse, Status>> {
         Box::pin(async { Err(Status::unimplemented("not used by Audit")) })
     }
 }

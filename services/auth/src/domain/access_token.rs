@@ -18,6 +18,10 @@ pub struct AccessClaims {
     pub exp: i64,
     pub jti: String,
     pub roles: Vec<String>,
+    /// A service account's permissions (resolved from its roles at issue); users'
+    /// tokens carry none, their permissions are Authz's to decide on every call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
 }
 
 impl AccessClaims {
@@ -39,6 +43,30 @@ impl AccessClaims {
             exp: iat.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX)),
             jti: uuid::Uuid::new_v4().to_string(),
             roles,
+            permissions: None,
+        }
+    }
+
+    /// Claims for the service account `client_id`: `sub` is `client:<client_id>`.
+    pub fn for_client(
+        tokens: &TokensConfig,
+        client_id: &str,
+        roles: Vec<String>,
+        permissions: Vec<String>,
+        now: DateTime<Utc>,
+        ttl_seconds: u64,
+    ) -> Self {
+        let iat = now.timestamp();
+        Self {
+            iss: tokens.issuer.clone(),
+            aud: tokens.audience.clone(),
+            sub: format!("client:{client_id}"),
+            iat,
+            nbf: iat,
+            exp: iat.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX)),
+            jti: uuid::Uuid::new_v4().to_string(),
+            roles,
+            permissions: Some(permissions),
         }
     }
 }

@@ -13,6 +13,8 @@ pub const REFRESH: &str = "auth.refresh";
 pub const REFRESH_REUSE: &str = "auth.refresh_reuse";
 pub const LOGOUT: &str = "auth.logout";
 pub const KEY_ROTATE: &str = "auth.key_rotate";
+pub const CLIENT_CREATE: &str = "auth.client_create";
+pub const CLIENT_TOKEN: &str = "auth.client_token";
 
 fn event(
     actor: Option<Uuid>,
@@ -101,31 +103,61 @@ pub fn logged_out(user_id: Uuid, revoked_tokens: usize) -> NewAuditEvent {
     )
 }
 
+/// A new service account (never its secret).
+pub fn client_created(actor: &str, client_id: Uuid, name: &str, roles: &[String]) -> NewAuditEvent {
+    NewAuditEvent {
+        actor_id: actor.to_owned(),
+        action: CLIENT_CREATE.to_owned(),
+        target: format!("client:{client_id}"),
+        outcome: Outcome::Success,
+        details: json!({ "name": name, "roles": roles }),
+    }
+}
+
+/// A client-credentials token request: issued, or refused with its reason. The client
+/// id is the one claimed, which a refused request does not prove.
+pub fn client_token(client_id: &str, outcome: Outcome, reason: Option<&str>) -> NewAuditEvent {
+    let actor = match outcome {
+        Outcome::Success => format!("client:{client_id}"),
+        _ => String::new(),
+    };
+    NewAuditEvent {
+        actor_id: actor,
+        action: CLIENT_TOKEN.to_owned(),
+        target: format!("client:{client_id}"),
+        outcome,
+        details: match reason {
+            Some(reason) => json!({ "reason": reason }),
+            None => json!({}),
+        },
+    }
+}
+
 /// A rotation: `kid` signs from `activates_at`, when `previous_kid` retires.
 pub fn key_rotated(
-    actor: Uuid,
+    actor: &str,
     kid: &str,
     previous_kid: Option<&str>,
     activates_at: DateTime<Utc>,
 ) -> NewAuditEvent {
-    event(
-        Some(actor),
-        KEY_ROTATE,
-        format!("kid:{kid}"),
-        Outcome::Success,
-        json!({
+    NewAuditEvent {
+        actor_id: actor.to_owned(),
+        action: KEY_ROTATE.to_owned(),
+        target: format!("kid:{kid}"),
+        outcome: Outcome::Success,
+        details: json!({
             "previous_kid": previous_kid,
             "activates_at": activates_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         }),
-    )
+    }
 }
 
-pub fn key_rotation_denied(actor: Uuid) -> NewAuditEvent {
-    event(
-        Some(actor),
-        KEY_ROTATE,
-        String::new(),
-        Outcome::Denied,
-        json!({ "missing_permission": super::signing_key::ROTATE_PERMISSION }),
-    )
+pub fn key_rotation_denied(actor: &str) -> NewAuditEvent {
+    NewAuditEvent {
+        actor_id: actor.to_owned(),
+        action: KEY_ROTATE.to_owned(),
+        target: String::new(),
+        outcome: Outcome::Denied,
+        details: json!({ "missing_permission": super::signing_key::ROTATE_PERMISSION }),
+    }
 }

@@ -1,10 +1,12 @@
 //! Validated inputs and the values Auth mints: login credentials, refresh tokens,
-//! signing keys and when they sign, access token claims and the audit events that
-//! describe each step.
+//! service accounts and their token requests, signing keys and when they sign, access
+//! token claims and the audit events that describe each step.
 
 pub mod access_token;
+pub mod client_credentials;
 pub mod credentials;
 pub mod events;
 pub mod key_schedule;
 pub mod refresh_token;
+pub mod service_account;
 pub mod signing_key;

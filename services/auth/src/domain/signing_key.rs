@@ -64,7 +64,8 @@ impl PublicJwk {
         }
     }
 
-    /// jsonwebtoken's JWK, for the in-process verifier.
+    /// jsonwebtoken's JWK, to check a key round-trips through it.
+    #[cfg(test)]
     pub fn to_jwt(&self) -> Result<jsonwebtoken::jwk::Jwk, String> {
         serde_json::to_value(self)
             .and_then(serde_json::from_value)

@@ -101,8 +101,14 @@ async fn pending_key_is_published_at_once_and_signs_from_its_activation() {
         retired, 1,
         "the old key must retire at the new key's activation with its private half erased"
     );
-    assert_eq!(app.verify(&before.access_token).await.user_id, user.id);
-    assert_eq!(app.verify(&pending.access_token).await.user_id, user.id);
+    assert_eq!(
+        app.verify(&before.access_token).await.user_id(),
+        Some(user.id)
+    );
+    assert_eq!(
+        app.verify(&pending.access_token).await.user_id(),
+        Some(user.id)
+    );
 
     let event = app
         .outbox()

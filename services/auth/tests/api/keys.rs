@@ -74,14 +74,20 @@ async fn rotation_keeps_the_old_key_published_and_its_tokens_valid() {
     );
 
     // A token signed before the rotation still verifies, here and elsewhere.
-    assert_eq!(app.verify(&old_pair.access_token).await.user_id, user.id);
+    assert_eq!(
+        app.verify(&old_pair.access_token).await.user_id(),
+        Some(user.id)
+    );
     let new_pair = app.logged_in(&user).await;
     assert_eq!(
         kid(&new_pair.access_token),
         rotation.kid,
         "new tokens use the new key"
     );
-    assert_eq!(app.verify(&new_pair.access_token).await.user_id, user.id);
+    assert_eq!(
+        app.verify(&new_pair.access_token).await.user_id(),
+        Some(user.id)
+    );
     // Auth's own verifier (bearer RPCs) accepts both as well.
     app.logout(&old_pair.access_token, "unknown")
         .await

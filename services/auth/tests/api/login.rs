@@ -16,7 +16,7 @@ async fn login_issues_a_token_that_verifies_against_the_jwks() {
     assert_eq!(pair.expires_in, 900, "default access token lifetime");
     assert!(!pair.refresh_token.is_empty(), "no refresh token");
     let caller = app.verify(&pair.access_token).await;
-    assert_eq!(caller.user_id, user.id, "sub is not the user id");
+    assert_eq!(caller.user_id(), Some(user.id), "sub is not the user id");
     assert_eq!(caller.roles, vec!["auditor".to_owned()], "roles from Authz");
 
     let claims = claims(&pair.access_token);

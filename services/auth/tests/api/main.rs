@@ -3,6 +3,7 @@
 
 mod activation;
 mod audit;
+mod clients;
 mod keys;
 mod login;
 mod logout;

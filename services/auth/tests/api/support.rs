@@ -21,7 +21,7 @@ use bulwark_proto::auth::v1::{
     GetJwksRequest, Jwks, LoginRequest, LogoutRequest, RefreshRequest, RotateSigningKeyRequest,
     RotateSigningKeyResponse, TokenPair,
 };
-use bulwark_proto::authz::v1::ListUserRolesResponse;
+use bulwark_proto::authz::v1::{ListUserRolesResponse, ResolveRolesResponse};
 use bulwark_proto::identity::v1::{User, VerifyCredentialsResponse};
 use futures::future::BoxFuture;
 use prost::Message as _;
@@ -197,7 +197,38 @@ impl AuthzApi for FakeAuthz {
             })
         })
     }
+
+    /// Knows the roles of [`FAKE_ROLES`]; any other name is unknown.
+    fn resolve_roles(
+        &self,
+        roles: Vec<String>,
+    ) -> BoxFuture<'_, Result<ResolveRolesResponse, Status>> {
+        Box::pin(async move {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Status::unavailable("connection refused"));
+            }
+            let mut response = ResolveRolesResponse::default();
+            for role in roles {
+                match FAKE_ROLES.iter().find(|(name, _)| *name == role) {
+                    Some((_, permissions)) => response
+                        .permissions
+                        .extend(permissions.iter().map(|p| (*p).to_owned())),
+                    None => response.unknown.push(role),
+                }
+            }
+            response.permissions.sort();
+            response.permissions.dedup();
+            Ok(response)
+        })
+    }
 }
+
+/// The roles the fake Authz resolves, and their permissions.
+pub const FAKE_ROLES: [(&str, &[&str]); 3] = [
+    ("admin", &["*:*"]),
+    ("auditor", &["audit:read"]),
+    ("reporter", &["users:read", "audit:read"]),
+];
 
 /// Fetches the JWKS through the public RPC, as every other service does.
 struct JwksOverGrpc(AuthServiceClient<Channel>);

@@ -1,10 +1,13 @@
-//! Check: who may ask about whom, and argument validation.
+//! Check: always with a token; who may ask about whom (users and service accounts),
+//! and argument validation.
 
 use bulwark_kernel::tonic::{Code, Request};
 use bulwark_proto::authz::v1::CheckRequest;
 use uuid::Uuid;
 
-use crate::support::{TestAuthz, assert_status};
+use crate::support::{TestAuthz, assert_status, with_edge_headers};
+
+const CHECK_PATH: &str = "/bulwark.authz.v1.AuthzService/Check";
 
 fn check(subject: &str, permission: &str) -> CheckRequest {
     CheckRequest {
@@ -140,51 +143,116 @@ async fn unknown_subjects_and_permissions_are_simply_not_allowed() {
 }
 
 #[tokio::test]
-async fn services_may_check_without_a_token_but_not_through_the_edge() {
+async fn check_without_a_token_is_unauthenticated_whatever_the_headers() {
+    // There are no token-less "service" checks any more: services send their token.
     let authz = TestAuthz::start().await;
     let mut client = authz.client.clone();
     let admin = authz.admin.to_string();
-
-    let from_service = client
-        .check(Request::new(check(&admin, "roles:write")))
-        .await
-        .unwrap_or_else(|s| panic!("token-less check from a service failed: {s:?}"))
-        .into_inner();
-    assert_eq!(from_service.allowed, Some(true));
-
-    let no_subject = client.check(Request::new(check("", "roles:write"))).await;
-    assert_status(
-        no_subject,
-        Code::InvalidArgument,
-        "subject: ",
-        "service without subject",
+    let mut forged = Request::new(check(&admin, "roles:write"));
+    forged.metadata_mut().insert(
+        "authorization",
+        "Bearer forged".parse().unwrap_or_else(|_| panic!()),
     );
-
-    for header in ["x-forwarded-for", "x-envoy-original-path"] {
-        let mut from_edge = Request::new(check(&admin, "roles:write"));
-        from_edge
-            .metadata_mut()
-            .insert(header, "203.0.113.9".parse().unwrap_or_else(|_| panic!()));
-        let result = client.check(from_edge).await;
+    let cases = [
+        (
+            "about the admin",
+            Request::new(check(&admin, "roles:write")),
+        ),
+        ("without a subject", Request::new(check("", "roles:write"))),
+        (
+            "about the admin, with edge headers",
+            with_edge_headers(
+                Request::new(check(&admin, "roles:write")),
+                CHECK_PATH,
+                authz.admin,
+            ),
+        ),
+        (
+            "without a subject, with edge headers naming the admin",
+            with_edge_headers(
+                Request::new(check("", "roles:write")),
+                CHECK_PATH,
+                authz.admin,
+            ),
+        ),
+        ("with a forged token", forged),
+    ];
+    for (what, request) in cases {
+        let result = client.check(request).await;
         assert_status(
             result,
             Code::Unauthenticated,
             "missing or invalid bearer token",
-            &format!("token-less check with {header}"),
+            what,
         );
     }
+    authz.stop().await;
+}
 
-    let mut bad_token = Request::new(check(&admin, "roles:write"));
-    bad_token.metadata_mut().insert(
-        "authorization",
-        "Bearer forged".parse().unwrap_or_else(|_| panic!()),
-    );
-    let result = client.check(bad_token).await;
+#[tokio::test]
+async fn a_service_token_with_roles_read_may_check_another_user() {
+    let authz = TestAuthz::start().await;
+    let bob = Uuid::new_v4();
+    authz.create_role("auditor", &["audit:read"]).await;
+    authz.grant(bob, "auditor").await;
+    let mut client = authz.client.clone();
+    let about_bob = |permission: &str| check(&bob.to_string(), permission);
+
+    for (permission, expected) in [("audit:read", true), ("users:write", false)] {
+        let answer = client
+            .check(authz.as_service("audit", &["roles:read"], about_bob(permission)))
+            .await
+            .unwrap_or_else(|s| panic!("service check of bob's {permission}: {s:?}"))
+            .into_inner();
+        assert_eq!(answer.allowed, Some(expected), "bob's {permission}");
+    }
+
+    // Without roles:read in its token, even a service that may do much else is refused.
+    let result = client
+        .check(authz.as_service(
+            "authz",
+            &["audit:append", "users:read"],
+            about_bob("audit:read"),
+        ))
+        .await;
     assert_status(
         result,
-        Code::Unauthenticated,
-        "missing or invalid",
-        "invalid token",
+        Code::PermissionDenied,
+        "checking another user's permissions requires permission roles:read",
+        "service without roles:read",
     );
+    authz.stop().await;
+}
+
+#[tokio::test]
+async fn a_service_accounts_own_check_answers_from_its_token() {
+    let authz = TestAuthz::start().await;
+    let mut client = authz.client.clone();
+    let permissions = ["audit:*", "users:read"];
+    for (permission, expected) in [
+        ("audit:read", true),
+        ("audit:append", true),
+        ("users:read", true),
+        ("users:write", false),
+        ("roles:read", false),
+    ] {
+        let answer = client
+            .check(authz.as_service("ops", &permissions, check("", permission)))
+            .await
+            .unwrap_or_else(|s| panic!("own check of {permission}: {s:?}"))
+            .into_inner();
+        assert_eq!(
+            answer.allowed,
+            Some(expected),
+            "a client holding {permissions:?} asked about {permission}"
+        );
+    }
+    // Roles granted in Authz's tables are users'; a client's token is all it holds.
+    let answer = client
+        .check(authz.as_service("ops", &[], check("", "roles:write")))
+        .await
+        .unwrap_or_else(|s| panic!("own check without permissions: {s:?}"))
+        .into_inner();
+    assert_eq!(answer.allowed, Some(false), "a client without permissions");
     authz.stop().await;
 }

@@ -4,6 +4,7 @@
 mod cache;
 mod checks;
 mod grants;
+mod internal;
 mod outbox;
 mod roles;
 mod support;

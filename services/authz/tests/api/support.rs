@@ -12,7 +12,7 @@ use bulwark_kernel::clients::AuditApi;
 use bulwark_kernel::config::DatabaseConfig;
 use bulwark_kernel::testing::{FakeAudit, TestTokens, fresh_database, settings, start};
 use bulwark_kernel::tonic::transport::Channel;
-use bulwark_kernel::tonic::{Code, Status};
+use bulwark_kernel::tonic::{Code, Request, Status};
 use bulwark_proto::audit::v1::AuditEvent;
 use bulwark_proto::authz::v1::CreateRoleRequest;
 use bulwark_proto::authz::v1::authz_service_client::AuthzServiceClient;
@@ -131,6 +131,12 @@ impl TestAuthz {
             .unwrap_or_else(|s| panic!("admin could not grant {role}: {s:?}"));
     }
 
+    /// `message` with the token of the service account `client_id` carrying
+    /// `permissions`.
+    pub fn as_service<T>(&self, client_id: &str, permissions: &[&str], message: T) -> Request<T> {
+        self.tokens.client_request(client_id, permissions, message)
+    }
+
     /// Whether `user` holds `permission`, asked by `user` itself.
     pub async fn allowed(&self, user: Uuid, permission: &str) -> bool {
         self.client
@@ -169,6 +175,26 @@ impl TestAuthz {
             })
             .collect()
     }
+}
+
+/// `request` with every header that once made a call look internal or edge-vetted, or
+/// that names a user: the edge's `x-forwarded-for` and `x-envoy-original-path`, and the
+/// identity headers `x-bulwark-user-id` and `x-bulwark-roles`, naming `user` an admin.
+/// None of them may authenticate anyone.
+pub fn with_edge_headers<T>(mut request: Request<T>, path: &str, user: Uuid) -> Request<T> {
+    let user = user.to_string();
+    for (name, value) in [
+        ("x-forwarded-for", "203.0.113.9"),
+        ("x-envoy-original-path", path),
+        ("x-bulwark-user-id", user.as_str()),
+        ("x-bulwark-roles", "admin"),
+    ] {
+        let value = value
+            .parse()
+            .unwrap_or_else(|e| panic!("header {name}: {value:?}: {e}"));
+        request.metadata_mut().insert(name, value);
+    }
+    request
 }
 
 /// Asserts `result` failed with `code` and a message starting with `prefix`.

@@ -36,9 +36,9 @@ pub fn admin_bootstrapped(user: Uuid) -> NewAuditEvent {
 }
 
 /// `actor` changed (or was refused changing) a user's display name.
-pub fn display_name_updated(actor: Uuid, user: Uuid, outcome: Outcome) -> NewAuditEvent {
+pub fn display_name_updated(actor: &str, user: Uuid, outcome: Outcome) -> NewAuditEvent {
     NewAuditEvent {
-        actor_id: actor.to_string(),
+        actor_id: actor.to_owned(),
         action: UPDATE.to_owned(),
         target: user_target(user),
         outcome,
@@ -49,7 +49,7 @@ pub fn display_name_updated(actor: Uuid, user: Uuid, outcome: Outcome) -> NewAud
 /// `actor` deactivated (or was refused deactivating) a user; `was_active` tells
 /// whether the call changed anything.
 pub fn deactivated(
-    actor: Uuid,
+    actor: &str,
     user: Uuid,
     outcome: Outcome,
     was_active: Option<bool>,
@@ -59,7 +59,7 @@ pub fn deactivated(
         None => json!({}),
     };
     NewAuditEvent {
-        actor_id: actor.to_string(),
+        actor_id: actor.to_owned(),
         action: DEACTIVATE.to_owned(),
         target: user_target(user),
         outcome,

@@ -4,14 +4,14 @@ use bulwark_kernel::bootstrap::admin_user_id;
 use bulwark_kernel::tonic::Code;
 use bulwark_proto::identity::v1::VerifyCredentialsRequest;
 
-use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, refusal};
+use crate::support::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, as_auth, refusal};
 
 async fn verify(app: &TestApp, password: &str) -> Result<String, Code> {
     app.client()
-        .verify_credentials(VerifyCredentialsRequest {
+        .verify_credentials(as_auth(VerifyCredentialsRequest {
             email: ADMIN_EMAIL.to_owned(),
             password: password.to_owned(),
-        })
+        }))
         .await
         .map(|r| r.into_inner().user_id)
         .map_err(|s| s.code())

@@ -1,10 +1,17 @@
-//! VerifyCredentials: right, wrong and unknown, and the same work for the last two.
+//! VerifyCredentials: right, wrong and unknown, the same work for the last two, and
+//! only for a service account whose token carries `credentials:verify`.
 
 use bulwark_identity::INVALID_CREDENTIALS;
+use bulwark_kernel::bootstrap::admin_user_id;
 use bulwark_kernel::tonic::{Code, Request};
 use bulwark_proto::identity::v1::{DeactivateUserRequest, VerifyCredentialsRequest};
+use uuid::Uuid;
 
-use crate::support::{PASSWORD, TestApp, as_user, refusal};
+use crate::support::{
+    ADMIN_EMAIL, PASSWORD, TestApp, as_auth, as_service, as_user, refusal, with_edge_headers,
+};
+
+const PATH: &str = "/bulwark.identity.v1.IdentityService/VerifyCredentials";
 
 fn credentials(email: &str, password: &str) -> VerifyCredentialsRequest {
     VerifyCredentialsRequest {
@@ -25,7 +32,7 @@ async fn right_password_returns_the_user_in_any_email_case() {
     ] {
         let verified = app
             .client()
-            .verify_credentials(credentials(email, PASSWORD))
+            .verify_credentials(as_auth(credentials(email, PASSWORD)))
             .await
             .unwrap_or_else(|s| panic!("{email} with the right password: {s:?}"))
             .into_inner();
@@ -41,17 +48,20 @@ async fn wrong_password_and_unknown_email_are_the_same_unauthenticated() {
 
     let wrong = refusal(
         app.client()
-            .verify_credentials(credentials("known@example.com", "not the password"))
+            .verify_credentials(as_auth(credentials(
+                "known@example.com",
+                "not the password",
+            )))
             .await,
     );
     let unknown = refusal(
         app.client()
-            .verify_credentials(credentials("unknown@example.com", PASSWORD))
+            .verify_credentials(as_auth(credentials("unknown@example.com", PASSWORD)))
             .await,
     );
     let malformed = refusal(
         app.client()
-            .verify_credentials(credentials("not-an-email", PASSWORD))
+            .verify_credentials(as_auth(credentials("not-an-email", PASSWORD)))
             .await,
     );
     assert_eq!(
@@ -73,12 +83,15 @@ async fn unknown_email_runs_one_argon2_verification_like_a_wrong_password() {
     let before = app.passwords.verifications();
     let _ = app
         .client()
-        .verify_credentials(credentials("unknown@example.com", PASSWORD))
+        .verify_credentials(as_auth(credentials("unknown@example.com", PASSWORD)))
         .await;
     let after_unknown = app.passwords.verifications();
     let _ = app
         .client()
-        .verify_credentials(credentials("known@example.com", "not the password"))
+        .verify_credentials(as_auth(credentials(
+            "known@example.com",
+            "not the password",
+        )))
         .await;
     let after_wrong = app.passwords.verifications();
 
@@ -100,14 +113,14 @@ async fn oversized_input_is_refused_before_any_hashing() {
     let before = app.passwords.verifications();
     let (code, message) = refusal(
         app.client()
-            .verify_credentials(credentials("a@example.com", &"p".repeat(129)))
+            .verify_credentials(as_auth(credentials("a@example.com", &"p".repeat(129))))
             .await,
     );
     assert_eq!(code, Code::InvalidArgument, "{message}");
     assert_eq!(message, "password: must be at most 128 characters");
     let (code, message) = refusal(
         app.client()
-            .verify_credentials(credentials(&"e".repeat(255), PASSWORD))
+            .verify_credentials(as_auth(credentials(&"e".repeat(255), PASSWORD)))
             .await,
     );
     assert_eq!(code, Code::InvalidArgument, "{message}");
@@ -138,7 +151,7 @@ async fn deactivated_users_credentials_verify_with_active_false() {
 
     let verified = app
         .client()
-        .verify_credentials(credentials("gone@example.com", PASSWORD))
+        .verify_credentials(as_auth(credentials("gone@example.com", PASSWORD)))
         .await
         .unwrap_or_else(|s| panic!("right password of a deactivated user: {s:?}"))
         .into_inner();
@@ -147,7 +160,7 @@ async fn deactivated_users_credentials_verify_with_active_false() {
 
     let wrong = refusal(
         app.client()
-            .verify_credentials(credentials("gone@example.com", "not the password"))
+            .verify_credentials(as_auth(credentials("gone@example.com", "not the password")))
             .await,
     );
     assert_eq!(
@@ -158,22 +171,86 @@ async fn deactivated_users_credentials_verify_with_active_false() {
 }
 
 #[tokio::test]
-async fn credential_checks_forwarded_by_the_edge_are_refused_unhashed() {
+async fn verify_credentials_requires_a_service_token_with_credentials_verify() {
     let app = TestApp::start().await;
-    app.register("known@example.com", "Known").await;
+    let user = app.register("known@example.com", "Known").await;
+    let user_id = Uuid::parse_str(&user.id).unwrap_or_else(|e| panic!("user id: {e}"));
+    let admin = admin_user_id(ADMIN_EMAIL);
+    // People Authz would allow credentials:verify (and everything else the admin has):
+    // no grant to a person opens an internal RPC.
+    for person in [user_id, admin] {
+        app.authz.grant(person, "credentials:verify");
+    }
+    let right = || credentials("known@example.com", PASSWORD);
+    let service_only = "requires a service account with permission credentials:verify";
     let before = app.passwords.verifications();
-    let mut request = Request::new(credentials("known@example.com", PASSWORD));
-    request.metadata_mut().insert(
-        "x-forwarded-for",
-        "203.0.113.7"
-            .parse()
-            .unwrap_or_else(|e| panic!("header: {e}")),
-    );
-    let (code, message) = refusal(app.client().verify_credentials(request).await);
-    assert_eq!(code, Code::PermissionDenied, "{message}");
+
+    let refused = [
+        (
+            "no token",
+            Request::new(right()),
+            Code::Unauthenticated,
+            "missing or invalid bearer token",
+        ),
+        (
+            "no token, every edge and identity header",
+            with_edge_headers(Request::new(right()), PATH, &admin.to_string()),
+            Code::Unauthenticated,
+            "missing or invalid bearer token",
+        ),
+        (
+            "the user's own token",
+            as_user(&user.id, right()),
+            Code::PermissionDenied,
+            service_only,
+        ),
+        (
+            "the admin's token, via the edge",
+            with_edge_headers(
+                as_user(&admin.to_string(), right()),
+                PATH,
+                &admin.to_string(),
+            ),
+            Code::PermissionDenied,
+            service_only,
+        ),
+        (
+            "a service token without credentials:verify",
+            as_service(
+                "identity",
+                &["audit:append", "roles:read", "users:read"],
+                right(),
+            ),
+            Code::PermissionDenied,
+            service_only,
+        ),
+    ];
+    for (what, request, code, message) in refused {
+        let result = app.client().verify_credentials(request).await;
+        assert_eq!(refusal(result), (code, message.to_owned()), "{what}");
+    }
     assert_eq!(
         app.passwords.verifications(),
         before,
-        "an edge call was hashed"
+        "a refused caller got a password hashed"
     );
+    let asked: Vec<_> = app
+        .authz
+        .checks
+        .lock()
+        .map(|c| c.clone())
+        .unwrap_or_default();
+    assert!(
+        asked.is_empty(),
+        "Authz was asked about an internal RPC's caller: {asked:?}"
+    );
+
+    let verified = app
+        .client()
+        .verify_credentials(as_service("auth", &["credentials:verify"], right()))
+        .await
+        .unwrap_or_else(|s| panic!("a service token with credentials:verify: {s:?}"))
+        .into_inner();
+    assert_eq!(verified.user_id, user.id);
+    assert_eq!(app.passwords.verifications(), before + 1);
 }

@@ -1,9 +1,10 @@
-//! GetMe and GetUser: who may read which user, and in which order the checks run.
+//! GetMe and GetUser: who may read which user (a token is always needed, a user's or a
+//! service account's), and in which order the checks run.
 
 use bulwark_kernel::tonic::{Code, Request};
 use bulwark_proto::identity::v1::{GetMeRequest, GetUserRequest};
 
-use crate::support::{TestApp, as_user, refusal};
+use crate::support::{TestApp, as_auth, as_service, as_user, refusal, with_edge_headers};
 
 #[tokio::test]
 async fn get_me_returns_the_caller() {
@@ -143,34 +144,82 @@ async fn get_user_with_a_malformed_id_is_invalid_argument() {
 }
 
 #[tokio::test]
-async fn get_user_from_another_service_needs_no_token() {
+async fn get_me_with_a_service_token_is_not_found() {
+    // A service account is no user: it has no record to return.
     let app = TestApp::start().await;
-    let user = app.register("mesh@example.com", "Mesh").await;
-
-    // What Auth sends when it checks an account is still active: no token, not via the edge.
-    let fetched = app
-        .client()
-        .get_user(Request::new(GetUserRequest {
-            id: user.id.clone(),
-        }))
-        .await
-        .unwrap_or_else(|s| panic!("a mesh-internal GetUser was refused: {s:?}"))
-        .into_inner();
-    assert_eq!(fetched, user);
+    let (code, message) = refusal(
+        app.client()
+            .get_me(as_service("ops", &["users:read"], GetMeRequest {}))
+            .await,
+    );
+    assert_eq!(code, Code::NotFound, "{message}");
 }
 
 #[tokio::test]
-async fn get_user_without_a_token_through_the_edge_is_unauthenticated() {
+async fn get_user_without_a_token_is_unauthenticated_whatever_the_headers() {
     let app = TestApp::start().await;
-    let user = app.register("edge@example.com", "Edge").await;
+    let user = app.register("mesh@example.com", "Mesh").await;
 
-    let mut request = Request::new(GetUserRequest { id: user.id });
-    request.metadata_mut().insert(
-        "x-forwarded-for",
-        "127.0.0.9"
-            .parse()
-            .unwrap_or_else(|e| panic!("header: {e}")),
+    // What a mesh-internal caller once sent (no token, not via the edge), and the same
+    // call dressed up with every edge and identity header naming the user itself.
+    let bare = Request::new(GetUserRequest {
+        id: user.id.clone(),
+    });
+    let dressed = with_edge_headers(
+        Request::new(GetUserRequest {
+            id: user.id.clone(),
+        }),
+        "/bulwark.identity.v1.IdentityService/GetUser",
+        &user.id,
     );
-    let (code, message) = refusal(app.client().get_user(request).await);
-    assert_eq!(code, Code::Unauthenticated, "{message}");
+    for (what, request) in [("bare", bare), ("with edge headers", dressed)] {
+        let (code, message) = refusal(app.client().get_user(request).await);
+        assert_eq!(code, Code::Unauthenticated, "{what}: {message}");
+        assert_eq!(message, "missing or invalid bearer token", "{what}");
+    }
+}
+
+#[tokio::test]
+async fn get_user_with_a_service_token_needs_users_read_in_it() {
+    let app = TestApp::start().await;
+    let user = app.register("active@example.com", "Active").await;
+
+    // Auth's client carries users:read: it confirms an account is still active.
+    let fetched = app
+        .client()
+        .get_user(as_auth(GetUserRequest {
+            id: user.id.clone(),
+        }))
+        .await
+        .unwrap_or_else(|s| panic!("GetUser with a users:read service token: {s:?}"))
+        .into_inner();
+    assert_eq!(fetched, user);
+    let (code, message) = refusal(
+        app.client()
+            .get_user(as_auth(GetUserRequest {
+                id: uuid::Uuid::new_v4().to_string(),
+            }))
+            .await,
+    );
+    assert_eq!(code, Code::NotFound, "{message}");
+
+    // Without it, existing and unknown ids are refused alike.
+    for id in [user.id.clone(), uuid::Uuid::new_v4().to_string()] {
+        let (code, message) = refusal(
+            app.client()
+                .get_user(as_service(
+                    "identity",
+                    &["audit:append", "roles:read"],
+                    GetUserRequest { id: id.clone() },
+                ))
+                .await,
+        );
+        assert_eq!(code, Code::PermissionDenied, "GetUser({id}): {message}");
+        assert_eq!(message, "requires permission users:read");
+    }
+    let asked = app.authz.checks.lock().map(|c| c.len()).unwrap_or_default();
+    assert_eq!(
+        asked, 0,
+        "a service account's permissions are its token's, not Authz's"
+    );
 }

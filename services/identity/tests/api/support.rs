@@ -14,7 +14,7 @@ use bulwark_kernel::tonic::transport::Channel;
 use bulwark_kernel::tonic::{self, Request, Status};
 use bulwark_kernel::{Kernel, Running};
 use bulwark_proto::audit::v1::AuditEvent;
-use bulwark_proto::authz::v1::ListUserRolesResponse;
+use bulwark_proto::authz::v1::{ListUserRolesResponse, ResolveRolesResponse};
 use bulwark_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use bulwark_proto::identity::v1::{CreateUserRequest, User};
 use diesel::prelude::*;
@@ -59,6 +59,13 @@ impl AuthzApi for FakeAuthz {
         _user_id: String,
     ) -> BoxFuture<'_, Result<ListUserRolesResponse, Status>> {
         Box::pin(async { Ok(ListUserRolesResponse::default()) })
+    }
+
+    fn resolve_roles(
+        &self,
+        _roles: Vec<String>,
+    ) -> BoxFuture<'_, Result<ResolveRolesResponse, Status>> {
+        Box::pin(async { Err(Status::unimplemented("not used by Identity")) })
     }
 }
 
@@ -228,6 +235,46 @@ impl TestApp {
 pub fn as_user<T>(user: &str, message: T) -> Request<T> {
     let user = Uuid::parse_str(user).unwrap_or_else(|e| panic!("user id {user:?}: {e}"));
     TestTokens::new().request(user, message)
+}
+
+/// `message` with the bearer token of the service account `client_id` carrying
+/// `permissions`, as Auth mints them for the client-credentials grant.
+pub fn as_service<T>(client_id: &str, permissions: &[&str], message: T) -> Request<T> {
+    TestTokens::new().client_request(client_id, permissions, message)
+}
+
+/// `message` as Auth sends it: its built-in client's token, which carries
+/// `credentials:verify` (and more permissions Identity does not ask about).
+pub fn as_auth<T>(message: T) -> Request<T> {
+    as_service(
+        "auth",
+        &[
+            "credentials:verify",
+            "users:read",
+            "roles:read",
+            "audit:append",
+        ],
+        message,
+    )
+}
+
+/// `request` with every header that once made a call look internal or edge-vetted, or
+/// that names a user: the edge's `x-forwarded-for` and `x-envoy-original-path`, and the
+/// identity headers `x-bulwark-user-id` and `x-bulwark-roles`, naming `user` an admin.
+/// None of them may authenticate anyone.
+pub fn with_edge_headers<T>(mut request: Request<T>, path: &str, user: &str) -> Request<T> {
+    for (name, value) in [
+        ("x-forwarded-for", "203.0.113.7"),
+        ("x-envoy-original-path", path),
+        ("x-bulwark-user-id", user),
+        ("x-bulwark-roles", "admin"),
+    ] {
+        let value = value
+            .parse()
+            .unwrap_or_else(|e| panic!("header {name}: {value:?}: {e}"));
+        request.metadata_mut().insert(name, value);
+    }
+    request
 }
 
 /// The code and message of a refused call; panics if the call succeeded.

@@ -1,11 +1,13 @@
 //! UpdateDisplayName and DeactivateUser: permissions, effects and audit events.
 
 use bulwark_kernel::bootstrap::admin_user_id;
-use bulwark_kernel::tonic::Code;
+use bulwark_kernel::tonic::{Code, Request};
 use bulwark_proto::audit::v1::Outcome;
 use bulwark_proto::identity::v1::{DeactivateUserRequest, UpdateDisplayNameRequest};
 
-use crate::support::{ADMIN_EMAIL, TestApp, as_user, refusal};
+use crate::support::{ADMIN_EMAIL, TestApp, as_service, as_user, refusal, with_edge_headers};
+
+const DEACTIVATE_PATH: &str = "/bulwark.identity.v1.IdentityService/DeactivateUser";
 
 fn rename(id: &str, display_name: &str) -> UpdateDisplayNameRequest {
     UpdateDisplayNameRequest {
@@ -173,24 +175,101 @@ async fn the_bootstrap_admin_can_not_be_deactivated() {
 }
 
 #[tokio::test]
-async fn deactivation_through_the_edge_is_refused() {
+async fn deactivation_by_a_holder_of_users_write_does_not_depend_on_edge_headers() {
+    // DeactivateUser is an admin RPC, not an internal one: a user with users:write may
+    // call it over gRPC, through the edge or not.
     let app = TestApp::start().await;
     let operator = app.register("operator@example.com", "Operator").await;
     let user = app.register("target@example.com", "Target").await;
     app.authz
         .grant(operator.id.parse().unwrap_or_default(), "users:write");
-    let mut request = as_user(
+    let request = with_edge_headers(
+        as_user(
+            &operator.id,
+            DeactivateUserRequest {
+                id: user.id.clone(),
+            },
+        ),
+        DEACTIVATE_PATH,
         &operator.id,
-        DeactivateUserRequest {
+    );
+    let deactivated = app
+        .client()
+        .deactivate_user(request)
+        .await
+        .unwrap_or_else(|s| panic!("deactivation with users:write via the edge: {s:?}"))
+        .into_inner();
+    assert!(!deactivated.active, "the user is still active");
+}
+
+#[tokio::test]
+async fn deactivation_without_a_token_is_unauthenticated_whatever_the_headers() {
+    let app = TestApp::start().await;
+    let operator = app.register("operator@example.com", "Operator").await;
+    let user = app.register("target@example.com", "Target").await;
+    app.authz
+        .grant(operator.id.parse().unwrap_or_default(), "users:write");
+    let bare = Request::new(DeactivateUserRequest {
+        id: user.id.clone(),
+    });
+    // Headers naming the operator, as the edge once set them, authenticate nobody.
+    let dressed = with_edge_headers(
+        Request::new(DeactivateUserRequest {
             id: user.id.clone(),
-        },
+        }),
+        DEACTIVATE_PATH,
+        &operator.id,
     );
-    request.metadata_mut().insert(
-        "x-envoy-original-path",
-        "/bulwark.identity.v1.IdentityService/DeactivateUser"
-            .parse()
-            .unwrap_or_else(|e| panic!("header: {e}")),
+    for (what, request) in [("bare", bare), ("with edge headers", dressed)] {
+        let (code, message) = refusal(app.client().deactivate_user(request).await);
+        assert_eq!(code, Code::Unauthenticated, "{what}: {message}");
+    }
+    assert!(
+        app.outbox_events_with("user.deactivate").await.is_empty(),
+        "an unauthenticated call left a deactivation event"
     );
-    let (code, message) = refusal(app.client().deactivate_user(request).await);
+}
+
+#[tokio::test]
+async fn a_service_account_deactivates_only_with_users_write_in_its_token() {
+    let app = TestApp::start().await;
+    let user = app.register("target@example.com", "Target").await;
+    let deactivate = || DeactivateUserRequest {
+        id: user.id.clone(),
+    };
+
+    let (code, message) = refusal(
+        app.client()
+            .deactivate_user(as_service("ops", &["users:read"], deactivate()))
+            .await,
+    );
     assert_eq!(code, Code::PermissionDenied, "{message}");
+    assert_eq!(message, "requires permission users:write");
+
+    let deactivated = app
+        .client()
+        .deactivate_user(as_service("ops", &["users:write"], deactivate()))
+        .await
+        .unwrap_or_else(|s| panic!("deactivation by a client with users:write: {s:?}"))
+        .into_inner();
+    assert!(!deactivated.active, "the user is still active");
+
+    let events = app.outbox_events_with("user.deactivate").await;
+    let seen: Vec<(&str, i32)> = events
+        .iter()
+        .map(|e| (e.actor_id.as_str(), e.outcome))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("client:ops", Outcome::Denied as i32),
+            ("client:ops", Outcome::Success as i32)
+        ],
+        "the service account is the audited actor"
+    );
+    let asked = app.authz.checks.lock().map(|c| c.len()).unwrap_or_default();
+    assert_eq!(
+        asked, 0,
+        "a service account's permissions are its token's, not Authz's"
+    );
 }

@@ -1,4 +1,5 @@
-//! `deploy/compose/compose.yaml`: every service, its settings, files and dependencies.
+//! `deploy/compose/compose.yaml`: every service, its settings, files and dependencies,
+//! and the service accounts, whose secrets the user must supply.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -187,6 +188,100 @@ fn check_database(name: &str, service: &Value, problems: &mut Problems) {
     }
 }
 
+const CLIENT_ID: &str = "BULWARK_SERVICE_ACCOUNT__CLIENT_ID";
+const CLIENT_SECRET: &str = "BULWARK_SERVICE_ACCOUNT__CLIENT_SECRET";
+const SERVICE_CLIENTS: &str = "BULWARK_AUTH__SERVICE_CLIENTS__";
+
+/// The variable of the Compose user's environment (or `.env`) that holds a service's
+/// client secret.
+fn secret_variable(service: &str) -> String {
+    format!("BULWARK_{}_CLIENT_SECRET", service.to_uppercase())
+}
+
+/// The variable that a `${NAME:?message}` value requires: set, non-empty, with no
+/// default and a message that tells the user what to do when it is missing.
+fn required_variable(value: &str) -> Option<&str> {
+    let (name, message) = value
+        .strip_prefix("${")?
+        .strip_suffix('}')?
+        .split_once(":?")?;
+    let is_name = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    (is_name && !message.trim().is_empty()).then_some(name)
+}
+
+/// A core service logs in as its own client, with a secret that the user must supply
+/// (the file holds none) and that only this service and Auth receive; Auth receives
+/// every core service's secret, the same value that service gets.
+fn check_service_account(name: &str, services: &Map<String, Value>, problems: &mut Problems) {
+    let env = env_of(&services[name]);
+    problems.expect(
+        format_args!("{name}: {CLIENT_ID}"),
+        env.get(CLIENT_ID).map(String::as_str),
+        Some(name),
+    );
+    let secret = env.get(CLIENT_SECRET).cloned().unwrap_or_default();
+    let variable = secret_variable(name);
+    problems.expect(
+        format_args!(
+            "{name}: the variable {CLIENT_SECRET} requires (as ${{{variable}:?<what to do>}})"
+        ),
+        required_variable(&secret),
+        Some(variable.as_str()),
+    );
+    let clients: BTreeMap<String, String> = env
+        .iter()
+        .filter_map(|(key, value)| {
+            Some((
+                key.strip_prefix(SERVICE_CLIENTS)?.to_lowercase(),
+                value.clone(),
+            ))
+        })
+        .collect();
+    if name != "auth" {
+        problems.expect(
+            format_args!("{name}: {SERVICE_CLIENTS}* (only Auth checks client secrets)"),
+            clients,
+            BTreeMap::new(),
+        );
+        return;
+    }
+    let expected: BTreeMap<String, String> = CORE
+        .into_iter()
+        .map(|client| {
+            let own = env_of(&services[client])
+                .get(CLIENT_SECRET)
+                .cloned()
+                .unwrap_or_else(|| format!("<{client} has no {CLIENT_SECRET}>"));
+            (client.to_owned(), own)
+        })
+        .collect();
+    problems.expect(
+        format_args!(
+            "auth: {SERVICE_CLIENTS}<ID> (each the value that service gets as {CLIENT_SECRET})"
+        ),
+        clients,
+        expected,
+    );
+}
+
+/// The rate-limit service calls no other service: no account, no client secrets.
+fn check_no_account(name: &str, service: &Value, problems: &mut Problems) {
+    let keys: Vec<String> = env_of(service)
+        .into_keys()
+        .filter(|key| {
+            key.starts_with("BULWARK_SERVICE_ACCOUNT__") || key.starts_with(SERVICE_CLIENTS)
+        })
+        .collect();
+    problems.expect(
+        format_args!("{name}: service-account settings"),
+        keys,
+        Vec::new(),
+    );
+}
+
 /// The rate-limit service counts in the Compose Redis and reads a mounted limits file
 /// for the domain the gateway filter asks for.
 fn check_ratelimit(service: &Value, problems: &mut Problems) {
@@ -287,8 +382,28 @@ fn compose_file_runs_every_service_with_consistent_settings() {
     }
     for name in CORE {
         check_database(name, &services[name], &mut problems);
+        check_service_account(name, services, &mut problems);
     }
     check_ratelimit(&services["ratelimit"], &mut problems);
+    check_no_account("ratelimit", &services["ratelimit"], &mut problems);
     check_edge(&services["edge"], &mut problems);
     problems.assert_none(COMPOSE);
+}
+
+#[test]
+fn required_variable_accepts_only_a_mandatory_variable_with_a_message() {
+    assert_eq!(
+        required_variable("${BULWARK_AUTH_CLIENT_SECRET:?set it in .env}"),
+        Some("BULWARK_AUTH_CLIENT_SECRET")
+    );
+    for refused in [
+        "${BULWARK_AUTH_CLIENT_SECRET}",
+        "${BULWARK_AUTH_CLIENT_SECRET:-0123456789abcdef0123456789abcdef}",
+        "${BULWARK_AUTH_CLIENT_SECRET:?}",
+        "${BULWARK_AUTH_CLIENT_SECRET?set it}",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "prefix-${BULWARK_AUTH_CLIENT_SECRET:?set it}",
+    ] {
+        assert_eq!(required_variable(refused), None, "{refused}");
+    }
 }

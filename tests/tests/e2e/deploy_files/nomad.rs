@@ -1,13 +1,14 @@
 //! `deploy/nomad/bulwark.nomad.hcl`: one group per Consul service, each with its
 //! Connect sidecar and upstreams as in `consul/services/`, readiness checks on the
-//! admin port, secrets from its own Nomad variable, only settings the service reads,
-//! and the rate-limit service's default limits embedded as they are in the repository.
+//! admin port, secrets (database, service-account secrets) from its own Nomad variable
+//! only, only settings the service reads, and the rate-limit service's default limits
+//! embedded as they are in the repository.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::{EVERY, Problems, check_env_key, kernel_keys, port_of, read, spec};
+use super::{CORE, EVERY, Problems, check_env_key, kernel_keys, port_of, read, spec};
 
 const NOMAD_JOB: &str = "deploy/nomad/bulwark.nomad.hcl";
 /// The rate-limit service's default limits, which the job embeds in a template.
@@ -75,13 +76,106 @@ fn consul_upstreams(name: &str) -> Upstreams {
         .collect()
 }
 
+const CLIENT_ID: &str = "BULWARK_SERVICE_ACCOUNT__CLIENT_ID";
+const CLIENT_SECRET: &str = "BULWARK_SERVICE_ACCOUNT__CLIENT_SECRET";
+const SERVICE_CLIENTS: &str = "BULWARK_AUTH__SERVICE_CLIENTS__";
+
 /// The settings a service cannot run without, set in `env` or by a template: the core
-/// services' database, the rate-limit service's Redis and limits file.
-fn required_settings(name: &str) -> &'static [&'static str] {
-    match name {
-        "ratelimit" => &["BULWARK_REDIS__URL", LIMITS_SETTING],
-        _ => &["BULWARK_DATABASE__URL"],
+/// services' database and service account (and Auth's copy of every built-in client's
+/// secret), the rate-limit service's Redis and limits file.
+fn required_settings(name: &str) -> Vec<String> {
+    let mut settings: Vec<String> = match name {
+        "ratelimit" => vec!["BULWARK_REDIS__URL".into(), LIMITS_SETTING.into()],
+        _ => vec![
+            "BULWARK_DATABASE__URL".into(),
+            CLIENT_ID.into(),
+            CLIENT_SECRET.into(),
+        ],
+    };
+    if name == "auth" {
+        settings.extend(
+            CORE.iter()
+                .map(|client| format!("{SERVICE_CLIENTS}{}", client.to_uppercase())),
+        );
     }
+    settings
+}
+
+/// Settings that hold secrets: only a template may set them, from a Nomad variable;
+/// never the job file's `env`.
+fn is_secret_setting(key: &str) -> bool {
+    ["BULWARK_DATABASE__URL", "BULWARK_REDIS__URL", CLIENT_SECRET].contains(&key)
+        || key.starts_with(SERVICE_CLIENTS)
+}
+
+/// `KEY -> item` of each `KEY={{ .item }}` line of a template's data.
+fn template_items(data: &str) -> BTreeMap<String, String> {
+    data.lines()
+        .filter_map(|line| {
+            let (key, value) = line.trim().split_once('=')?;
+            let item = value
+                .trim()
+                .strip_prefix("{{")?
+                .strip_suffix("}}")?
+                .trim()
+                .strip_prefix('.')?;
+            Some((key.to_owned(), item.to_owned()))
+        })
+        .collect()
+}
+
+/// The item of the group's Nomad variable that each secret setting comes from: the
+/// service's own `client_secret`; for Auth also `<id>_client_secret` of every other
+/// core service (which holds the value of that service's `client_secret`).
+fn expected_secret_items(name: &str) -> BTreeMap<String, String> {
+    let mut items = BTreeMap::new();
+    if name == "ratelimit" {
+        return items;
+    }
+    items.insert(CLIENT_SECRET.to_owned(), "client_secret".to_owned());
+    if name == "auth" {
+        for client in CORE {
+            let item = if client == "auth" {
+                "client_secret".to_owned()
+            } else {
+                format!("{client}_client_secret")
+            };
+            items.insert(format!("{SERVICE_CLIENTS}{}", client.to_uppercase()), item);
+        }
+    }
+    items
+}
+
+/// Each core service logs in as its own client (its name), with secrets that come from
+/// its group's Nomad variable only; the rate-limit service has no account.
+fn check_service_account(
+    name: &str,
+    env: &BTreeMap<String, String>,
+    items: &BTreeMap<String, String>,
+    problems: &mut Problems,
+) {
+    problems.expect(
+        format_args!("{name}: {CLIENT_ID} in env"),
+        env.get(CLIENT_ID).map(String::as_str),
+        CORE.contains(&name).then_some(name),
+    );
+    for key in env.keys().filter(|key| is_secret_setting(key)) {
+        problems.push(format!(
+            "{name}: {key} is set in env; secrets come from a template reading a Nomad variable"
+        ));
+    }
+    let secret_items: BTreeMap<String, String> = items
+        .iter()
+        .filter(|(key, _)| *key == CLIENT_SECRET || key.starts_with(SERVICE_CLIENTS))
+        .map(|(key, item)| (key.clone(), item.clone()))
+        .collect();
+    problems.expect(
+        format_args!(
+            "{name}: service-account secrets (setting -> item of nomad/jobs/bulwark/{name})"
+        ),
+        secret_items,
+        expected_secret_items(name),
+    );
 }
 
 /// The `BULWARK_*` keys a template's data sets (`KEY=value`, Go templates around it).
@@ -188,9 +282,13 @@ fn check_task(
         .unwrap_or_default();
     let mut keys: Vec<String> = env.keys().cloned().collect();
     let mut written = Vec::new();
+    let mut items = BTreeMap::new();
     for template in blocks(task, "template").map(hcl::Block::body) {
         if is_env_template(template) {
             keys.extend(check_env_template(name, template, problems));
+            items.extend(template_items(
+                &attribute(template, "data").unwrap_or_default(),
+            ));
         } else {
             written.extend(check_file_template(name, template, &env, problems));
         }
@@ -208,10 +306,11 @@ fn check_task(
         }
     }
     for required in required_settings(name) {
-        if !keys.iter().any(|key| key == required) {
+        if !keys.contains(&required) {
             problems.push(format!("{name}: nothing sets {required}"));
         }
     }
+    check_service_account(name, &env, &items, problems);
     let spec = spec(name);
     problems.expect(
         format_args!("{name}: BULWARK_GRPC__LISTEN"),
@@ -341,4 +440,26 @@ fn nomad_job_matches_consul_definitions_and_kernel_settings() {
         check_task(name, group, &upstreams, &kernel, &mut problems);
     }
     problems.assert_none(NOMAD_JOB);
+}
+
+#[test]
+fn template_items_maps_each_setting_to_its_variable_item() {
+    let data = "{{ with nomadVar \"nomad/jobs/bulwark/auth\" }}\n\
+                BULWARK_DATABASE__URL={{ .database_url }}\n\
+                BULWARK_AUTH__SERVICE_CLIENTS__AUDIT={{.audit_client_secret}}\n\
+                BULWARK_TELEMETRY__LOG_LEVEL=info\n\
+                {{ end }}\n";
+    assert_eq!(
+        template_items(data),
+        BTreeMap::from([
+            (
+                "BULWARK_DATABASE__URL".to_owned(),
+                "database_url".to_owned()
+            ),
+            (
+                "BULWARK_AUTH__SERVICE_CLIENTS__AUDIT".to_owned(),
+                "audit_client_secret".to_owned()
+            ),
+        ])
+    );
 }

@@ -23,7 +23,7 @@ use crate::ed25519::Ed25519Key;
 /// RSA moduli below 2048 bits are refused (NIST SP 800-57 minimum).
 const MIN_RSA_MODULUS_BYTES: usize = 256;
 
-/// Algorithms the gateway accepts, each tied to one key type.
+/// Algorithms Bulwark accepts, each tied to one key type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyAlgorithm {
     /// Ed25519 (`kty: OKP`, `crv: Ed25519`).
@@ -147,9 +147,16 @@ impl KeyStore {
     pub fn from_jwks_json(bytes: &[u8]) -> Result<LoadedJwks, JwksError> {
         let raw: RawJwks =
             serde_json::from_slice(bytes).map_err(|e| JwksError::NotAJwks(e.to_string()))?;
+        Self::from_jwks(raw.keys)
+    }
+
+    /// Parses the members of a JWKS's `keys` array, each an RFC 7517 JWK as JSON (the
+    /// services receive the key set as API messages, not as one document), under the same
+    /// rules as [`KeyStore::from_jwks_json`].
+    pub fn from_jwks(jwks: Vec<serde_json::Value>) -> Result<LoadedJwks, JwksError> {
         let mut keys = HashMap::new();
         let mut skipped = Vec::new();
-        for (index, value) in raw.keys.into_iter().enumerate() {
+        for (index, value) in jwks.into_iter().enumerate() {
             match parse_key(value) {
                 Ok((kid, key)) => {
                     if let std::collections::hash_map::Entry::Vacant(slot) = keys.entry(kid.clone())
