@@ -114,7 +114,7 @@ fn filter_in_envoy_enforces_bearer_tokens() {
         let seen = echoed(&r);
         assert_eq!(
             seen["headers"]["x-bulwark-user-id"],
-            json!(["user-42"]),
+            json!([tokens::USER_ID]),
             "upstream saw {seen}"
         );
         assert_eq!(
@@ -293,7 +293,7 @@ fn filter_in_envoy_applies_global_rate_limits() {
     wait_for_keys(&envoy, &token);
     // wait_for_keys spent one or more of the user's hits; use a fresh user for the count.
     let mut fresh = tokens::claims(0);
-    fresh["sub"] = json!("user-rl");
+    fresh["sub"] = json!("0192f0c4-7d4e-7b1a-9f00-0000000000a1");
     let token = keys.ed_a.sign(&fresh);
 
     // Per client IP on login: LIMIT allowed, then 429 with the contract's headers.
