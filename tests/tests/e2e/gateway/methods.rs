@@ -433,6 +433,17 @@ async fn no_method_but_post_on_a_grpc_path_reaches_a_service_or_the_filter() {
     );
 }
 
+/// The REST path of a limited RPC (its `google.api.http` binding).
+fn rest_form(grpc_path: &str) -> &'static str {
+    match grpc_path.rsplit('/').next() {
+        Some("CreateUser") => "/v1/users",
+        Some("Login") => "/v1/auth/login",
+        Some("Refresh") => "/v1/auth/refresh",
+        Some("IssueToken") => "/v1/oauth2/token",
+        _ => panic!("{grpc_path} has no limited REST form"),
+    }
+}
+
 /// A client IP of its own for each limited RPC, so that their budgets stay apart.
 fn limited_ip(index: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 8, index)
@@ -477,6 +488,27 @@ async fn post_on_every_grpc_path_meets_its_limit_or_its_token() {
                 "POST {variant} with a token from {ip} after the limit: {reply:?}"
             );
         }
+        // The REST form of the call counts against the same budget.
+        let rest = rest_form(path);
+        let rest_client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .local_address(IpAddr::V4(ip))
+            .build()
+            .unwrap_or_else(|err| panic!("a client bound to {ip}: {err}"));
+        let reply = super::Reply::of(
+            rest_client
+                .post(mesh.edge_url(rest))
+                .header("content-type", "application/json")
+                .body("{}"),
+            &format!("POST {rest} from {ip}"),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            reqwest::StatusCode::TOO_MANY_REQUESTS,
+            "POST {rest} from {ip} after {path}'s limit was used up over gRPC: {reply:?}"
+        );
         let now = served_counts(&mesh).await;
         assert_eq!(
             now.iter().find(|(name, _)| name == cluster),
