@@ -5,7 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use bulwark_gateway_logic::LocalResponse;
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType};
+use proxy_wasm::types::{BufferType, GrpcStatusCode, MapType};
 
 /// The proxy's clock in Unix seconds. If the host cannot tell the time, 0 makes every
 /// token look not-yet-valid, so the filter fails closed rather than skipping `exp`.
@@ -56,16 +56,44 @@ pub fn remove_request_header(name: &str) {
     }
 }
 
-pub fn send_local_response(response: &LocalResponse) {
-    if let Err(status) = hostcalls::send_http_response(
-        response.status,
-        response.header_refs(),
-        Some(&response.body),
-    ) {
+/// Sends a reply of the filter's own: as a gRPC status (HTTP 200, `grpc-status`,
+/// `grpc-message` and the reply's headers as metadata) to a gRPC client, else as the HTTP
+/// status and JSON body.
+pub fn send_local_response(response: &LocalResponse, grpc: bool) {
+    let result = if grpc {
+        let metadata: Vec<(&str, &[u8])> = response
+            .headers
+            .iter()
+            .filter(|(name, _)| name != "content-type")
+            .map(|(name, value)| (name.as_str(), value.as_bytes()))
+            .collect();
+        hostcalls::send_grpc_response(
+            grpc_status(response.grpc_code),
+            Some(&response.message),
+            metadata,
+        )
+    } else {
+        hostcalls::send_http_response(
+            response.status,
+            response.header_refs(),
+            Some(&response.body),
+        )
+    };
+    if let Err(status) = result {
         log::error!(
             "could not send the local {} reply: {status:?}",
             response.status
         );
+    }
+}
+
+/// The SDK's enum for the gRPC codes the filter answers with.
+fn grpc_status(code: u32) -> GrpcStatusCode {
+    match code {
+        8 => GrpcStatusCode::ResourceExhausted,
+        14 => GrpcStatusCode::Unavailable,
+        16 => GrpcStatusCode::Unauthenticated,
+        _ => GrpcStatusCode::Internal,
     }
 }
 

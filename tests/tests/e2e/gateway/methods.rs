@@ -151,7 +151,8 @@ const SERVICES: [ServiceKind; 4] = [
 /// Every method the issue names except POST, the only one gRPC uses.
 const NOT_POST: [&str; 5] = ["GET", "PUT", "PATCH", "OPTIONS", "DELETE"];
 
-/// gRPC `UNIMPLEMENTED`, `UNAUTHENTICATED`.
+/// gRPC `RESOURCE_EXHAUSTED`, `UNIMPLEMENTED`, `UNAUTHENTICATED`.
+const RESOURCE_EXHAUSTED: &str = "8";
 const UNIMPLEMENTED: &str = "12";
 const UNAUTHENTICATED: &str = "16";
 
@@ -478,7 +479,16 @@ async fn post_on_every_grpc_path_meets_its_limit_or_its_token() {
             "{what}: not refused by the limit: {reply:?}"
         );
         assert!(reply.header("retry-after").is_some(), "{what}: {reply:?}");
-        assert_ne!(reply.grpc_status(), Some("0"), "{what}: {reply:?}");
+        assert_eq!(
+            reply.grpc_status(),
+            Some(RESOURCE_EXHAUSTED),
+            "{what}: a gRPC client must see RESOURCE_EXHAUSTED (not UNAVAILABLE, which clients retry): {reply:?}"
+        );
+        assert_eq!(
+            reply.header("grpc-message"),
+            Some("rate limit exceeded, retry later"),
+            "{what}: {reply:?}"
+        );
         // With a token, and written another way: the same per-IP budget.
         for variant in [format!("{path}?x=1"), path.to_lowercase()] {
             let reply = grpc_raw(&mut grpc, &mesh, "POST", &variant, Some(&token)).await;
