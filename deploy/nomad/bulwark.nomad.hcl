@@ -446,6 +446,12 @@ descriptors:
     descriptors:
       - key: client_ip
         rate_limit: { unit: minute, requests_per_unit: 10 }
+  # The OAuth 2.0 token endpoint (client credentials), like login: 10 per minute per IP.
+  - key: route
+    value: /v1/oauth2/token
+    descriptors:
+      - key: client_ip
+        rate_limit: { unit: minute, requests_per_unit: 10 }
   # Bearer routes: 100 requests per second per user.
   - key: user_id
     rate_limit: { unit: second, requests_per_unit: 100 }

@@ -5,7 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use bulwark_gateway_logic::LocalResponse;
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType};
+use proxy_wasm::types::{BufferType, GrpcStatusCode, MapType};
 
 /// The proxy's clock in Unix seconds. If the host cannot tell the time, 0 makes every
 /// token look not-yet-valid, so the filter fails closed rather than skipping `exp`.
@@ -56,16 +56,44 @@ pub fn remove_request_header(name: &str) {
     }
 }
 
-pub fn send_local_response(response: &LocalResponse) {
-    if let Err(status) = hostcalls::send_http_response(
-        response.status,
-        response.header_refs(),
-        Some(&response.body),
-    ) {
+/// Sends a reply of the filter's own: as a gRPC status (HTTP 200, `grpc-status`,
+/// `grpc-message` and the reply's headers as metadata) to a gRPC client, else as the HTTP
+/// status and JSON body.
+pub fn send_local_response(response: &LocalResponse, grpc: bool) {
+    let result = if grpc {
+        let metadata: Vec<(&str, &[u8])> = response
+            .headers
+            .iter()
+            .filter(|(name, _)| name != "content-type")
+            .map(|(name, value)| (name.as_str(), value.as_bytes()))
+            .collect();
+        hostcalls::send_grpc_response(
+            grpc_status(response.grpc_code),
+            Some(&response.message),
+            metadata,
+        )
+    } else {
+        hostcalls::send_http_response(
+            response.status,
+            response.header_refs(),
+            Some(&response.body),
+        )
+    };
+    if let Err(status) = result {
         log::error!(
             "could not send the local {} reply: {status:?}",
             response.status
         );
+    }
+}
+
+/// The SDK's enum for the gRPC codes the filter answers with.
+fn grpc_status(code: u32) -> GrpcStatusCode {
+    match code {
+        8 => GrpcStatusCode::ResourceExhausted,
+        14 => GrpcStatusCode::Unavailable,
+        16 => GrpcStatusCode::Unauthenticated,
+        _ => GrpcStatusCode::Internal,
     }
 }
 
@@ -166,6 +194,40 @@ pub fn grpc_call_response(size: usize) -> Option<Vec<u8>> {
         return Some(Vec::new());
     }
     hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+        .ok()
+        .flatten()
+}
+
+/// One response header's value, as bytes (`None` when absent or unreadable).
+pub fn response_header(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
+        .ok()
+        .flatten()
+}
+
+pub fn remove_response_header(name: &str) {
+    if let Err(status) = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name) {
+        log::error!("could not remove response header {name}: {status:?}");
+    }
+}
+
+/// The response body buffered so far (`size` bytes).
+pub fn response_body(size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
+        .ok()
+        .flatten()
+}
+
+/// Replaces the whole buffered response body (`size` bytes) with `body`.
+pub fn replace_response_body(size: usize, body: &[u8]) {
+    if let Err(status) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body) {
+        log::error!("could not replace the response body: {status:?}");
+    }
+}
+
+/// One request header's value, as bytes (`None` when absent or unreadable).
+pub fn request_header(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
         .ok()
         .flatten()
 }

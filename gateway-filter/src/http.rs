@@ -14,7 +14,7 @@
 use bulwark_gateway_logic::config::FailureMode;
 use bulwark_gateway_logic::jwks_sync::FetchReason;
 use bulwark_gateway_logic::ratelimit::{self, RateLimitSubject};
-use bulwark_gateway_logic::response::{internal_error, unauthorized};
+use bulwark_gateway_logic::response::{answers_in_grpc, internal_error, unauthorized};
 use bulwark_gateway_logic::{Access, RequestHead};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -26,7 +26,6 @@ use crate::worker::{PendingFetch, SharedWorker, Worker};
 /// The request facts kept while the request waits on a JWKS refetch.
 struct PausedRequest {
     fetch: PendingFetch,
-    method: String,
     path: String,
     authorization: Option<String>,
 }
@@ -34,7 +33,6 @@ struct PausedRequest {
 impl PausedRequest {
     fn head(&self) -> RequestHead<'_> {
         RequestHead {
-            method: &self.method,
             path: &self.path,
             authorization: self.authorization.as_deref(),
         }
@@ -53,6 +51,8 @@ pub struct GatewayHttp {
     rate_limit: Option<PendingRateLimit>,
     /// `RateLimit-*` headers for the response of an allowed request.
     response_headers: Vec<(String, String)>,
+    /// Whether the filter's own replies go out as gRPC statuses.
+    grpc: bool,
 }
 
 impl GatewayHttp {
@@ -62,6 +62,7 @@ impl GatewayHttp {
             paused: None,
             rate_limit: None,
             response_headers: Vec::new(),
+            grpc: false,
         }
     }
 
@@ -78,13 +79,9 @@ impl GatewayHttp {
                 Some(claims)
             }
             Access::Denied(err) => {
-                log::debug!(
-                    "bulwark gateway: 401 for {} {}: {err}",
-                    head.method,
-                    head.path
-                );
+                log::debug!("bulwark gateway: 401 for {}: {err}", head.path);
                 worker.metrics.unauthenticated();
-                host::send_local_response(&unauthorized(&err));
+                host::send_local_response(&unauthorized(&err), self.grpc);
                 return Action::Pause;
             }
         };
@@ -97,13 +94,12 @@ impl GatewayHttp {
         head: &RequestHead<'_>,
         user_id: Option<&str>,
     ) -> Action {
-        let address = if worker.gateway().limits_by_client_ip(head.method, head.path) {
+        let address = if worker.gateway().limits_by_client_ip(head.path) {
             host::source_address()
         } else {
             None
         };
         let subject = RateLimitSubject {
-            method: head.method,
             path: head.path,
             client_ip: address.as_deref().map(ratelimit::client_ip_from_address),
             user_id,
@@ -129,22 +125,22 @@ impl GatewayHttp {
             }
             None => {
                 worker.metrics.callout_failure();
-                on_rate_limit_failure(worker, check.failure_mode)
+                on_rate_limit_failure(worker, check.failure_mode, self.grpc)
             }
         }
     }
 }
 
-fn fail_closed(why: &str) -> Action {
+fn fail_closed(why: &str, grpc: bool) -> Action {
     log::error!("bulwark gateway: refusing request: {why}");
-    host::send_local_response(&internal_error());
+    host::send_local_response(&internal_error(), grpc);
     Action::Pause
 }
 
-fn on_rate_limit_failure(worker: &Worker, mode: FailureMode) -> Action {
+fn on_rate_limit_failure(worker: &Worker, mode: FailureMode, grpc: bool) -> Action {
     match ratelimit::on_failure(mode) {
         Some(reply) => {
-            host::send_local_response(&reply);
+            host::send_local_response(&reply, grpc);
             Action::Pause
         }
         None => {
@@ -177,11 +173,11 @@ impl Context for GatewayHttp {
             return;
         };
         let Some(shared) = self.worker.clone() else {
-            fail_closed("filter is not configured");
+            fail_closed("filter is not configured", self.grpc);
             return;
         };
         let Ok(mut worker) = shared.try_borrow_mut() else {
-            fail_closed("worker state busy after JWKS refetch");
+            fail_closed("worker state busy after JWKS refetch", self.grpc);
             return;
         };
         worker.finish_fetch(paused.fetch, body_size);
@@ -197,11 +193,11 @@ impl Context for GatewayHttp {
             return;
         };
         let Some(shared) = self.worker.clone() else {
-            fail_closed("filter is not configured");
+            fail_closed("filter is not configured", self.grpc);
             return;
         };
         let Ok(worker) = shared.try_borrow() else {
-            fail_closed("worker state busy after rate-limit call");
+            fail_closed("worker state busy after rate-limit call", self.grpc);
             return;
         };
         let verdict = match status_code {
@@ -214,7 +210,7 @@ impl Context for GatewayHttp {
             Ok(verdict) => match ratelimit::refusal(&verdict) {
                 Some(reply) => {
                     worker.metrics.rate_limited();
-                    host::send_local_response(&reply);
+                    host::send_local_response(&reply, self.grpc);
                     Action::Pause
                 }
                 None => {
@@ -229,7 +225,7 @@ impl Context for GatewayHttp {
                     "bulwark gateway: rate-limit call failed ({why}); failing {:?}",
                     pending.failure_mode
                 );
-                on_rate_limit_failure(&worker, pending.failure_mode)
+                on_rate_limit_failure(&worker, pending.failure_mode, self.grpc)
             }
         };
         if let Action::Continue = action {
@@ -241,28 +237,31 @@ impl Context for GatewayHttp {
 impl HttpContext for GatewayHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Some(shared) = self.worker.clone() else {
-            return fail_closed("filter is not configured");
+            return fail_closed("filter is not configured", self.grpc);
         };
         let Ok(mut worker) = shared.try_borrow_mut() else {
-            return fail_closed("worker state busy");
+            return fail_closed("worker state busy", self.grpc);
         };
-        let mut method = String::new();
+        // The method is not read: every decision is made on the route (the path).
         let mut path = String::new();
         let mut authorization = None;
+        let mut content_type = None;
+        let mut transcoded = false;
         let identity_names = worker.gateway().config().identity_headers.names();
         for (name, value) in host::request_headers() {
             match name.as_str() {
-                ":method" => method = text(value),
                 ":path" => path = text(value),
                 "authorization" if authorization.is_none() => authorization = Some(text(value)),
+                "content-type" => content_type = Some(text(value)),
+                "x-envoy-original-path" => transcoded = true,
                 // Before any decision, so that no path (public, refused, error) forwards a
                 // client's copy of an identity header.
                 name if identity_names.contains(&name) => host::remove_request_header(name),
                 _ => {}
             }
         }
+        self.grpc = answers_in_grpc(content_type.as_deref(), transcoded);
         let head = RequestHead {
-            method: &method,
             path: &path,
             authorization: authorization.as_deref(),
         };
@@ -277,7 +276,6 @@ impl HttpContext for GatewayHttp {
         {
             self.paused = Some(PausedRequest {
                 fetch,
-                method,
                 path,
                 authorization,
             });

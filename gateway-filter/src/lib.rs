@@ -8,12 +8,17 @@
 //! client-sent identity headers, lets public routes through, verifies the bearer token and
 //! either sets the identity headers or answers 401; a request that passes is then checked
 //! against the global rate-limit service (when configured) and answered 429 when over.
+//!
+//! A second instance, configured with `oauth_token_errors` and placed before the gRPC-JSON
+//! transcoder, rewrites the token endpoint's error answers into RFC 6749 form
+//! (`oauth_http`).
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod host;
 mod http;
 mod metrics;
+mod oauth_http;
 pub mod ratelimit_call;
 mod root;
 mod worker;

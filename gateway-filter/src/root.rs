@@ -4,14 +4,16 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bulwark_gateway_logic::config::GatewayConfig;
+use bulwark_gateway_logic::PluginConfig;
 use bulwark_gateway_logic::jwks_sync::FetchReason;
+use bulwark_gateway_logic::oauth::OAuthTokenErrors;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
 use crate::host;
 use crate::http::GatewayHttp;
 use crate::metrics::Metrics;
+use crate::oauth_http::OAuthHttp;
 use crate::worker::{PendingFetch, SharedWorker, Worker};
 
 /// How often each worker looks at shared data and the fetch schedule; the schedule
@@ -21,6 +23,8 @@ const TICK: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct GatewayRoot {
     worker: Option<SharedWorker>,
+    /// Set instead of `worker` when this instance rewrites the token endpoint's answers.
+    oauth: Option<Rc<OAuthTokenErrors>>,
     metrics: Option<Metrics>,
     pending_fetch: Option<PendingFetch>,
 }
@@ -50,13 +54,20 @@ impl RootContext for GatewayRoot {
             );
             return false;
         };
-        let config = match GatewayConfig::from_json(&bytes) {
-            Ok(config) => config,
+        let config = match PluginConfig::from_json(&bytes) {
+            Ok(PluginConfig::Gateway(config)) => *config,
+            Ok(PluginConfig::OAuthTokenErrors(oauth)) => {
+                log::info!("bulwark gateway: configured to rewrite the token endpoint's answers");
+                self.oauth = Some(Rc::new(oauth));
+                self.worker = None;
+                return true;
+            }
             Err(e) => {
                 log::error!("bulwark gateway: {e}");
                 return false;
             }
         };
+        self.oauth = None;
         log::info!(
             "bulwark gateway: configured (issuer {}, JWKS from cluster {} path {}, {} public routes)",
             config.issuer,
@@ -96,6 +107,9 @@ impl RootContext for GatewayRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        if let Some(oauth) = &self.oauth {
+            return Some(Box::new(OAuthHttp::new(oauth.clone())));
+        }
         // Returning None would make the SDK panic; a context without a worker fails closed.
         Some(Box::new(GatewayHttp::new(self.worker.clone())))
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::oauth::OAuthTokenErrors;
 use crate::routes::{PathMatch, RouteRule};
 
 /// Default tolerated clock difference between the issuer and this proxy.
@@ -197,6 +198,44 @@ impl GatewayConfig {
     }
 }
 
+/// What one instance of the filter does, chosen by its configuration: the gateway (a
+/// [`GatewayConfig`]), or, for a configuration `{"oauth_token_errors": {...}}`, the
+/// token endpoint's answer rewriting (placed before the transcoder, see
+/// [`crate::oauth`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginConfig {
+    /// Token verification, identity headers and rate limits.
+    Gateway(Box<GatewayConfig>),
+    /// RFC 6749 answers on the token route.
+    OAuthTokenErrors(OAuthTokenErrors),
+}
+
+/// Key of the token-endpoint configuration.
+pub const OAUTH_TOKEN_ERRORS_KEY: &str = "oauth_token_errors";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOAuthPlugin {
+    oauth_token_errors: OAuthTokenErrors,
+}
+
+impl PluginConfig {
+    /// Parses and validates a plugin configuration of either kind.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let is_oauth = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(bytes)
+            .is_ok_and(|map| map.contains_key(OAUTH_TOKEN_ERRORS_KEY));
+        if !is_oauth {
+            return GatewayConfig::from_json(bytes).map(|c| Self::Gateway(Box::new(c)));
+        }
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        serde_path_to_error::deserialize::<_, RawOAuthPlugin>(&mut deserializer)
+            .map(|raw| Self::OAuthTokenErrors(raw.oauth_token_errors))
+            .map_err(|e| {
+                ConfigError::single(e.path().to_string(), format!("is not valid: {}", e.inner()))
+            })
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -226,7 +265,8 @@ struct RawJwks {
 #[serde(deny_unknown_fields)]
 struct RawRoute {
     name: Option<String>,
-    method: Option<String>,
+    /// Kept only to refuse it with a clear reason (see `Problems::route`).
+    method: Option<serde::de::IgnoredAny>,
     path: Option<String>,
     prefix: Option<String>,
     failure_mode: Option<FailureMode>,
@@ -259,43 +299,57 @@ struct RawPerUser {
 /// gRPC method paths of the public RPCs. In `envoy/edge.yaml` the filter runs after the
 /// gRPC-JSON transcoder, which rewrites a REST call's `:path` to its gRPC method path, so
 /// these are what the filter sees for REST and gRPC clients alike.
-const GRPC_LOGIN: &str = "/bulwark.auth.v1.AuthService/Login";
-const GRPC_REFRESH: &str = "/bulwark.auth.v1.AuthService/Refresh";
-const GRPC_CREATE_USER: &str = "/bulwark.identity.v1.IdentityService/CreateUser";
-const GRPC_GET_JWKS: &str = "/bulwark.auth.v1.AuthService/GetJwks";
+pub const GRPC_LOGIN: &str = "/bulwark.auth.v1.AuthService/Login";
+/// `Refresh` (public, limited per client IP).
+pub const GRPC_REFRESH: &str = "/bulwark.auth.v1.AuthService/Refresh";
+/// `CreateUser` (public, limited per client IP).
+pub const GRPC_CREATE_USER: &str = "/bulwark.identity.v1.IdentityService/CreateUser";
+/// `GetJwks` (public).
+pub const GRPC_GET_JWKS: &str = "/bulwark.auth.v1.AuthService/GetJwks";
+/// `IssueToken`, the OAuth 2.0 token endpoint (public, limited per client IP).
+pub const GRPC_ISSUE_TOKEN: &str = "/bulwark.auth.v1.AuthService/IssueToken";
+/// REST path of `IssueToken`.
+pub const REST_OAUTH_TOKEN: &str = "/v1/oauth2/token";
 
 /// The routes the edge contract makes public, in REST form (filter placed before the
-/// transcoder, or untranscoded routes) and in gRPC form (placed after it).
+/// transcoder, or untranscoded routes) and in gRPC form (placed after it). Each is a
+/// path, whatever the method: a CORS preflight is answered by Envoy's cors filter before
+/// this filter runs, so no `OPTIONS` rule is needed, and none may exist (an `OPTIONS`
+/// on a gRPC path would otherwise reach the service without a token).
 pub fn default_public_routes() -> Vec<RouteRule> {
-    vec![
-        RouteRule::exact(Some("POST"), "/v1/auth/login"),
-        RouteRule::exact(Some("POST"), "/v1/auth/refresh"),
-        RouteRule::exact(Some("POST"), "/v1/users"),
-        RouteRule::exact(Some("GET"), "/.well-known/jwks.json"),
-        RouteRule::exact(Some("GET"), "/healthz"),
-        RouteRule::exact(Some("HEAD"), "/healthz"),
-        // CORS preflights carry no credentials by design.
-        RouteRule::prefix(Some("OPTIONS"), "/"),
-        RouteRule::exact(Some("POST"), GRPC_LOGIN),
-        RouteRule::exact(Some("POST"), GRPC_REFRESH),
-        RouteRule::exact(Some("POST"), GRPC_CREATE_USER),
-        RouteRule::exact(Some("POST"), GRPC_GET_JWKS),
+    [
+        "/v1/auth/login",
+        "/v1/auth/refresh",
+        "/v1/users",
+        "/.well-known/jwks.json",
+        REST_OAUTH_TOKEN,
+        "/healthz",
+        GRPC_LOGIN,
+        GRPC_REFRESH,
+        GRPC_CREATE_USER,
+        GRPC_GET_JWKS,
+        GRPC_ISSUE_TOKEN,
     ]
+    .into_iter()
+    .map(RouteRule::exact)
+    .collect()
 }
 
-/// The public auth routes the edge contract limits per client IP, each in REST and gRPC
+/// The public routes the edge contract limits per client IP, each in REST and gRPC
 /// form sharing one descriptor value (the REST path), so both reach the same counter.
-/// Login fails closed: an unlimited login is a password-guessing oracle, so it is
-/// refused while the limiter is down.
+/// Login and the token endpoint fail closed: unlimited, they are password (or client
+/// secret) guessing oracles, so they are refused while the limiter is down.
 pub fn default_client_ip_routes() -> Vec<ClientIpRoute> {
     let route = |path: &str, name: &str, failure_mode| ClientIpRoute {
-        route: RouteRule::exact(Some("POST"), path),
+        route: RouteRule::exact(path),
         name: name.to_owned(),
         failure_mode,
     };
     vec![
         route("/v1/auth/login", "/v1/auth/login", FailureMode::Closed),
         route(GRPC_LOGIN, "/v1/auth/login", FailureMode::Closed),
+        route(REST_OAUTH_TOKEN, REST_OAUTH_TOKEN, FailureMode::Closed),
+        route(GRPC_ISSUE_TOKEN, REST_OAUTH_TOKEN, FailureMode::Closed),
         route("/v1/auth/refresh", "/v1/auth/refresh", FailureMode::Open),
         route(GRPC_REFRESH, "/v1/auth/refresh", FailureMode::Open),
         route("/v1/users", "/v1/users", FailureMode::Open),
@@ -374,20 +428,17 @@ impl Problems {
     }
 
     fn route(&mut self, field: &str, raw: RawRoute) -> Option<ParsedRoute> {
-        let method = match raw.method {
-            None => None,
-            Some(m) if m == "*" => None,
-            Some(m) => {
-                if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
-                    self.add(
-                        format!("{field}.method"),
-                        "must be an upper-case HTTP method such as GET, or \"*\" for any",
-                    );
-                    return None;
-                }
-                Some(m)
-            }
-        };
+        if raw.method.is_some() {
+            // Refused rather than ignored: a config written for method-keyed rules
+            // expects them to mean something, and silently widening them to every
+            // method would change what is public or limited behind the author's back.
+            self.add(
+                format!("{field}.method"),
+                "is not supported: routes match on the path alone, whatever the method \
+                 (a gRPC service routes on the path, so a method condition would let the \
+                 same call through unchecked with another method); remove it",
+            );
+        }
         let path = match (raw.path, raw.prefix) {
             (Some(p), None) => PathMatch::Exact(p),
             (None, Some(p)) => PathMatch::Prefix(p),
@@ -421,7 +472,7 @@ impl Problems {
         }
         Some(ParsedRoute {
             index: field.to_owned(),
-            rule: RouteRule { method, path },
+            rule: RouteRule { path },
             name: raw.name,
             failure_mode: raw.failure_mode,
         })

@@ -10,11 +10,11 @@ use crate::jwks::{JwksError, KeyStore, LoadedJwks};
 use crate::ratelimit::{self, RateLimitCheck, RateLimitSubject};
 use crate::verifier::{TokenVerifier, VerifiedClaims};
 
-/// The request facts the decision needs.
+/// The request facts the decision needs. The method is not one of them: what a call is
+/// (public, bearer, limited) is decided by its route, so that no method can make a call
+/// count as another.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestHead<'a> {
-    /// `:method`.
-    pub method: &'a str,
     /// `:path`, query included.
     pub path: &'a str,
     /// The `Authorization` header, if any.
@@ -65,17 +65,14 @@ impl Gateway {
         Ok(loaded)
     }
 
-    /// Whether a request may pass without a token.
-    pub fn is_public(&self, method: &str, path: &str) -> bool {
-        self.config
-            .public_routes
-            .iter()
-            .any(|r| r.matches(method, path))
+    /// Whether a request on `path` may pass without a token, whatever its method.
+    pub fn is_public(&self, path: &str) -> bool {
+        self.config.public_routes.iter().any(|r| r.matches(path))
     }
 
     /// Decides on a request at time `now` (Unix seconds, host clock).
     pub fn authorize(&mut self, head: &RequestHead<'_>, now: u64) -> Access {
-        if self.is_public(head.method, head.path) {
+        if self.is_public(head.path) {
             return Access::Public;
         }
         let token = match head.authorization.map(bearer_token) {
@@ -109,12 +106,12 @@ impl Gateway {
 
     /// Whether the rate-limit check of this request would key on the client IP, so the
     /// host is asked for the peer address only when it is needed.
-    pub fn limits_by_client_ip(&self, method: &str, path: &str) -> bool {
+    pub fn limits_by_client_ip(&self, path: &str) -> bool {
         self.config.rate_limit.as_ref().is_some_and(|limits| {
             limits
                 .client_ip_routes
                 .iter()
-                .any(|rule| rule.route.matches(method, path))
+                .any(|rule| rule.route.matches_any_reading(path))
         })
     }
 

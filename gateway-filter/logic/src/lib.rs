@@ -1,5 +1,6 @@
 //! Host-agnostic logic of Bulwark's Envoy gateway filter: plugin configuration, JWT
-//! verification against a JWKS, the 401/429 replies, and rate-limit descriptors.
+//! verification against a JWKS, the 401/429 replies, rate-limit descriptors, and the
+//! OAuth 2.0 token endpoint's answers.
 //!
 //! Token verification itself (claims, rules, JWKS keys) is the token contract,
 //! `bulwark-token`, shared with the services; this crate adds the cache of verified tokens.
@@ -15,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod jwks_sync;
+pub mod oauth;
 pub mod ratelimit;
 pub mod response;
 pub mod routes;
@@ -26,7 +28,7 @@ pub use bulwark_token::jwks;
 mod cache;
 
 pub use cache::CacheStats;
-pub use config::{ConfigError, FailureMode, GatewayConfig};
+pub use config::{ConfigError, FailureMode, GatewayConfig, PluginConfig};
 pub use error::AuthError;
 pub use gateway::{Access, Gateway, RequestHead};
 pub use jwks::{JwksError, KeyAlgorithm, KeyStore};

@@ -53,9 +53,7 @@ pub struct RateLimitCheck {
 /// The request facts descriptors are built from.
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimitSubject<'a> {
-    /// `:method`.
-    pub method: &'a str,
-    /// `:path`.
+    /// `:path` (the route; the method plays no part).
     pub path: &'a str,
     /// Downstream client address (IP only, no port).
     pub client_ip: Option<&'a str>,
@@ -65,8 +63,9 @@ pub struct RateLimitSubject<'a> {
 
 /// Builds the check for a request, or `None` when no limit applies to it.
 ///
-/// A request on a configured public route is limited per route and client IP; an
-/// authenticated request per user. A public route without a known client IP gets no
+/// A request on a configured client-IP route, under any reading of its path (see
+/// [`crate::routes::RouteRule::matches_any_reading`]), is limited per route and client
+/// IP, authenticated or not; any other authenticated request per user. A public route without a known client IP gets no
 /// descriptor rather than one shared bucket that every client would drain together.
 pub fn plan(config: &RateLimitConfig, subject: &RateLimitSubject<'_>) -> Option<RateLimitCheck> {
     let check = |descriptor: Vec<DescriptorEntry>, failure_mode| RateLimitCheck {
@@ -80,7 +79,7 @@ pub fn plan(config: &RateLimitConfig, subject: &RateLimitSubject<'_>) -> Option<
     if let Some(rule) = config
         .client_ip_routes
         .iter()
-        .find(|r| r.route.matches(subject.method, subject.path))
+        .find(|r| r.route.matches_any_reading(subject.path))
     {
         let ip = subject.client_ip.filter(|ip| !ip.is_empty())?;
         return Some(check(

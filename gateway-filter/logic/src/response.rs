@@ -19,6 +19,10 @@ pub const GRPC_INTERNAL: u32 = 13;
 pub struct LocalResponse {
     /// HTTP status.
     pub status: u32,
+    /// The gRPC status code a gRPC client gets instead (see [`answers_in_grpc`]).
+    pub grpc_code: u32,
+    /// The human-readable message (the JSON body's, and a gRPC client's `grpc-message`).
+    pub message: String,
     /// Headers, lower-case names.
     pub headers: Vec<(String, String)>,
     /// JSON body.
@@ -62,9 +66,26 @@ fn json_error(
     headers.push(("cache-control".to_owned(), "no-store".to_owned()));
     LocalResponse {
         status,
+        grpc_code: code,
+        message: message.to_owned(),
         headers,
         body,
     }
+}
+
+/// Whether a refusal must be answered as a gRPC status rather than an HTTP status and JSON
+/// body: the client speaks gRPC (`content-type: application/grpc...`) and the request is
+/// not a REST call the transcoder turned into gRPC (those carry `x-envoy-original-path`,
+/// and the client expects JSON). Left to Envoy, a gRPC client would get the gRPC code
+/// Envoy derives from the HTTP status, UNAVAILABLE for 429, which clients retry, instead of
+/// RESOURCE_EXHAUSTED.
+pub fn answers_in_grpc(content_type: Option<&str>, transcoded: bool) -> bool {
+    !transcoded
+        && content_type.is_some_and(|t| {
+            t.trim_start()
+                .get(..16)
+                .is_some_and(|head| head.eq_ignore_ascii_case("application/grpc"))
+        })
 }
 
 /// The 401 for a refused credential (RFC 6750 §3): every failure, a missing token
@@ -103,4 +124,36 @@ pub fn rate_limit_unavailable() -> LocalResponse {
 /// The 500 for a request the filter could not decide on (it fails closed).
 pub fn internal_error() -> LocalResponse {
     json_error(500, GRPC_INTERNAL, "internal error", Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_clients_get_grpc_statuses_and_transcoded_rest_calls_json() {
+        assert!(answers_in_grpc(Some("application/grpc"), false));
+        assert!(answers_in_grpc(Some("application/grpc+proto"), false));
+        assert!(!answers_in_grpc(Some("application/grpc"), true));
+        assert!(!answers_in_grpc(Some("application/json"), false));
+        assert!(!answers_in_grpc(None, false));
+    }
+
+    #[test]
+    fn every_reply_carries_its_grpc_code_and_message() {
+        let limited = too_many_requests(Vec::new());
+        assert_eq!(
+            (limited.status, limited.grpc_code),
+            (429, GRPC_RESOURCE_EXHAUSTED)
+        );
+        assert_eq!(limited.message, "rate limit exceeded, retry later");
+        let refused = unauthorized(&AuthError::MissingToken);
+        assert_eq!(
+            (refused.status, refused.grpc_code),
+            (401, GRPC_UNAUTHENTICATED)
+        );
+        assert_eq!(refused.message, "a bearer token is required");
+        let down = rate_limit_unavailable();
+        assert_eq!((down.status, down.grpc_code), (503, GRPC_UNAVAILABLE));
+    }
 }

@@ -1,4 +1,10 @@
-//! Matching requests against configured routes (method plus exact path or path prefix).
+//! Matching requests against configured routes, by path alone.
+//!
+//! A route is what a call is, and a gRPC service routes on the path whatever the HTTP
+//! method, so no rule looks at the method: a rule that did would let the same call
+//! through with another method, unauthenticated or unlimited.
+
+use std::borrow::Cow;
 
 /// How a route rule matches the request path (query string excluded).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,28 +15,24 @@ pub enum PathMatch {
     Prefix(String),
 }
 
-/// A method plus path rule.
+/// A path rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteRule {
-    /// Upper-case method; `None` matches any method.
-    pub method: Option<String>,
     /// Path condition.
     pub path: PathMatch,
 }
 
 impl RouteRule {
     /// A rule matching one exact path.
-    pub fn exact(method: Option<&str>, path: &str) -> Self {
+    pub fn exact(path: &str) -> Self {
         Self {
-            method: method.map(str::to_owned),
             path: PathMatch::Exact(path.to_owned()),
         }
     }
 
     /// A rule matching a path prefix.
-    pub fn prefix(method: Option<&str>, prefix: &str) -> Self {
+    pub fn prefix(prefix: &str) -> Self {
         Self {
-            method: method.map(str::to_owned),
             path: PathMatch::Prefix(prefix.to_owned()),
         }
     }
@@ -42,21 +44,41 @@ impl RouteRule {
         }
     }
 
-    /// Whether this rule matches a request. `path` is the raw `:path` (query allowed).
+    /// Whether this rule matches a request exactly, as a rule that grants something (a
+    /// public route) must. `path` is the raw `:path` (query allowed).
     ///
-    /// A path with dot segments, doubled slashes or percent escapes never matches: Envoy
-    /// normalizes paths before the filter runs, so such a path is an attempt to make a
-    /// protected route look public, and failing to match keeps it behind authentication.
-    pub fn matches(&self, method: &str, path: &str) -> bool {
-        if let Some(m) = &self.method
-            && m != method
-        {
-            return false;
-        }
+    /// A path with dot segments, doubled slashes, percent escapes, backslashes or `;`
+    /// parameters never matches: Envoy normalizes paths before the filter runs, so such a
+    /// path is an attempt to make a protected route look public, and failing to match
+    /// keeps it behind authentication.
+    pub fn matches(&self, path: &str) -> bool {
         let path = path_without_query(path);
         if is_ambiguous_path(path) {
             return false;
         }
+        self.matches_plain(path)
+    }
+
+    /// Whether this rule matches a request under any reading of its path, as a rule that
+    /// restricts something (a rate limit) must: the path is canonicalized (escapes decoded,
+    /// `;` parameters, dot segments, doubled and trailing slashes removed) and compared
+    /// without regard to ASCII case. A path that some upstream might read as this route
+    /// is then limited as this route, even if it also needs a token.
+    pub fn matches_any_reading(&self, path: &str) -> bool {
+        let path = canonical_path(path_without_query(path));
+        let pattern = self.pattern();
+        match &self.path {
+            PathMatch::Exact(_) => {
+                path.eq_ignore_ascii_case(pattern)
+                    || path.eq_ignore_ascii_case(pattern.trim_end_matches('/'))
+            }
+            PathMatch::Prefix(_) => path
+                .get(..pattern.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(pattern)),
+        }
+    }
+
+    fn matches_plain(&self, path: &str) -> bool {
         match &self.path {
             PathMatch::Exact(p) => path == p,
             PathMatch::Prefix(p) => path.starts_with(p.as_str()),
@@ -71,12 +93,61 @@ pub fn path_without_query(path: &str) -> &str {
 }
 
 fn is_ambiguous_path(path: &str) -> bool {
-    path.contains('%')
+    path.contains(['%', '\\', ';'])
         || path.contains("//")
-        || path.contains('\\')
         || path
             .split('/')
             .any(|segment| segment == "." || segment == "..")
+}
+
+/// The path as an upstream that decodes escapes and ignores `;` parameters, empty
+/// segments and dot segments would read it; borrowed when there is nothing to undo.
+pub fn canonical_path(path: &str) -> Cow<'_, str> {
+    let trailing_slash = path.len() > 1 && path.ends_with('/');
+    if !is_ambiguous_path(path) && !trailing_slash {
+        return Cow::Borrowed(path);
+    }
+    let decoded = percent_decode(&path.replace('\\', "/"));
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        // `;` starts path parameters (RFC 3986 §3.3), which some servers strip.
+        let segment = segment.split(';').next().unwrap_or("");
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    Cow::Owned(format!("/{}", segments.join("/")))
+}
+
+/// Decodes `%XX` escapes (once); an invalid escape is kept as it is. Bytes that do not
+/// form UTF-8 become U+FFFD, which matches no route.
+fn percent_decode(input: &str) -> String {
+    let bytes = input.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let escape = (b == b'%')
+            .then(|| {
+                let hex = bytes.get(i + 1..i + 3)?;
+                u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+            })
+            .flatten();
+        match escape {
+            Some(decoded) => {
+                out.push(decoded);
+                i += 3;
+            }
+            None => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -85,37 +156,66 @@ mod tests {
 
     #[test]
     fn exact_rule_ignores_query_string() {
-        let rule = RouteRule::exact(Some("POST"), "/v1/auth/login");
-        assert!(rule.matches("POST", "/v1/auth/login?next=x"));
-        assert!(!rule.matches("GET", "/v1/auth/login"));
-        assert!(!rule.matches("POST", "/v1/auth/login/extra"));
+        let rule = RouteRule::exact("/v1/auth/login");
+        assert!(rule.matches("/v1/auth/login?next=x"));
+        assert!(!rule.matches("/v1/auth/login/extra"));
+        assert!(!rule.matches("/v1/auth/logins"));
     }
 
     #[test]
     fn prefix_rule_matches_any_path_below_it() {
-        let rule = RouteRule::prefix(Some("OPTIONS"), "/");
-        assert!(rule.matches("OPTIONS", "/v1/users/me"));
-        assert!(!rule.matches("GET", "/v1/users/me"));
+        let rule = RouteRule::prefix("/public/");
+        assert!(rule.matches("/public/a/b"));
+        assert!(!rule.matches("/private/a"));
     }
 
     #[test]
-    fn rule_without_method_matches_every_method() {
-        let rule = RouteRule::exact(None, "/healthz");
-        assert!(rule.matches("GET", "/healthz"));
-        assert!(rule.matches("DELETE", "/healthz"));
-    }
-
-    #[test]
-    fn dot_segments_and_escapes_never_match_a_public_rule() {
-        let rule = RouteRule::prefix(None, "/healthz");
+    fn dot_segments_escapes_and_parameters_never_match_a_granting_rule() {
+        let rule = RouteRule::prefix("/healthz");
         for path in [
             "/healthz/../v1/users/me",
             "/healthz/./x",
             "/healthz//x",
             "/healthz%2f..",
             "/healthz\\x",
+            "/healthz;x=1",
         ] {
-            assert!(!rule.matches("GET", path), "{path} must not match");
+            assert!(!rule.matches(path), "{path} must not match");
         }
+    }
+
+    #[test]
+    fn restricting_rule_matches_every_reading_of_its_path() {
+        let rule = RouteRule::exact("/bulwark.auth.v1.AuthService/Login");
+        for path in [
+            "/bulwark.auth.v1.AuthService/Login",
+            "/bulwark.auth.v1.AuthService/Login?x=1",
+            "/bulwark.auth.v1.AuthService/Login/",
+            "/bulwark.auth.v1.AuthService//Login",
+            "//bulwark.auth.v1.AuthService/Login",
+            "/bulwark.auth.v1.authservice/login",
+            "/bulwark.auth.v1.AuthService/%4Cogin",
+            "/bulwark.auth.v1.AuthService%2FLogin",
+            "/bulwark.auth.v1.AuthService/Login;x=1",
+            "/bulwark.auth.v1.AuthService/./Login",
+            "/bulwark.auth.v1.AuthService/x/../Login",
+            "/bulwark.auth.v1.AuthService\\Login",
+        ] {
+            assert!(rule.matches_any_reading(path), "{path} must be limited");
+        }
+        for path in [
+            "/bulwark.auth.v1.AuthService/Logout",
+            "/bulwark.auth.v1.AuthService/LoginX",
+            "/bulwark.auth.v1.AuthService/Login/x",
+        ] {
+            assert!(!rule.matches_any_reading(path), "{path} is another route");
+        }
+    }
+
+    #[test]
+    fn canonical_path_borrows_a_plain_path() {
+        assert!(matches!(canonical_path("/v1/users/me"), Cow::Borrowed(_)));
+        assert_eq!(canonical_path("/a/%2e%2e/b//c/"), "/b/c");
+        assert_eq!(canonical_path("/a/%zz"), "/a/%zz");
     }
 }

@@ -114,7 +114,7 @@ fn filter_in_envoy_enforces_bearer_tokens() {
         let seen = echoed(&r);
         assert_eq!(
             seen["headers"]["x-bulwark-user-id"],
-            json!(["user-42"]),
+            json!([tokens::USER_ID]),
             "upstream saw {seen}"
         );
         assert_eq!(
@@ -276,9 +276,9 @@ fn filter_in_envoy_applies_global_rate_limits() {
         "domain": "bulwark",
         "timeout_ms": 1000,
         "client_ip_routes": [
-            {"method": "POST", "path": "/v1/auth/login", "failure_mode": "closed"},
-            {"method": "POST", "path": "/v1/users", "name": "broken-closed", "failure_mode": "closed"},
-            {"method": "POST", "path": "/v1/auth/refresh", "name": "broken-open", "failure_mode": "open"}
+            {"path": "/v1/auth/login", "failure_mode": "closed"},
+            {"path": "/v1/users", "name": "broken-closed", "failure_mode": "closed"},
+            {"path": "/v1/auth/refresh", "name": "broken-open", "failure_mode": "open"}
         ],
         "per_user": {"failure_mode": "open"}
     });
@@ -293,7 +293,7 @@ fn filter_in_envoy_applies_global_rate_limits() {
     wait_for_keys(&envoy, &token);
     // wait_for_keys spent one or more of the user's hits; use a fresh user for the count.
     let mut fresh = tokens::claims(0);
-    fresh["sub"] = json!("user-rl");
+    fresh["sub"] = json!("0192f0c4-7d4e-7b1a-9f00-0000000000a1");
     let token = keys.ed_a.sign(&fresh);
 
     // Per client IP on login: LIMIT allowed, then 429 with the contract's headers.
@@ -385,4 +385,98 @@ fn envoy_refuses_an_invalid_plugin_configuration_and_logs_why() {
         log.contains("`issuer` is required") && log.contains("`jwks.cluster` must not be empty"),
         "Envoy's log must name each bad field; log:\n{log}"
     );
+}
+
+#[test]
+fn filter_in_envoy_decides_on_the_path_whatever_the_method() {
+    let keys = TestKeys::load();
+    let upstream = Upstream::start(keys.jwks(&[&keys.ed_a]));
+    let envoy = Envoy::start(
+        &plugin_config(1),
+        Backends {
+            upstream: upstream.port,
+            ratelimit: free_port(),
+        },
+    );
+    wait_for_keys(&envoy, &keys.ed_a.sign(&tokens::claims(0)));
+    // A public route is public with any method; a bearer route needs a token with any
+    // method, OPTIONS included (no longer public on every path).
+    for method in ["POST", "GET", "PUT", "PATCH", "OPTIONS", "DELETE"] {
+        for path in ["/v1/auth/login", "/bulwark.auth.v1.AuthService/Login"] {
+            let r = request(envoy.port, method, path, &[]);
+            assert_eq!(r.status, 200, "{method} {path} is public: {r:?}");
+        }
+        for path in ["/v1/users/me", "/bulwark.identity.v1.IdentityService/GetMe"] {
+            let r = request(envoy.port, method, path, &[]);
+            assert_eq!(r.status, 401, "{method} {path} needs a token: {r:?}");
+        }
+    }
+}
+
+#[test]
+fn token_endpoint_errors_become_rfc6749_answers_in_envoy() {
+    let keys = TestKeys::load();
+    let upstream = Upstream::start(keys.jwks(&[&keys.ed_a]));
+    let envoy = Envoy::start(
+        &plugin_config(1),
+        Backends {
+            upstream: upstream.port,
+            ratelimit: free_port(),
+        },
+    );
+    let r = request(
+        envoy.port,
+        "POST",
+        "/v1/oauth2/token",
+        &[
+            ("x-stub-status", "401"),
+            (
+                "x-stub-message",
+                "invalid_client: client authentication failed",
+            ),
+        ],
+    );
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&r.body).unwrap_or_default(),
+        json!({"error": "invalid_client", "error_description": "client authentication failed"}),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Basic realm=\"bulwark\""),
+        "{r:?}"
+    );
+    assert_eq!(r.header("cache-control"), Some("no-store"), "{r:?}");
+
+    let r = request(
+        envoy.port,
+        "POST",
+        "/v1/oauth2/token",
+        &[
+            ("x-stub-status", "400"),
+            (
+                "x-stub-message",
+                "unsupported_grant_type: only client_credentials is supported",
+            ),
+        ],
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&r.body).unwrap_or_default(),
+        json!({"error": "unsupported_grant_type", "error_description": "only client_credentials is supported"}),
+        "{r:?}"
+    );
+    assert_eq!(r.header("www-authenticate"), None, "{r:?}");
+    assert_eq!(r.header("cache-control"), Some("no-store"), "{r:?}");
+
+    // A success keeps its body and is not cached either.
+    let r = request(envoy.port, "POST", "/v1/oauth2/token", &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("cache-control"), Some("no-store"), "{r:?}");
+    assert!(r.body.contains("\"code\""), "{r:?}");
+
+    // Any other route is left alone: the instance is enabled on the token route only.
+    let r = request(envoy.port, "POST", "/v1/auth/login", &[]);
+    assert_eq!(r.header("cache-control"), None, "{r:?}");
 }

@@ -80,6 +80,9 @@ impl TestKeys {
 
 /// Claims of an access token issued `offset` seconds from now (negative: in the past),
 /// valid for 15 minutes.
+/// The user of the test tokens (a `sub` must be a canonical UUID or `client:<id>`).
+pub const USER_ID: &str = "0192f0c4-7d4e-7b1a-9f00-00000000002a";
+
 pub fn claims(offset: i64) -> Value {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -89,7 +92,7 @@ pub fn claims(offset: i64) -> Value {
     json!({
         "iss": ISSUER,
         "aud": AUDIENCE,
-        "sub": "user-42",
+        "sub": USER_ID,
         "roles": ["admin", "auditor"],
         "iat": now,
         "exp": now + 900,

@@ -1,6 +1,9 @@
 //! The local server behind Envoy: `/jwks.json` serves the current key set (which a test
-//! may change to simulate rotation); any other path answers 200 with the request headers
-//! it received, as JSON `{"method", "path", "headers": {name: [values]}}`.
+//! may change to simulate rotation); `/v1/oauth2/token` answers the status of the
+//! request's `x-stub-status` header with the transcoder's error body
+//! `{"code", "message"}`, the message taken from `x-stub-message`; any other path answers
+//! 200 with the request headers it received, as JSON `{"method", "path", "headers":
+//! {name: [values]}}`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -78,7 +81,19 @@ fn handle(stream: TcpStream, jwks: &Mutex<Vec<u8>>, fetches: &AtomicUsize) {
     }
     let mut body = vec![0; content_length];
     let _ = reader.read_exact(&mut body);
-    let answer = if path == "/jwks.json" {
+    let first = |name: &str| headers.get(name).and_then(|v| v.first()).cloned();
+    let status: u16 = if path == "/v1/oauth2/token" {
+        first("x-stub-status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(200)
+    } else {
+        200
+    };
+    let answer = if path == "/v1/oauth2/token" {
+        let message = first("x-stub-message").unwrap_or_default();
+        serde_json::to_vec(&serde_json::json!({"code": 16, "message": message, "details": []}))
+            .unwrap_or_default()
+    } else if path == "/jwks.json" {
         fetches.fetch_add(1, Ordering::SeqCst);
         jwks.lock().map(|j| j.clone()).unwrap_or_default()
     } else {
@@ -87,7 +102,7 @@ fn handle(stream: TcpStream, jwks: &Mutex<Vec<u8>>, fetches: &AtomicUsize) {
     };
     let mut stream = stream;
     let head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {status} Stub\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         answer.len()
     );
     let _ = stream.write_all(head.as_bytes());

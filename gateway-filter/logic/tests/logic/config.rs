@@ -51,20 +51,17 @@ fn minimal_configuration_gets_the_documented_defaults() {
     assert_eq!(
         config.public_routes,
         vec![
-            RouteRule::exact(Some("POST"), "/v1/auth/login"),
-            RouteRule::exact(Some("POST"), "/v1/auth/refresh"),
-            RouteRule::exact(Some("POST"), "/v1/users"),
-            RouteRule::exact(Some("GET"), "/.well-known/jwks.json"),
-            RouteRule::exact(Some("GET"), "/healthz"),
-            RouteRule::exact(Some("HEAD"), "/healthz"),
-            RouteRule::prefix(Some("OPTIONS"), "/"),
-            RouteRule::exact(Some("POST"), "/bulwark.auth.v1.AuthService/Login"),
-            RouteRule::exact(Some("POST"), "/bulwark.auth.v1.AuthService/Refresh"),
-            RouteRule::exact(
-                Some("POST"),
-                "/bulwark.identity.v1.IdentityService/CreateUser"
-            ),
-            RouteRule::exact(Some("POST"), "/bulwark.auth.v1.AuthService/GetJwks"),
+            RouteRule::exact("/v1/auth/login"),
+            RouteRule::exact("/v1/auth/refresh"),
+            RouteRule::exact("/v1/users"),
+            RouteRule::exact("/.well-known/jwks.json"),
+            RouteRule::exact("/v1/oauth2/token"),
+            RouteRule::exact("/healthz"),
+            RouteRule::exact("/bulwark.auth.v1.AuthService/Login"),
+            RouteRule::exact("/bulwark.auth.v1.AuthService/Refresh"),
+            RouteRule::exact("/bulwark.identity.v1.IdentityService/CreateUser"),
+            RouteRule::exact("/bulwark.auth.v1.AuthService/GetJwks"),
+            RouteRule::exact("/bulwark.auth.v1.AuthService/IssueToken"),
         ]
     );
 }
@@ -80,14 +77,14 @@ fn full_configuration_is_read_field_by_field() {
             "cluster": "auth", "path": "/keys", "authority": "auth.internal",
             "timeout_ms": 500, "refresh_interval_seconds": 60, "min_refetch_interval_seconds": 10
         },
-        "public_routes": [{"method": "*", "prefix": "/public/"}],
+        "public_routes": [{"prefix": "/public/"}],
         "identity_headers": {"user_id": "x-uid", "roles": "x-roles"},
         "token_cache_size": 0,
         "rate_limit": {
             "cluster": "ratelimit", "domain": "edge", "timeout_ms": 20,
             "client_ip_routes": [
-                {"method": "POST", "path": "/login", "failure_mode": "closed"},
-                {"method": "POST", "path": "/pkg.Svc/Login", "name": "login"}
+                {"path": "/login", "failure_mode": "closed"},
+                {"path": "/pkg.Svc/Login", "name": "login"}
             ],
             "per_user": {"enabled": false}
         }
@@ -96,10 +93,7 @@ fn full_configuration_is_read_field_by_field() {
     assert_eq!(config.audiences, ["a", "b"]);
     assert_eq!(config.jwks.authority, "auth.internal");
     assert_eq!(config.jwks.timeout, Duration::from_millis(500));
-    assert_eq!(
-        config.public_routes,
-        vec![RouteRule::prefix(None, "/public/")]
-    );
+    assert_eq!(config.public_routes, vec![RouteRule::prefix("/public/")]);
     assert_eq!(config.token_cache_size, 0);
     let rl = config.rate_limit.unwrap();
     assert_eq!(rl.timeout, Duration::from_millis(20));
@@ -118,7 +112,7 @@ fn full_configuration_is_read_field_by_field() {
 }
 
 #[test]
-fn rate_limit_defaults_limit_public_auth_routes_with_login_failing_closed() {
+fn rate_limit_defaults_limit_public_auth_routes_with_login_and_token_failing_closed() {
     let mut value = config_json();
     value["rate_limit"] = json!({"cluster": "ratelimit", "domain": "bulwark"});
     let rl = parse(&value).unwrap().rate_limit.unwrap();
@@ -136,6 +130,12 @@ fn rate_limit_defaults_limit_public_auth_routes_with_login_failing_closed() {
             (
                 "/bulwark.auth.v1.AuthService/Login",
                 "/v1/auth/login",
+                FailureMode::Closed
+            ),
+            ("/v1/oauth2/token", "/v1/oauth2/token", FailureMode::Closed),
+            (
+                "/bulwark.auth.v1.AuthService/IssueToken",
+                "/v1/oauth2/token",
                 FailureMode::Closed
             ),
             ("/v1/auth/refresh", "/v1/auth/refresh", FailureMode::Open),
@@ -245,17 +245,17 @@ fn input_that_is_not_json_is_refused() {
 fn bad_public_routes_are_named_by_index() {
     let mut value = config_json();
     value["public_routes"] = json!([
-        {"method": "POST", "path": "/ok"},
-        {"method": "post", "path": "/x"},
+        {"path": "/ok"},
+        {"method": "POST", "path": "/x"},
         {"path": "/a", "prefix": "/b"},
-        {"method": "GET"},
-        {"method": "GET", "path": "relative"},
-        {"method": "GET", "path": "/q?x=1"},
-        {"method": "GET", "path": "/x", "failure_mode": "open"},
-        {"method": "GET", "path": "/y", "name": "y"}
+        {},
+        {"path": "relative"},
+        {"path": "/q?x=1"},
+        {"path": "/x", "failure_mode": "open"},
+        {"path": "/y", "name": "y"}
     ]);
     let err = problems(&value);
-    assert_problem(&err, "public_routes[1].method", "upper-case");
+    assert_problem(&err, "public_routes[1].method", "path alone");
     assert_problem(&err, "public_routes[2]", "both");
     assert_problem(&err, "public_routes[3]", "neither");
     assert_problem(&err, "public_routes[4].path", "start with '/'");
@@ -290,7 +290,7 @@ fn bad_rate_limit_settings_are_named() {
     let mut value = config_json();
     value["rate_limit"] = json!({
         "timeout_ms": 10_000,
-        "client_ip_routes": [{"method": "POST", "path": "/login", "failure_mode": "sideways"}]
+        "client_ip_routes": [{"path": "/login", "failure_mode": "sideways"}]
     });
     let err = problems(&value);
     assert_problem(
@@ -327,4 +327,51 @@ fn every_problem_is_reported_at_once() {
             "identity_headers.user_id"
         ]
     );
+}
+
+#[test]
+fn a_method_on_a_route_is_refused_with_the_reason() {
+    let mut value = config_json();
+    value["rate_limit"] = json!({
+        "cluster": "ratelimit", "domain": "bulwark",
+        "client_ip_routes": [{"method": "*", "path": "/login"}]
+    });
+    let err = problems(&value);
+    assert_problem(
+        &err,
+        "rate_limit.client_ip_routes[0].method",
+        "whatever the method",
+    );
+}
+
+#[test]
+fn no_default_public_route_is_a_prefix() {
+    // A prefix (such as the former `OPTIONS /`) would make whole trees public.
+    let config = parse(&config_json()).unwrap();
+    assert!(
+        config
+            .public_routes
+            .iter()
+            .all(|r| matches!(r.path, bulwark_gateway_logic::routes::PathMatch::Exact(_))),
+        "{:?}",
+        config.public_routes
+    );
+}
+
+#[test]
+fn plugin_config_selects_the_token_endpoint_rewriter_by_its_key() {
+    use bulwark_gateway_logic::PluginConfig;
+    use bulwark_gateway_logic::oauth::OAuthTokenErrors;
+
+    let oauth = PluginConfig::from_json(br#"{"oauth_token_errors": {}}"#).unwrap();
+    assert_eq!(
+        oauth,
+        PluginConfig::OAuthTokenErrors(OAuthTokenErrors {
+            realm: "bulwark".to_owned()
+        })
+    );
+    let err = PluginConfig::from_json(br#"{"oauth_token_errors": {"realms": "x"}}"#).unwrap_err();
+    assert!(err.to_string().contains("oauth_token_errors"), "{err}");
+    let gateway = PluginConfig::from_json(&serde_json::to_vec(&config_json()).unwrap()).unwrap();
+    assert!(matches!(gateway, PluginConfig::Gateway(_)));
 }

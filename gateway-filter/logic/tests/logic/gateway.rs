@@ -14,9 +14,8 @@ fn gateway() -> Gateway {
     gateway
 }
 
-fn head<'a>(method: &'a str, path: &'a str, authorization: Option<&'a str>) -> RequestHead<'a> {
+fn head<'a>(path: &'a str, authorization: Option<&'a str>) -> RequestHead<'a> {
     RequestHead {
-        method,
         path,
         authorization,
     }
@@ -25,21 +24,24 @@ fn head<'a>(method: &'a str, path: &'a str, authorization: Option<&'a str>) -> R
 #[test]
 fn public_routes_pass_without_a_token() {
     let mut gateway = gateway();
-    for (method, path) in [
-        ("POST", "/v1/auth/login"),
-        ("POST", "/v1/auth/refresh"),
-        ("POST", "/v1/users"),
-        ("GET", "/.well-known/jwks.json"),
-        ("GET", "/healthz"),
-        ("OPTIONS", "/v1/users/me"),
-        ("POST", "/bulwark.auth.v1.AuthService/Login"),
-        ("POST", "/bulwark.auth.v1.AuthService/GetJwks"),
-        ("POST", "/bulwark.identity.v1.IdentityService/CreateUser"),
+    for path in [
+        "/v1/auth/login",
+        "/v1/auth/refresh",
+        "/v1/users",
+        "/v1/oauth2/token",
+        "/.well-known/jwks.json",
+        "/healthz",
+        "/bulwark.auth.v1.AuthService/Login",
+        "/bulwark.auth.v1.AuthService/Login?x=1",
+        "/bulwark.auth.v1.AuthService/Refresh",
+        "/bulwark.auth.v1.AuthService/GetJwks",
+        "/bulwark.auth.v1.AuthService/IssueToken",
+        "/bulwark.identity.v1.IdentityService/CreateUser",
     ] {
         assert_eq!(
-            gateway.authorize(&head(method, path, None), NOW),
+            gateway.authorize(&head(path, None), NOW),
             Access::Public,
-            "{method} {path}"
+            "{path}"
         );
     }
 }
@@ -47,28 +49,61 @@ fn public_routes_pass_without_a_token() {
 #[test]
 fn public_route_ignores_a_bad_token() {
     let mut gateway = gateway();
-    let access = gateway.authorize(&head("POST", "/v1/auth/login", Some("Bearer garbage")), NOW);
+    let access = gateway.authorize(&head("/v1/auth/login", Some("Bearer garbage")), NOW);
     assert_eq!(access, Access::Public);
 }
 
 #[test]
 fn bearer_routes_need_a_token() {
     let mut gateway = gateway();
-    for (method, path) in [
-        ("GET", "/v1/users/me"),
-        ("GET", "/v1/users"),
-        ("POST", "/v1/auth/logout"),
-        ("POST", "/v1/users/123"),
-        ("GET", "/v1/audit/events"),
-        ("GET", "/healthz/../v1/users/me"),
-        ("POST", "/bulwark.auth.v1.AuthService/Logout"),
-        ("POST", "/bulwark.identity.v1.IdentityService/GetMe"),
-        ("POST", "/bulwark.auth.v1.AuthService/RotateSigningKey"),
+    for path in [
+        "/v1/users/me",
+        "/v1/auth/logout",
+        "/v1/users/123",
+        "/v1/audit/events",
+        "/v1/auth/clients",
+        "/bulwark.auth.v1.AuthService/Logout",
+        "/bulwark.auth.v1.AuthService/CreateClient",
+        "/bulwark.identity.v1.IdentityService/GetMe",
+        "/bulwark.auth.v1.AuthService/RotateSigningKey",
+        "/bulwark.authz.v1.AuthzService/ResolveRoles",
+        // The former `OPTIONS /` rule made every path public for that method; a path
+        // is now public or not whatever the method, so no path below `/` is.
+        "/",
+        "/bulwark.identity.v1.IdentityService/VerifyCredentials",
     ] {
         assert_eq!(
-            gateway.authorize(&head(method, path, None), NOW),
+            gateway.authorize(&head(path, None), NOW),
             Access::Denied(AuthError::MissingToken),
-            "{method} {path}"
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn path_tricks_on_a_public_route_need_a_token() {
+    let mut gateway = gateway();
+    for path in [
+        "/healthz/../v1/users/me",
+        "/v1/auth/login/",
+        "/v1/auth//login",
+        "/V1/auth/login",
+        "/v1/auth/%6cogin",
+        "/v1/auth/./login",
+        "/v1/auth/login;x=1",
+        "/bulwark.auth.v1.AuthService/Login/",
+        "/bulwark.auth.v1.AuthService//Login",
+        "/bulwark.auth.v1.AuthService/login",
+        "/bulwark.auth.v1.AuthService/%4Cogin",
+        "/bulwark.auth.v1.AuthService/./Login",
+        "/bulwark.auth.v1.AuthService/Login;x",
+        "/bulwark.auth.v1.AuthService/Logout;/Login",
+        "/bulwark.auth.v1.AuthService/Logout/../Login",
+    ] {
+        assert_eq!(
+            gateway.authorize(&head(path, None), NOW),
+            Access::Denied(AuthError::MissingToken),
+            "{path}"
         );
     }
 }
@@ -79,7 +114,7 @@ fn valid_bearer_token_authenticates_and_yields_identity_headers() {
     let token = sign(&ed25519_a(), &claims());
     let authorization = format!("Bearer {token}");
     let Access::Authenticated(verified) =
-        gateway.authorize(&head("GET", "/v1/users/me", Some(&authorization)), NOW)
+        gateway.authorize(&head("/v1/users/me", Some(&authorization)), NOW)
     else {
         panic!("token should authenticate");
     };
@@ -96,10 +131,7 @@ fn valid_bearer_token_authenticates_and_yields_identity_headers() {
 #[test]
 fn basic_credentials_are_refused_on_bearer_routes() {
     let mut gateway = gateway();
-    let access = gateway.authorize(
-        &head("GET", "/v1/users/me", Some("Basic dXNlcjpwYXNz")),
-        NOW,
-    );
+    let access = gateway.authorize(&head("/v1/users/me", Some("Basic dXNlcjpwYXNz")), NOW);
     assert_eq!(access, Access::Denied(AuthError::NotBearer));
 }
 
@@ -110,7 +142,7 @@ fn invalid_jwks_keeps_the_previous_keys() {
     let token = sign(&ed25519_a(), &claims());
     let authorization = format!("Bearer {token}");
     assert!(matches!(
-        gateway.authorize(&head("GET", "/v1/users/me", Some(&authorization)), NOW),
+        gateway.authorize(&head("/v1/users/me", Some(&authorization)), NOW),
         Access::Authenticated(_)
     ));
 }

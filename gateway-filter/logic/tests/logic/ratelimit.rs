@@ -18,14 +18,8 @@ fn gateway() -> Gateway {
     Gateway::new(GatewayConfig::from_json(&serde_json::to_vec(&value).unwrap()).unwrap())
 }
 
-fn subject<'a>(
-    method: &'a str,
-    path: &'a str,
-    ip: Option<&'a str>,
-    user: Option<&'a str>,
-) -> RateLimitSubject<'a> {
+fn subject<'a>(path: &'a str, ip: Option<&'a str>, user: Option<&'a str>) -> RateLimitSubject<'a> {
     RateLimitSubject {
-        method,
         path,
         client_ip: ip,
         user_id: user,
@@ -45,12 +39,7 @@ fn entries(pairs: &[(&str, &str)]) -> Vec<DescriptorEntry> {
 #[test]
 fn login_is_limited_per_route_and_client_ip_and_fails_closed() {
     let check = gateway()
-        .rate_limit_check(&subject(
-            "POST",
-            "/v1/auth/login",
-            Some("203.0.113.7"),
-            None,
-        ))
+        .rate_limit_check(&subject("/v1/auth/login", Some("203.0.113.7"), None))
         .unwrap();
     assert_eq!(check.domain, "bulwark");
     assert_eq!(check.cluster, "ratelimit");
@@ -70,7 +59,6 @@ fn login_is_limited_per_route_and_client_ip_and_fails_closed() {
 fn transcoded_grpc_login_shares_the_rest_login_counter() {
     let check = gateway()
         .rate_limit_check(&subject(
-            "POST",
             "/bulwark.auth.v1.AuthService/Login",
             Some("203.0.113.7"),
             None,
@@ -89,12 +77,7 @@ fn transcoded_grpc_login_shares_the_rest_login_counter() {
 #[test]
 fn query_string_does_not_split_the_route_counter() {
     let check = gateway()
-        .rate_limit_check(&subject(
-            "POST",
-            "/v1/auth/refresh?x=1",
-            Some("203.0.113.7"),
-            None,
-        ))
+        .rate_limit_check(&subject("/v1/auth/refresh?x=1", Some("203.0.113.7"), None))
         .unwrap();
     assert_eq!(check.descriptors[0][0].value, "/v1/auth/refresh");
     assert_eq!(check.failure_mode, FailureMode::Open);
@@ -104,7 +87,6 @@ fn query_string_does_not_split_the_route_counter() {
 fn bearer_request_is_limited_per_user() {
     let check = gateway()
         .rate_limit_check(&subject(
-            "GET",
             "/v1/users/me",
             Some("203.0.113.7"),
             Some("user-42"),
@@ -117,7 +99,7 @@ fn bearer_request_is_limited_per_user() {
 #[test]
 fn unlimited_public_route_gets_no_descriptor() {
     assert_eq!(
-        gateway().rate_limit_check(&subject("GET", "/healthz", Some("203.0.113.7"), None)),
+        gateway().rate_limit_check(&subject("/healthz", Some("203.0.113.7"), None)),
         None
     );
 }
@@ -125,7 +107,7 @@ fn unlimited_public_route_gets_no_descriptor() {
 #[test]
 fn public_route_without_client_ip_gets_no_shared_bucket() {
     assert_eq!(
-        gateway().rate_limit_check(&subject("POST", "/v1/auth/login", None, None)),
+        gateway().rate_limit_check(&subject("/v1/auth/login", None, None)),
         None
     );
 }
@@ -134,7 +116,7 @@ fn public_route_without_client_ip_gets_no_shared_bucket() {
 fn no_rate_limit_config_means_no_check() {
     let gateway = Gateway::new(crate::support::config());
     assert_eq!(
-        gateway.rate_limit_check(&subject("GET", "/v1/users/me", None, Some("u"))),
+        gateway.rate_limit_check(&subject("/v1/users/me", None, Some("u"))),
         None
     );
 }
@@ -238,4 +220,51 @@ fn unit_numbers_follow_the_envoy_proto() {
     assert_eq!(LimitUnit::from_proto(2), LimitUnit::Minute);
     assert_eq!(LimitUnit::from_proto(7), LimitUnit::Week);
     assert_eq!(LimitUnit::from_proto(99), LimitUnit::Unknown);
+}
+
+#[test]
+fn login_under_any_reading_of_its_path_is_limited_per_client_ip_even_with_a_token() {
+    for path in [
+        "/bulwark.auth.v1.AuthService/Login/",
+        "/bulwark.auth.v1.AuthService/login",
+        "/bulwark.auth.v1.AuthService/%4Cogin",
+        "/bulwark.auth.v1.AuthService/Login;x",
+        "/v1/auth//login",
+        "/v1/auth/x/../login",
+    ] {
+        let check = gateway()
+            .rate_limit_check(&subject(path, Some("203.0.113.7"), Some("user-42")))
+            .unwrap_or_else(|| panic!("{path}: no limit"));
+        assert_eq!(
+            check.descriptors,
+            vec![entries(&[
+                ("route", "/v1/auth/login"),
+                ("client_ip", "203.0.113.7")
+            ])],
+            "{path}"
+        );
+        assert_eq!(check.failure_mode, FailureMode::Closed, "{path}");
+        assert!(gateway().limits_by_client_ip(path), "{path}");
+    }
+}
+
+#[test]
+fn token_endpoint_is_limited_per_client_ip_in_both_forms_and_fails_closed() {
+    for path in [
+        "/v1/oauth2/token",
+        "/bulwark.auth.v1.AuthService/IssueToken",
+    ] {
+        let check = gateway()
+            .rate_limit_check(&subject(path, Some("203.0.113.7"), None))
+            .unwrap_or_else(|| panic!("{path}: no limit"));
+        assert_eq!(
+            check.descriptors,
+            vec![entries(&[
+                ("route", "/v1/oauth2/token"),
+                ("client_ip", "203.0.113.7")
+            ])],
+            "{path}"
+        );
+        assert_eq!(check.failure_mode, FailureMode::Closed, "{path}");
+    }
 }

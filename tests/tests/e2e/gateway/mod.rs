@@ -2,7 +2,8 @@
 //! identity headers, rate limits through the real rate-limit service and Redis, Redis
 //! outages, signing-key rotation and a burst of forged tokens. Each test runs the whole
 //! mesh: Envoy with `envoy/edge.yaml`, the four services, the rate-limit service, Redis
-//! and PostgreSQL.
+//! and PostgreSQL. `methods` checks that the edge policy is the same whatever the HTTP
+//! method, protocol or spelling of the path (issue 8).
 //!
 //! What is shared here: starting the mesh (optionally with a limits file of the test's
 //! own), logging in, reading answers, reading Auth's signing key from its schema and
@@ -12,6 +13,7 @@ mod bad_tokens;
 mod forged_burst;
 mod identity_headers;
 mod key_rotation;
+mod methods;
 mod rate_limits;
 mod redis_outage;
 
@@ -93,6 +95,11 @@ descriptors:
         rate_limit: {{ unit: minute, requests_per_unit: 10 }}
   - key: route
     value: /v1/users
+    descriptors:
+      - key: client_ip
+        rate_limit: {{ unit: minute, requests_per_unit: 10 }}
+  - key: route
+    value: /v1/oauth2/token
     descriptors:
       - key: client_ip
         rate_limit: {{ unit: minute, requests_per_unit: 10 }}
