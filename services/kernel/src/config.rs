@@ -203,11 +203,7 @@ pub struct TokensConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ServiceAccountConfig {
     pub client_id: Option<String>,
-    #[serde(
-        serialize_with = "serialize_optional_secret",
-        skip_serializing_if = "Option::is_none",
-        default
-    )]
+    #[serde(serialize_with = "serialize_optional_secret", default)]
     pub client_secret: Option<SecretString>,
 }
 

@@ -22,7 +22,12 @@ fn fresh(prefix: &str) -> String {
 async fn public_routes_allow_ten_per_minute_per_client_ip_and_route() {
     let service = shipped().await;
     let ip = fresh("ip");
-    for route in ["/v1/auth/login", "/v1/auth/refresh", "/v1/users"] {
+    for route in [
+        "/v1/auth/login",
+        "/v1/auth/refresh",
+        "/v1/users",
+        "/v1/oauth2/token",
+    ] {
         let ask = || {
             service.ask(request(
                 EDGE_DOMAIN,
