@@ -75,6 +75,14 @@ const EXTRA_ROUTES: &[Route] = &[
         "RevokeRole",
         "",
     ),
+    // A service account whose secret leaked must be revocable.
+    route(
+        "DELETE",
+        "/v1/auth/clients/{client_id}",
+        AUTH,
+        "DeleteClient",
+        "",
+    ),
 ];
 
 /// RPCs with no HTTP binding: the internal ones only services call, and admin RPCs

@@ -27,6 +27,8 @@ pub enum Error {
     InvalidRefreshToken,
     #[error("permission {0} required")]
     PermissionDenied(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
     /// Refused by the kernel's request layer (token, permission, service caller).
     #[error(transparent)]
     Refused(#[from] Refusal),
@@ -110,6 +112,7 @@ impl From<Error> for Status {
             Error::InvalidCredentials => Status::unauthenticated(INVALID_CREDENTIALS),
             Error::InvalidRefreshToken => Status::unauthenticated(INVALID_REFRESH_TOKEN),
             Error::PermissionDenied(_) => Status::permission_denied(error.to_string()),
+            Error::NotFound(_) => Status::not_found(error.to_string()),
             Error::Refused(refusal) => refusal.into(),
             Error::OAuth(ref oauth) => match oauth.code {
                 OAuthErrorCode::InvalidClient => Status::unauthenticated(error.to_string()),

@@ -10,9 +10,9 @@ use bulwark_kernel::timestamp;
 use bulwark_kernel::tonic::{Request, Response, Status};
 use bulwark_proto::auth::v1::auth_service_server::AuthService;
 use bulwark_proto::auth::v1::{
-    AccessToken, CreateClientRequest, CreateClientResponse, GetJwksRequest, Jwks, LoginRequest,
-    LogoutRequest, LogoutResponse, RefreshRequest, RotateSigningKeyRequest,
-    RotateSigningKeyResponse, TokenPair,
+    AccessToken, CreateClientRequest, CreateClientResponse, DeleteClientRequest,
+    DeleteClientResponse, GetJwksRequest, Jwks, LoginRequest, LogoutRequest, LogoutResponse,
+    RefreshRequest, RotateSigningKeyRequest, RotateSigningKeyResponse, TokenPair,
 };
 use bulwark_proto::google::api::HttpBody;
 
@@ -183,6 +183,22 @@ impl AuthService for AuthHandlers {
             .await
             .map_err(|e| self.status(e))?;
         Ok(Response::new(created))
+    }
+
+    async fn delete_client(
+        &self,
+        request: Request<DeleteClientRequest>,
+    ) -> Result<Response<DeleteClientResponse>, Status> {
+        let caller = self
+            .access
+            .authorize(&request, CLIENTS_WRITE)
+            .await
+            .map_err(|e| self.status(e.into()))?;
+        self.accounts
+            .delete(&caller, &request.get_ref().client_id)
+            .await
+            .map_err(|e| self.status(e))?;
+        Ok(Response::new(DeleteClientResponse {}))
     }
 
     async fn issue_token(

@@ -144,6 +144,25 @@ impl ServiceAccounts {
         })
     }
 
+    /// Deletes a created client on behalf of `actor` (who holds `clients:write`).
+    pub async fn delete(&self, actor: &Caller, client_id: &str) -> Result<(), Error> {
+        let id = Uuid::parse_str(client_id).map_err(|_| Error::NotFound("client"))?;
+        let actor = actor.actor_id();
+        let mut pooled = self.db.conn().await?;
+        let conn: &mut AsyncPgConnection = &mut pooled;
+        conn.transaction::<_, Error, _>(async |conn| {
+            if !store::delete_client(conn, id).await? {
+                return Err(Error::NotFound("client"));
+            }
+            outbox::record(conn, crate::SPEC.name, events::client_deleted(&actor, id)).await?;
+            Ok(())
+        })
+        .await?;
+        self.audit.committed();
+        tracing::info!(client_id = %id, %actor, "service account deleted");
+        Ok(())
+    }
+
     /// Authenticates the client and signs its access token. Every outcome is audited;
     /// a wrong secret and an unknown client give the same answer.
     pub async fn issue(&self, credentials: ClientCredentials) -> Result<AccessToken, Error> {

@@ -364,6 +364,17 @@ pub async fn insert_client(conn: &mut AsyncPgConnection, row: &ClientRow) -> Res
     .await
 }
 
+/// Deletes a client; whether it existed.
+pub async fn delete_client(conn: &mut AsyncPgConnection, id: Uuid) -> Result<bool, DbError> {
+    traced("clients.delete", async {
+        diesel::delete(clients::table.find(id))
+            .execute(conn)
+            .await
+            .map(|rows| rows > 0)
+    })
+    .await
+}
+
 pub async fn find_client(
     conn: &mut AsyncPgConnection,
     id: Uuid,

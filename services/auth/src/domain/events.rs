@@ -15,6 +15,7 @@ pub const LOGOUT: &str = "auth.logout";
 pub const KEY_ROTATE: &str = "auth.key_rotate";
 pub const CLIENT_CREATE: &str = "auth.client_create";
 pub const CLIENT_TOKEN: &str = "auth.client_token";
+pub const CLIENT_DELETE: &str = "auth.client_delete";
 
 fn event(
     actor: Option<Uuid>,
@@ -111,6 +112,17 @@ pub fn client_created(actor: &str, client_id: Uuid, name: &str, roles: &[String]
         target: format!("client:{client_id}"),
         outcome: Outcome::Success,
         details: json!({ "name": name, "roles": roles }),
+    }
+}
+
+/// A deleted service account.
+pub fn client_deleted(actor: &str, client_id: Uuid) -> NewAuditEvent {
+    NewAuditEvent {
+        actor_id: actor.to_owned(),
+        action: CLIENT_DELETE.to_owned(),
+        target: format!("client:{client_id}"),
+        outcome: Outcome::Success,
+        details: json!({}),
     }
 }
 

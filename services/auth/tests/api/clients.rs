@@ -4,7 +4,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bulwark_kernel::tonic::{Code, Request, Status};
-use bulwark_proto::auth::v1::{AccessToken, CreateClientRequest, CreateClientResponse};
+use bulwark_proto::auth::v1::{
+    AccessToken, CreateClientRequest, CreateClientResponse, DeleteClientRequest,
+};
 use bulwark_proto::google::api::HttpBody;
 
 use crate::support::{TestApp, assert_code, claims, failure, with_bearer};
@@ -301,5 +303,65 @@ async fn a_client_token_is_refused_where_a_service_or_user_is_needed_but_may_hol
     );
     // It has no refresh tokens; logout changes nothing and still succeeds.
     assert!(app.logout(&token, "whatever-refresh-token").await.is_ok());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_deleted_client_gets_no_more_tokens() {
+    let app = app().await;
+    let admin = app.admin_token().await;
+    let created = create(&app, &admin, "leaked", &["auditor"])
+        .await
+        .unwrap_or_else(|s| panic!("{s:?}"));
+    let delete = |token: &str, id: &str| {
+        let request = with_bearer(
+            DeleteClientRequest {
+                client_id: id.to_owned(),
+            },
+            token,
+        );
+        let mut client = app.client.clone();
+        async move { client.delete_client(request).await.map(|r| r.into_inner()) }
+    };
+
+    let user = app.user("someone@example.com");
+    let plain = app.logged_in(&user).await.access_token;
+    let status = failure(
+        delete(&plain, &created.client_id).await,
+        "without clients:write",
+    );
+    assert_code(&status, Code::PermissionDenied, "without clients:write");
+
+    delete(&admin, &created.client_id)
+        .await
+        .unwrap_or_else(|s| panic!("DeleteClient failed: {s:?}"));
+    let status = failure(
+        issue(
+            &app,
+            form("grant_type=client_credentials"),
+            Some(&basic(&created.client_id, &created.client_secret)),
+        )
+        .await,
+        "a token for the deleted client",
+    );
+    assert_oauth_error(
+        &status,
+        Code::Unauthenticated,
+        "invalid_client",
+        "deleted client",
+    );
+
+    for id in [created.client_id.as_str(), "identity", "not-a-uuid"] {
+        let status = failure(delete(&admin, id).await, id);
+        assert_code(&status, Code::NotFound, id);
+    }
+    assert!(
+        app.outbox()
+            .await
+            .iter()
+            .any(|e| e.action == "auth.client_delete"
+                && e.target == format!("client:{}", created.client_id)),
+        "no auth.client_delete event"
+    );
     app.stop().await;
 }

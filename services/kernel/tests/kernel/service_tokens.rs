@@ -14,9 +14,9 @@ use bulwark_kernel::clients::ServiceClients;
 use bulwark_kernel::config::{KernelConfig, ServiceAccountConfig};
 use bulwark_proto::auth::v1::auth_service_server::{AuthService, AuthServiceServer};
 use bulwark_proto::auth::v1::{
-    AccessToken, CreateClientRequest, CreateClientResponse, GetJwksRequest, Jwks, LoginRequest,
-    LogoutRequest, LogoutResponse, RefreshRequest, RotateSigningKeyRequest,
-    RotateSigningKeyResponse, TokenPair,
+    AccessToken, CreateClientRequest, CreateClientResponse, DeleteClientRequest,
+    DeleteClientResponse, GetJwksRequest, Jwks, LoginRequest, LogoutRequest, LogoutResponse,
+    RefreshRequest, RotateSigningKeyRequest, RotateSigningKeyResponse, TokenPair,
 };
 use bulwark_proto::google::api::HttpBody;
 use bulwark_proto::identity::v1::identity_service_server::{
@@ -68,6 +68,12 @@ impl AuthService for FakeAuth {
         &self,
         _: Request<CreateClientRequest>,
     ) -> Result<Response<CreateClientResponse>, Status> {
+        unused()
+    }
+    async fn delete_client(
+        &self,
+        _: Request<DeleteClientRequest>,
+    ) -> Result<Response<DeleteClientResponse>, Status> {
         unused()
     }
     async fn issue_token(

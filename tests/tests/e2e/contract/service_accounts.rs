@@ -238,6 +238,33 @@ async fn a_created_client_gets_tokens_by_the_client_credentials_grant_and_uses_t
     .send()
     .await
     .error(StatusCode::FORBIDDEN, 7);
+
+    // A leaked client is deleted and gets no more tokens.
+    let deleted = mesh
+        .http()
+        .delete(mesh.edge_url(&format!("/v1/auth/clients/{client_id}")))
+        .header("authorization", format!("Bearer {admin}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("DELETE /v1/auth/clients/{client_id}: {e}"));
+    assert_eq!(
+        deleted.status(),
+        StatusCode::OK,
+        "{:?}",
+        deleted.text().await
+    );
+    let after = token_request(
+        &mesh,
+        "grant_type=client_credentials",
+        Some(&basic(&client_id, &secret)),
+    )
+    .await;
+    assert_oauth_error(
+        &after,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        "the deleted client",
+    );
 }
 
 /// A tonic request with `authorization: Bearer <token>` when given, and every header

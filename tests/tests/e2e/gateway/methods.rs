@@ -95,6 +95,11 @@ const RPCS: &[(&str, &str, Kind)] = &[
         Kind::Bearer,
     ),
     (
+        "/bulwark.auth.v1.AuthService/DeleteClient",
+        "auth",
+        Kind::Bearer,
+    ),
+    (
         "/bulwark.authz.v1.AuthzService/Check",
         "authz",
         Kind::Bearer,
@@ -603,6 +608,10 @@ const BEARER_REST: &[(&str, &str)] = &[
     ("POST", "/v1/authz/check"),
     ("POST", "/v1/authz/roles"),
     ("POST", "/v1/auth/clients"),
+    (
+        "DELETE",
+        "/v1/auth/clients/0192f0c4-7d4e-7b1a-9f00-000000000001",
+    ),
 ];
 
 /// The path tricks of the issue, applied to a REST path.
