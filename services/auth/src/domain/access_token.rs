@@ -33,18 +33,7 @@ impl AccessClaims {
         now: DateTime<Utc>,
         ttl_seconds: u64,
     ) -> Self {
-        let iat = now.timestamp();
-        Self {
-            iss: tokens.issuer.clone(),
-            aud: tokens.audience.clone(),
-            sub: user_id.to_string(),
-            iat,
-            nbf: iat,
-            exp: iat.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX)),
-            jti: uuid::Uuid::new_v4().to_string(),
-            roles,
-            permissions: None,
-        }
+        Self::issued(tokens, user_id.to_string(), roles, None, now, ttl_seconds)
     }
 
     /// Claims for the service account `client_id`: `sub` is `client:<client_id>`.
@@ -56,17 +45,29 @@ impl AccessClaims {
         now: DateTime<Utc>,
         ttl_seconds: u64,
     ) -> Self {
+        let sub = format!("client:{client_id}");
+        Self::issued(tokens, sub, roles, Some(permissions), now, ttl_seconds)
+    }
+
+    fn issued(
+        tokens: &TokensConfig,
+        sub: String,
+        roles: Vec<String>,
+        permissions: Option<Vec<String>>,
+        now: DateTime<Utc>,
+        ttl_seconds: u64,
+    ) -> Self {
         let iat = now.timestamp();
         Self {
             iss: tokens.issuer.clone(),
             aud: tokens.audience.clone(),
-            sub: format!("client:{client_id}"),
+            sub,
             iat,
             nbf: iat,
             exp: iat.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX)),
             jti: uuid::Uuid::new_v4().to_string(),
             roles,
-            permissions: Some(permissions),
+            permissions,
         }
     }
 }

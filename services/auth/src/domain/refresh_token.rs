@@ -31,14 +31,21 @@ pub struct NewRefreshToken {
 
 impl NewRefreshToken {
     pub fn generate() -> Result<Self, Error> {
-        let mut bytes = [0u8; 32];
-        OsRng
-            .try_fill_bytes(&mut bytes)
-            .map_err(|e| Error::Crypto(format!("OS random source failed: {e}")))?;
-        let plaintext = URL_SAFE_NO_PAD.encode(bytes);
+        let plaintext = random_secret()?;
         let hash = TokenHash::of(&plaintext);
         Ok(Self { plaintext, hash })
     }
+}
+
+/// 32 random bytes from the OS, base64url: the plaintext of every opaque secret Auth
+/// hands out (refresh tokens, service-account secrets), too long to guess, so a SHA-256
+/// of it is all that needs storing.
+pub fn random_secret() -> Result<String, Error> {
+    let mut bytes = [0u8; 32];
+    OsRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| Error::Crypto(format!("OS random source failed: {e}")))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// A refresh token as presented by a client: present and of bounded size; whether it

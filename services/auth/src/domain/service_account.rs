@@ -5,10 +5,6 @@
 //! unlike a password it cannot be guessed from a dictionary, and a slow hash would only
 //! make every service's token renewal slow.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::TryRngCore as _;
-use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
@@ -93,11 +89,7 @@ pub struct NewSecret {
 
 impl NewSecret {
     pub fn generate() -> Result<Self, Error> {
-        let mut bytes = [0u8; 32];
-        OsRng
-            .try_fill_bytes(&mut bytes)
-            .map_err(|e| Error::Crypto(format!("OS random source failed: {e}")))?;
-        let plaintext = URL_SAFE_NO_PAD.encode(bytes);
+        let plaintext = super::refresh_token::random_secret()?;
         let hash = SecretHash::of(&plaintext);
         Ok(Self { plaintext, hash })
     }
