@@ -128,10 +128,13 @@ impl RequestLayer {
             tracing::info!("no bearer token");
             return Err(Refusal::Unauthenticated);
         };
-        self.verifier.verify(token).await.map_err(|error| {
+        let caller = self.verifier.verify(token).await.map_err(|error| {
             tracing::info!(%error, "bearer token refused");
             Refusal::Unauthenticated
-        })
+        })?;
+        // Every later log line of the call names who made it, as verified.
+        tracing::Span::current().record("caller", caller.actor_id());
+        Ok(caller)
     }
 
     /// Passes when `caller` holds `permission`: a service account when its token carries

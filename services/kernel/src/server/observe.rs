@@ -92,6 +92,9 @@ where
             trace_id = tracing::field::Empty,
             span_id = tracing::field::Empty,
             edge_user_id = tracing::field::Empty,
+            // The subject of the verified bearer token (a user id or `client:<id>`),
+            // recorded by the request layer once it has checked the token.
+            caller = tracing::field::Empty,
         );
         if let Some(user) = request
             .headers()

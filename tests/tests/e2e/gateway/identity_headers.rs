@@ -77,11 +77,23 @@ async fn services_see_the_verified_user_id_and_never_a_client_supplied_one() {
             Some(admin.user_id.as_str()),
             "{what}: answered for another user: {reply:?}"
         );
-        let ids = logged_user_ids(&mesh, ServiceKind::Identity, &reply.request_id(what)).await;
+        let request_id = reply.request_id(what);
+        let ids = logged_user_ids(&mesh, ServiceKind::Identity, &request_id).await;
         assert_eq!(
             ids,
             vec![admin.user_id.clone()],
             "{what}: identity logged edge_user_id {ids:?}, expected only the verified {}",
+            admin.user_id
+        );
+        // The service's own verdict on who called is on its log lines too.
+        let lines = request_log_lines(&mesh, ServiceKind::Identity, &request_id).await;
+        let callers: Vec<&str> = lines
+            .iter()
+            .filter_map(|line| line.get("caller").and_then(Value::as_str))
+            .collect();
+        assert!(
+            !callers.is_empty() && callers.iter().all(|c| *c == admin.user_id),
+            "{what}: identity's log lines should name the verified caller {}: {callers:?}",
             admin.user_id
         );
     }
