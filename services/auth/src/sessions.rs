@@ -170,6 +170,7 @@ impl Sessions {
         let conn: &mut AsyncPgConnection = &mut pooled;
         let exchange = conn
             .transaction::<_, Error, _>(async |conn| {
+                store::lock_family(conn, row.family_id).await?;
                 let now = Utc::now();
                 if store::claim_refresh_token(conn, row.id, now).await? {
                     store::insert_refresh_token(conn, &issued.row).await?;
@@ -228,6 +229,7 @@ impl Sessions {
         let conn: &mut AsyncPgConnection = &mut pooled;
         let revoked = conn
             .transaction::<_, Error, _>(async |conn| {
+                store::lock_family(conn, row.family_id).await?;
                 let revoked = store::revoke_family(conn, row.family_id, Utc::now()).await?;
                 outbox::record(
                     conn,
@@ -247,6 +249,7 @@ impl Sessions {
         let mut pooled = self.db.conn().await?;
         let conn: &mut AsyncPgConnection = &mut pooled;
         conn.transaction::<_, Error, _>(async |conn| {
+            store::lock_family(conn, row.family_id).await?;
             store::revoke_family(conn, row.family_id, Utc::now()).await?;
             outbox::record(
                 conn,
@@ -269,6 +272,9 @@ impl Sessions {
         conn.transaction::<_, Error, _>(async |conn| {
             let revoked = match store::find_refresh_token(conn, &hash).await? {
                 Some(row) if row.user_id == user_id => {
+                    store::lock_family(conn, row.family_id).await?;
+                    // After the lock, so it also sees a child that a refresh of the
+                    // family committed meanwhile.
                     store::revoke_family(conn, row.family_id, Utc::now()).await?
                 }
                 _ => 0,

@@ -324,6 +324,27 @@ pub async fn refresh_token_by_id(
 }
 
 /// Revokes every token of a login's family that is not revoked yet; returns how many.
+/// The first key of the advisory locks on refresh families ("rfam"), keeping them apart
+/// from any other advisory lock in the database (the two-key and one-key forms never
+/// conflict, and other users of the two-key form pick other first keys).
+const FAMILY_LOCK_SPACE: i32 = 0x7266_616d;
+
+/// Serializes every change to the refresh family `family_id` until the transaction
+/// ends. Refresh, logout, reuse detection and revocation all take it first, so under
+/// READ COMMITTED a revocation cannot miss a child token that a refresh is inserting:
+/// whichever comes second runs its statements after the first has committed.
+pub async fn lock_family(conn: &mut AsyncPgConnection, family_id: Uuid) -> Result<(), DbError> {
+    traced("refresh_tokens.lock_family", async {
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2::text))")
+            .bind::<diesel::sql_types::Integer, _>(FAMILY_LOCK_SPACE)
+            .bind::<diesel::sql_types::Uuid, _>(family_id)
+            .execute(conn)
+            .await
+            .map(|_| ())
+    })
+    .await
+}
+
 pub async fn revoke_family(
     conn: &mut AsyncPgConnection,
     family_id: Uuid,

@@ -109,3 +109,44 @@ async fn logout_requires_a_valid_bearer_token() {
     );
     app.stop().await;
 }
+
+/// Issue 9, "Refresh and logout are linearizable": however a refresh and a logout of
+/// one family interleave, afterwards no token of the family refreshes, and no token is
+/// redeemed twice. Each round races two refreshes of the same token against a logout;
+/// the database is Postgres under READ COMMITTED, where a logout's UPDATE would miss a
+/// child token that a concurrent refresh is still inserting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refresh_racing_logout_leaves_no_live_token_and_redeems_none_twice() {
+    let app = TestApp::start().await;
+    let user = app.user("racer@example.com");
+    let mut survivors = Vec::new();
+    for round in 0..20 {
+        let pair = app.logged_in(&user).await;
+        let (first, second, logout) = tokio::join!(
+            app.refresh(&pair.refresh_token),
+            app.refresh(&pair.refresh_token),
+            app.logout(&pair.access_token, &pair.refresh_token),
+        );
+        logout.unwrap_or_else(|s| panic!("round {round}: logout failed: {s:?}"));
+        let children: Vec<_> = [first, second].into_iter().filter_map(Result::ok).collect();
+        assert!(
+            children.len() <= 1,
+            "round {round}: one refresh token was redeemed twice"
+        );
+        for child in children {
+            if app.refresh(&child.refresh_token).await.is_ok() {
+                survivors.push(round);
+            }
+        }
+        let status = failure(
+            app.refresh(&pair.refresh_token).await,
+            "the logged-out token",
+        );
+        assert_code(&status, Code::Unauthenticated, "the logged-out token");
+    }
+    assert!(
+        survivors.is_empty(),
+        "a refresh token created while its family was logged out still works (rounds {survivors:?})"
+    );
+    app.stop().await;
+}
