@@ -34,8 +34,9 @@ pub use tonic;
 use config::Settings;
 use telemetry::Telemetry;
 
-/// Runs one service binary: loads and validates configuration (a bad value exits with
-/// status 2 and a message naming the key), sets up telemetry, boots the kernel,
+/// Runs one service binary: loads and validates configuration (a bad value, or the
+/// default admin password outside `local`, exits with status 2 and a message naming
+/// the key), sets up telemetry, boots the kernel,
 /// builds the app's gRPC services with `build`, serves, and shuts down in order on
 /// SIGTERM/SIGINT.
 pub async fn run<F, Fut>(spec: ServiceSpec, migrations: EmbeddedMigrations, build: F) -> ExitCode
@@ -64,7 +65,13 @@ where
     F: FnOnce(Kernel) -> Fut,
     Fut: Future<Output = anyhow::Result<GrpcServices>>,
 {
-    let settings = match Settings::load(&spec) {
+    let loaded = Settings::load(&spec).and_then(|settings| {
+        if bootstrap::reads_admin_password(spec.name) {
+            bootstrap::check_admin_password(&settings)?;
+        }
+        Ok(settings)
+    });
+    let settings = match loaded {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("bulwark-{}: {error}", spec.name);

@@ -1,4 +1,5 @@
-//! Liveness and readiness of the services, with their dependencies up and down.
+//! Liveness and readiness of the services, with their dependencies up and down, and a
+//! service that must not start at all (the default admin password outside `local`).
 
 use std::time::Duration;
 
@@ -136,4 +137,54 @@ async fn ready_turns_503_while_postgres_is_down_and_recovers() {
         pid,
         "identity was restarted; it must recover in the same process"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_refuses_the_default_admin_password_outside_local() {
+    // The harness sets no admin password: Identity would create the admin with the
+    // documented default.
+    let refused = Mesh::builder()
+        .service(ServiceKind::Identity)
+        .service_env(
+            ServiceKind::Identity,
+            "BULWARK_SERVICE__ENVIRONMENT",
+            "production",
+        )
+        .start()
+        .await
+        .err()
+        .map(|error| format!("{error:#}"))
+        .unwrap_or_else(|| {
+            panic!("identity started in production with the default admin password")
+        });
+    // A configuration error: status 2, the message naming the setting and the fix.
+    for expected in [
+        "identity exited (exit status: 2)",
+        "configuration key `admin_password` is invalid",
+        "service.environment",
+        "`production`",
+        "set BULWARK_ADMIN_PASSWORD",
+    ] {
+        assert!(
+            refused.contains(expected),
+            "{expected:?} is not in the start error:\n{refused}"
+        );
+    }
+
+    // The same environment with a password of the operator's own starts and is ready.
+    Mesh::builder()
+        .service(ServiceKind::Identity)
+        .service_env(
+            ServiceKind::Identity,
+            "BULWARK_SERVICE__ENVIRONMENT",
+            "production",
+        )
+        .service_env(
+            ServiceKind::Identity,
+            "BULWARK_ADMIN_PASSWORD",
+            "an admin password of our own",
+        )
+        .start()
+        .await
+        .expect("identity in production with its own admin password");
 }
