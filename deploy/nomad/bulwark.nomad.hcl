@@ -4,6 +4,9 @@
 # Secrets come from Nomad variables, each task reading only its own group's path, which
 # its workload identity may read without any ACL policy (nomad/jobs/<job>/<group>):
 #   nomad/jobs/bulwark/<core service>  database_url, client_secret (its service account)
+#   nomad/jobs/bulwark/identity        also admin_password: the bootstrap admin's; the
+#                                      job runs in environment production, where Identity
+#                                      refuses to start without one of your own
 #   nomad/jobs/bulwark/auth            also identity_client_secret, authz_client_secret,
 #                                      audit_client_secret: the same values as those
 #                                      services' client_secret, which Auth checks
@@ -102,6 +105,7 @@ job "bulwark" {
 {{ with nomadVar "nomad/jobs/bulwark/identity" }}
 BULWARK_DATABASE__URL={{ .database_url }}
 BULWARK_SERVICE_ACCOUNT__CLIENT_SECRET={{ .client_secret }}
+BULWARK_ADMIN_PASSWORD={{ .admin_password }}
 {{ end }}
 EOT
       }

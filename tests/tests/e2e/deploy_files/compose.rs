@@ -1,10 +1,11 @@
 //! `deploy/compose/compose.yaml`: every service, its settings, files and dependencies,
-//! and the service accounts, whose secrets the user must supply.
+//! and the service accounts and bootstrap admin, whose secrets the user must supply.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use bulwark_e2e::workspace_root;
+use bulwark_kernel::bootstrap::{LOCAL_ENVIRONMENT, reads_admin_password};
 use serde_json::{Map, Value};
 
 use super::{CORE, EDGE_PORT, EVERY, Problems, check_env_key, kernel_keys, read, spec};
@@ -267,6 +268,37 @@ fn check_service_account(name: &str, services: &Map<String, Value>, problems: &m
     );
 }
 
+const ADMIN_PASSWORD: &str = "BULWARK_ADMIN_PASSWORD";
+const ENVIRONMENT: &str = "BULWARK_SERVICE__ENVIRONMENT";
+
+/// Every service runs outside `local`, so the one that creates the bootstrap admin
+/// (Identity) refuses the documented default password; it gets a password the user must
+/// supply (the file holds none), and no other service gets it.
+fn check_admin_password(name: &str, service: &Value, problems: &mut Problems) {
+    let env = env_of(service);
+    match env.get(ENVIRONMENT) {
+        Some(environment) if environment != LOCAL_ENVIRONMENT => {}
+        other => problems.push(format!(
+            "{name}: {ENVIRONMENT} is {other:?}; outside `{LOCAL_ENVIRONMENT}` the default \
+             admin password is refused, which Compose relies on"
+        )),
+    }
+    let password = env.get(ADMIN_PASSWORD).map(String::as_str);
+    if reads_admin_password(name) {
+        problems.expect(
+            format_args!(
+                "{name}: the variable {ADMIN_PASSWORD} requires (as ${{{ADMIN_PASSWORD}:?<what to do>}})"
+            ),
+            password.and_then(required_variable),
+            Some(ADMIN_PASSWORD),
+        );
+    } else if let Some(password) = password {
+        problems.push(format!(
+            "{name} gets {ADMIN_PASSWORD} ({password:?}) but never reads it; only Identity may"
+        ));
+    }
+}
+
 /// The rate-limit service calls no other service: no account, no client secrets.
 fn check_no_account(name: &str, service: &Value, problems: &mut Problems) {
     let keys: Vec<String> = env_of(service)
@@ -379,6 +411,7 @@ fn compose_file_runs_every_service_with_consistent_settings() {
     );
     for name in EVERY {
         check_service(name, &services[name], &kernel, &mut problems);
+        check_admin_password(name, &services[name], &mut problems);
     }
     for name in CORE {
         check_database(name, &services[name], &mut problems);

@@ -1,11 +1,13 @@
 //! `deploy/nomad/bulwark.nomad.hcl`: one group per Consul service, each with its
 //! Connect sidecar and upstreams as in `consul/services/`, readiness checks on the
-//! admin port, secrets (database, service-account secrets) from its own Nomad variable
-//! only, only settings the service reads, and the rate-limit service's default limits
-//! embedded as they are in the repository.
+//! admin port, secrets (database, service-account secrets, Identity's admin password)
+//! from its own Nomad variable only, outside the `local` environment, only settings the
+//! service reads, and the rate-limit service's default limits embedded as they are in
+//! the repository.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use bulwark_kernel::bootstrap::{LOCAL_ENVIRONMENT, reads_admin_password};
 use serde_json::Value;
 
 use super::{CORE, EVERY, Problems, check_env_key, kernel_keys, port_of, read, spec};
@@ -79,10 +81,17 @@ fn consul_upstreams(name: &str) -> Upstreams {
 const CLIENT_ID: &str = "BULWARK_SERVICE_ACCOUNT__CLIENT_ID";
 const CLIENT_SECRET: &str = "BULWARK_SERVICE_ACCOUNT__CLIENT_SECRET";
 const SERVICE_CLIENTS: &str = "BULWARK_AUTH__SERVICE_CLIENTS__";
+const ADMIN_PASSWORD: &str = "BULWARK_ADMIN_PASSWORD";
+const ENVIRONMENT: &str = "BULWARK_SERVICE__ENVIRONMENT";
+
+/// Whether the service creates the bootstrap admin and so needs `admin_password`.
+fn needs_admin_password(name: &str) -> bool {
+    reads_admin_password(name)
+}
 
 /// The settings a service cannot run without, set in `env` or by a template: the core
 /// services' database and service account (and Auth's copy of every built-in client's
-/// secret), the rate-limit service's Redis and limits file.
+/// secret), Identity's admin password, the rate-limit service's Redis and limits file.
 fn required_settings(name: &str) -> Vec<String> {
     let mut settings: Vec<String> = match name {
         "ratelimit" => vec!["BULWARK_REDIS__URL".into(), LIMITS_SETTING.into()],
@@ -98,13 +107,22 @@ fn required_settings(name: &str) -> Vec<String> {
                 .map(|client| format!("{SERVICE_CLIENTS}{}", client.to_uppercase())),
         );
     }
+    if needs_admin_password(name) {
+        settings.push(ADMIN_PASSWORD.into());
+    }
     settings
 }
 
 /// Settings that hold secrets: only a template may set them, from a Nomad variable;
 /// never the job file's `env`.
 fn is_secret_setting(key: &str) -> bool {
-    ["BULWARK_DATABASE__URL", "BULWARK_REDIS__URL", CLIENT_SECRET].contains(&key)
+    [
+        "BULWARK_DATABASE__URL",
+        "BULWARK_REDIS__URL",
+        CLIENT_SECRET,
+        ADMIN_PASSWORD,
+    ]
+    .contains(&key)
         || key.starts_with(SERVICE_CLIENTS)
 }
 
@@ -126,13 +144,17 @@ fn template_items(data: &str) -> BTreeMap<String, String> {
 
 /// The item of the group's Nomad variable that each secret setting comes from: the
 /// service's own `client_secret`; for Auth also `<id>_client_secret` of every other
-/// core service (which holds the value of that service's `client_secret`).
+/// core service (which holds the value of that service's `client_secret`); for Identity
+/// also `admin_password`.
 fn expected_secret_items(name: &str) -> BTreeMap<String, String> {
     let mut items = BTreeMap::new();
     if name == "ratelimit" {
         return items;
     }
     items.insert(CLIENT_SECRET.to_owned(), "client_secret".to_owned());
+    if needs_admin_password(name) {
+        items.insert(ADMIN_PASSWORD.to_owned(), "admin_password".to_owned());
+    }
     if name == "auth" {
         for client in CORE {
             let item = if client == "auth" {
@@ -166,13 +188,13 @@ fn check_service_account(
     }
     let secret_items: BTreeMap<String, String> = items
         .iter()
-        .filter(|(key, _)| *key == CLIENT_SECRET || key.starts_with(SERVICE_CLIENTS))
+        .filter(|(key, _)| {
+            *key == CLIENT_SECRET || *key == ADMIN_PASSWORD || key.starts_with(SERVICE_CLIENTS)
+        })
         .map(|(key, item)| (key.clone(), item.clone()))
         .collect();
     problems.expect(
-        format_args!(
-            "{name}: service-account secrets (setting -> item of nomad/jobs/bulwark/{name})"
-        ),
+        format_args!("{name}: secrets (setting -> item of nomad/jobs/bulwark/{name})"),
         secret_items,
         expected_secret_items(name),
     );
@@ -311,6 +333,14 @@ fn check_task(
         }
     }
     check_service_account(name, &env, &items, problems);
+    // Outside `local` the default admin password is refused: the job relies on it.
+    match env.get(ENVIRONMENT) {
+        Some(environment) if environment != LOCAL_ENVIRONMENT => {}
+        other => problems.push(format!(
+            "{name}: {ENVIRONMENT} in env is {other:?}, expected an environment other than \
+             `{LOCAL_ENVIRONMENT}`"
+        )),
+    }
     let spec = spec(name);
     problems.expect(
         format_args!("{name}: BULWARK_GRPC__LISTEN"),
