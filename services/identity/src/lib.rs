@@ -20,7 +20,7 @@ pub use error::INVALID_CREDENTIALS;
 pub use grpc::{IdentityHandlers, USERS_READ, USERS_WRITE};
 
 /// Name and default ports (gRPC 50051, admin HTTP 9101).
-pub const SPEC: ServiceSpec = ServiceSpec::new("identity", 50051, 9101);
+pub const SPEC: ServiceSpec = ServiceSpec::new("identity", 50051, 9101).reading_admin_password();
 
 /// The `identity` schema's migrations, applied at start.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");

@@ -16,10 +16,6 @@ pub const DEFAULT_ADMIN_PASSWORD: &str = "bulwark-admin-change-me";
 /// The one `service.environment` that may run with [`DEFAULT_ADMIN_PASSWORD`]: the
 /// kernel's default and the local mesh command's.
 pub const LOCAL_ENVIRONMENT: &str = "local";
-/// The services that create the admin from `admin_password` (Identity); the others
-/// never read it, so they neither need the secret nor refuse its absence.
-const ADMIN_PASSWORD_READERS: [&str; 1] = ["identity"];
-
 /// The bootstrap admin's user id: UUIDv5 (URL namespace) of `bulwark:admin:<email>`,
 /// with the email lowercased because emails are unique case-insensitively.
 pub fn admin_user_id(email: &str) -> Uuid {
@@ -32,12 +28,6 @@ pub fn admin_email(settings: &Settings) -> Result<String, ConfigError> {
     Ok(settings
         .value::<String>("admin_email")?
         .unwrap_or_else(|| DEFAULT_ADMIN_EMAIL.to_owned()))
-}
-
-/// Whether the service named `service` (its `ServiceSpec` name) creates the admin from
-/// `admin_password`.
-pub fn reads_admin_password(service: &str) -> bool {
-    ADMIN_PASSWORD_READERS.contains(&service)
 }
 
 /// Refuses the documented default admin password (set to it, empty, or not set at all)
@@ -128,14 +118,6 @@ mod tests {
             {
                 panic!("refused in {environment}: {error}");
             }
-        }
-    }
-
-    #[test]
-    fn only_identity_reads_the_admin_password() {
-        assert!(reads_admin_password(IDENTITY.name));
-        for name in ["auth", "authz", "audit", "ratelimit"] {
-            assert!(!reads_admin_password(name), "{name}");
         }
     }
 

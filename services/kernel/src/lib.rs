@@ -66,7 +66,7 @@ where
     Fut: Future<Output = anyhow::Result<GrpcServices>>,
 {
     let loaded = Settings::load(&spec).and_then(|settings| {
-        if bootstrap::reads_admin_password(spec.name) {
+        if spec.reads_admin_password {
             bootstrap::check_admin_password(&settings)?;
         }
         Ok(settings)

@@ -40,12 +40,17 @@ const HOOK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often readiness is mirrored into the gRPC health service.
 const HEALTH_MIRROR_PERIOD: Duration = Duration::from_secs(2);
 
-/// What a service binary is: its name and default ports.
+/// What a service binary is: its name, default ports, and whether it creates the
+/// bootstrap admin from `admin_password`.
 #[derive(Debug, Clone, Copy)]
 pub struct ServiceSpec {
     pub name: &'static str,
     pub default_grpc_port: u16,
     pub default_http_port: u16,
+    /// Reads `admin_password`, so refuses the documented default outside `local`
+    /// (`bootstrap::check_admin_password`). Only the service that creates the admin;
+    /// the others neither need the secret nor refuse its absence.
+    pub reads_admin_password: bool,
 }
 
 impl ServiceSpec {
@@ -54,6 +59,15 @@ impl ServiceSpec {
             name,
             default_grpc_port,
             default_http_port,
+            reads_admin_password: false,
+        }
+    }
+
+    /// This service creates the bootstrap admin from `admin_password`.
+    pub const fn reading_admin_password(self) -> Self {
+        Self {
+            reads_admin_password: true,
+            ..self
         }
     }
 }

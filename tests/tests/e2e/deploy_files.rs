@@ -4,6 +4,13 @@
 //! configuration keys the kernel really reads and the services' default ports; the
 //! Compose edge configuration also by the real Envoy (`--mode validate`).
 
+/// The one service that creates the bootstrap admin from `admin_password` and so needs
+/// it (`ServiceSpec::reading_admin_password` in `services/identity/src/lib.rs`); the
+/// others must not be given it.
+pub fn reads_admin_password(service: &str) -> bool {
+    service == "identity"
+}
+
 mod compose;
 mod compose_edge;
 mod dockerfile;

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use bulwark_e2e::workspace_root;
-use bulwark_kernel::bootstrap::{LOCAL_ENVIRONMENT, reads_admin_password};
+use bulwark_kernel::bootstrap::LOCAL_ENVIRONMENT;
+
+use super::reads_admin_password;
 use serde_json::{Map, Value};
 
 use super::{CORE, EDGE_PORT, EVERY, Problems, check_env_key, kernel_keys, read, spec};

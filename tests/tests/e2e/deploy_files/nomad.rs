@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bulwark_kernel::bootstrap::{LOCAL_ENVIRONMENT, reads_admin_password};
+use bulwark_kernel::bootstrap::LOCAL_ENVIRONMENT;
+
+use super::reads_admin_password;
 use serde_json::Value;
 
 use super::{CORE, EVERY, Problems, check_env_key, kernel_keys, port_of, read, spec};
