@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use tonic::{Code, Request, Status};
+use tonic::{Request, Status};
 use uuid::Uuid;
 
 use crate::caller::{Caller, TokenVerifier, UNAUTHENTICATED_MESSAGE, bearer_token};
@@ -65,13 +65,10 @@ impl Refusal {
     /// unreachable Authz is unavailability (the client may retry), anything else is a
     /// defect worth a report.
     pub fn from_authz(status: Status) -> Self {
-        match status.code() {
-            // A client-side deadline surfaces as CANCELLED ("Timeout expired").
-            Code::Unavailable
-            | Code::DeadlineExceeded
-            | Code::ResourceExhausted
-            | Code::Cancelled => Self::AuthzUnavailable(status),
-            _ => Self::AuthzFailed(status),
+        if crate::clients::is_unavailable(&status) {
+            Self::AuthzUnavailable(status)
+        } else {
+            Self::AuthzFailed(status)
         }
     }
 
@@ -218,6 +215,8 @@ impl crate::Kernel {
 mod tests {
     use std::sync::Mutex;
 
+    use tonic::Code;
+
     use super::*;
     use crate::testing::TestTokens;
 
@@ -258,16 +257,12 @@ mod tests {
     #[tokio::test]
     async fn no_token_or_a_forged_one_is_unauthenticated_whatever_the_headers() {
         let (layer, _, _) = layer(Ok(true));
-        let mut request = Request::new(());
         // Headers that once made a call look internal, or look like it came via the edge.
-        for (name, value) in [
-            ("x-bulwark-user-id", "0192f0c4-7d4e-7b1a-9f00-000000000001"),
-            ("x-forwarded-for", "10.0.0.1"),
-        ] {
-            request
-                .metadata_mut()
-                .insert(name, value.parse().unwrap_or_else(|_| panic!("{value}")));
-        }
+        let mut request = crate::testing::with_edge_headers(
+            Request::new(()),
+            "/v1/users/me",
+            "0192f0c4-7d4e-7b1a-9f00-000000000001",
+        );
         let refusal = layer.caller(&request).await.err();
         assert!(
             matches!(refusal, Some(Refusal::Unauthenticated)),

@@ -311,6 +311,55 @@ impl crate::clients::AuditApi for FakeAudit {
     }
 }
 
+/// `request` with every header that once made a call look internal or edge-vetted, or
+/// that names a user: the edge's `x-forwarded-for` and `x-envoy-original-path`, and the
+/// identity headers `x-bulwark-user-id` and `x-bulwark-roles`, naming `user` an admin.
+/// None of them may authenticate anyone.
+#[allow(
+    clippy::panic,
+    reason = "test headers that do not parse are a bug of the test"
+)]
+pub fn with_edge_headers<T>(
+    mut request: tonic::Request<T>,
+    path: &str,
+    user: impl std::fmt::Display,
+) -> tonic::Request<T> {
+    let user = user.to_string();
+    for (name, value) in [
+        ("x-forwarded-for", "203.0.113.9"),
+        ("x-envoy-original-path", path),
+        ("x-bulwark-user-id", user.as_str()),
+        ("x-bulwark-roles", "admin"),
+    ] {
+        let value = value
+            .parse()
+            .unwrap_or_else(|e| panic!("header {name}: {value:?}: {e}"));
+        request.metadata_mut().insert(name, value);
+    }
+    request
+}
+
+/// Asserts `result` failed with `code` and a message starting with `prefix`.
+#[allow(clippy::panic, reason = "a test assertion")]
+pub fn assert_status<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+    prefix: &str,
+    what: &str,
+) {
+    match result {
+        Ok(value) => panic!("{what}: expected {code:?}, got success {value:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "{what}: wrong code ({status:?})");
+            assert!(
+                status.message().starts_with(prefix),
+                "{what}: message {:?} does not start with {prefix:?}",
+                status.message()
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! token carries `audit:append`.
 
 use bulwark_kernel::tonic::{Code, Request};
-use bulwark_proto::audit::v1::{AppendEventsRequest, ListEventsRequest};
+use bulwark_proto::audit::v1::AppendEventsRequest;
 
 use uuid::Uuid;
 
@@ -30,17 +30,7 @@ async fn append_stores_new_events_and_counts_duplicates() {
         "resent batch"
     );
 
-    let listed = audit
-        .client
-        .clone()
-        .list_events(
-            audit
-                .tokens
-                .request(audit.reader, ListEventsRequest::default()),
-        )
-        .await
-        .unwrap_or_else(|s| panic!("list failed: {s:?}"))
-        .into_inner();
+    let listed = audit.first_page().await;
     let ids: Vec<&str> = listed.events.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(
         ids,
@@ -86,17 +76,7 @@ async fn a_batch_with_a_bad_event_is_refused_whole() {
         "events[1].service: ",
         "empty service",
     );
-    let listed = audit
-        .client
-        .clone()
-        .list_events(
-            audit
-                .tokens
-                .request(audit.reader, ListEventsRequest::default()),
-        )
-        .await
-        .unwrap_or_else(|s| panic!("list failed: {s:?}"))
-        .into_inner();
+    let listed = audit.first_page().await;
     assert!(
         listed.events.is_empty(),
         "part of a refused batch was stored"
@@ -171,17 +151,7 @@ async fn append_events_requires_a_service_token_with_audit_append() {
         let result = audit.client.clone().append_events(request).await;
         assert_status(result, code, message, what);
     }
-    let listed = audit
-        .client
-        .clone()
-        .list_events(
-            audit
-                .tokens
-                .request(audit.reader, ListEventsRequest::default()),
-        )
-        .await
-        .unwrap_or_else(|s| panic!("list failed: {s:?}"))
-        .into_inner();
+    let listed = audit.first_page().await;
     assert!(
         listed.events.is_empty(),
         "a refused append stored events: {:?}",

@@ -115,17 +115,7 @@ async fn filters_and_pages_cover_every_match_once_newest_first() {
         assert_eq!(unique.len(), got.len(), "{what}: duplicates across pages");
     }
 
-    let default_page = audit
-        .client
-        .clone()
-        .list_events(
-            audit
-                .tokens
-                .request(audit.reader, ListEventsRequest::default()),
-        )
-        .await
-        .unwrap_or_else(|s| panic!("list failed: {s:?}"))
-        .into_inner();
+    let default_page = audit.first_page().await;
     assert_eq!(default_page.events.len(), 30);
     assert!(
         default_page.next_page_token.is_empty(),

@@ -11,10 +11,15 @@ use bulwark_kernel::caller::TokenVerifier;
 use bulwark_kernel::clients::AuthzApi;
 use bulwark_kernel::config::DatabaseConfig;
 use bulwark_kernel::testing::{TestTokens, fresh_database, settings, start};
+// Shared with the other services' tests: one definition of the forged headers.
+pub use bulwark_kernel::testing::{assert_status, with_edge_headers};
 use bulwark_kernel::tonic::transport::Channel;
-use bulwark_kernel::tonic::{Code, Request, Status};
+use bulwark_kernel::tonic::{Request, Status};
 use bulwark_proto::audit::v1::audit_service_client::AuditServiceClient;
-use bulwark_proto::audit::v1::{AppendEventsRequest, AppendEventsResponse, AuditEvent, Outcome};
+use bulwark_proto::audit::v1::{
+    AppendEventsRequest, AppendEventsResponse, AuditEvent, ListEventsRequest, ListEventsResponse,
+    Outcome,
+};
 use bulwark_proto::authz::v1::{ListUserRolesResponse, ResolveRolesResponse};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures::future::BoxFuture;
@@ -76,6 +81,19 @@ pub struct TestAudit {
 }
 
 impl TestAudit {
+    /// The first page of `ListEvents` with default filters, as the log reader.
+    pub async fn first_page(&self) -> ListEventsResponse {
+        self.client
+            .clone()
+            .list_events(
+                self.tokens
+                    .request(self.reader, ListEventsRequest::default()),
+            )
+            .await
+            .unwrap_or_else(|s| panic!("list failed: {s:?}"))
+            .into_inner()
+    }
+
     pub async fn start() -> Self {
         let database = fresh_database(SPEC.name)
             .await
@@ -163,45 +181,5 @@ pub fn event(actor_id: &str, action: &str, seconds: i64) -> AuditEvent {
         outcome: Outcome::Success as i32,
         trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".to_owned(),
         details: r#"{"reason":"test"}"#.to_owned(),
-    }
-}
-
-/// `request` with every header that once made a call look internal or edge-vetted, or
-/// that names a user: the edge's `x-forwarded-for` and `x-envoy-original-path`, and the
-/// identity headers `x-bulwark-user-id` and `x-bulwark-roles`, naming `user` an admin.
-/// None of them may authenticate anyone.
-pub fn with_edge_headers<T>(mut request: Request<T>, path: &str, user: Uuid) -> Request<T> {
-    let user = user.to_string();
-    for (name, value) in [
-        ("x-forwarded-for", "203.0.113.9"),
-        ("x-envoy-original-path", path),
-        ("x-bulwark-user-id", user.as_str()),
-        ("x-bulwark-roles", "admin"),
-    ] {
-        let value = value
-            .parse()
-            .unwrap_or_else(|e| panic!("header {name}: {value:?}: {e}"));
-        request.metadata_mut().insert(name, value);
-    }
-    request
-}
-
-/// Asserts `result` failed with `code` and a message starting with `prefix`.
-pub fn assert_status<T: std::fmt::Debug>(
-    result: Result<T, Status>,
-    code: Code,
-    prefix: &str,
-    what: &str,
-) {
-    match result {
-        Ok(value) => panic!("{what}: expected {code:?}, got success {value:?}"),
-        Err(status) => {
-            assert_eq!(status.code(), code, "{what}: wrong code ({status:?})");
-            assert!(
-                status.message().starts_with(prefix),
-                "{what}: message {:?} does not start with {prefix:?}",
-                status.message()
-            );
-        }
     }
 }

@@ -11,8 +11,10 @@ use bulwark_kernel::caller::TokenVerifier;
 use bulwark_kernel::clients::AuditApi;
 use bulwark_kernel::config::DatabaseConfig;
 use bulwark_kernel::testing::{FakeAudit, TestTokens, fresh_database, settings, start};
+// Shared with the other services' tests: one definition of the forged headers.
+pub use bulwark_kernel::testing::{assert_status, with_edge_headers};
+use bulwark_kernel::tonic::Request;
 use bulwark_kernel::tonic::transport::Channel;
-use bulwark_kernel::tonic::{Code, Request, Status};
 use bulwark_proto::audit::v1::AuditEvent;
 use bulwark_proto::authz::v1::CreateRoleRequest;
 use bulwark_proto::authz::v1::authz_service_client::AuthzServiceClient;
@@ -174,46 +176,6 @@ impl TestAuthz {
                 (event.action, event.actor_id, event.target)
             })
             .collect()
-    }
-}
-
-/// `request` with every header that once made a call look internal or edge-vetted, or
-/// that names a user: the edge's `x-forwarded-for` and `x-envoy-original-path`, and the
-/// identity headers `x-bulwark-user-id` and `x-bulwark-roles`, naming `user` an admin.
-/// None of them may authenticate anyone.
-pub fn with_edge_headers<T>(mut request: Request<T>, path: &str, user: Uuid) -> Request<T> {
-    let user = user.to_string();
-    for (name, value) in [
-        ("x-forwarded-for", "203.0.113.9"),
-        ("x-envoy-original-path", path),
-        ("x-bulwark-user-id", user.as_str()),
-        ("x-bulwark-roles", "admin"),
-    ] {
-        let value = value
-            .parse()
-            .unwrap_or_else(|e| panic!("header {name}: {value:?}: {e}"));
-        request.metadata_mut().insert(name, value);
-    }
-    request
-}
-
-/// Asserts `result` failed with `code` and a message starting with `prefix`.
-pub fn assert_status<T: std::fmt::Debug>(
-    result: Result<T, Status>,
-    code: Code,
-    prefix: &str,
-    what: &str,
-) {
-    match result {
-        Ok(value) => panic!("{what}: expected {code:?}, got success {value:?}"),
-        Err(status) => {
-            assert_eq!(status.code(), code, "{what}: wrong code ({status:?})");
-            assert!(
-                status.message().starts_with(prefix),
-                "{what}: message {:?} does not start with {prefix:?}",
-                status.message()
-            );
-        }
     }
 }
 

@@ -194,7 +194,7 @@ async fn verify_credentials_requires_a_service_token_with_credentials_verify() {
         ),
         (
             "no token, every edge and identity header",
-            with_edge_headers(Request::new(right()), PATH, &admin.to_string()),
+            with_edge_headers(Request::new(right()), PATH, admin),
             Code::Unauthenticated,
             "missing or invalid bearer token",
         ),
@@ -206,11 +206,7 @@ async fn verify_credentials_requires_a_service_token_with_credentials_verify() {
         ),
         (
             "the admin's token, via the edge",
-            with_edge_headers(
-                as_user(&admin.to_string(), right()),
-                PATH,
-                &admin.to_string(),
-            ),
+            with_edge_headers(as_user(&admin.to_string(), right()), PATH, admin),
             Code::PermissionDenied,
             service_only,
         ),

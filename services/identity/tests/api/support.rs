@@ -10,6 +10,8 @@ use bulwark_kernel::caller::TokenVerifier;
 use bulwark_kernel::clients::AuthzApi;
 use bulwark_kernel::config::DatabaseConfig;
 use bulwark_kernel::testing::{FakeAudit, TestTokens, fresh_database, settings, start};
+// Shared with the other services' tests: one definition of the forged headers.
+pub use bulwark_kernel::testing::with_edge_headers;
 use bulwark_kernel::tonic::transport::Channel;
 use bulwark_kernel::tonic::{self, Request, Status};
 use bulwark_kernel::{Kernel, Running};
@@ -256,25 +258,6 @@ pub fn as_auth<T>(message: T) -> Request<T> {
         ],
         message,
     )
-}
-
-/// `request` with every header that once made a call look internal or edge-vetted, or
-/// that names a user: the edge's `x-forwarded-for` and `x-envoy-original-path`, and the
-/// identity headers `x-bulwark-user-id` and `x-bulwark-roles`, naming `user` an admin.
-/// None of them may authenticate anyone.
-pub fn with_edge_headers<T>(mut request: Request<T>, path: &str, user: &str) -> Request<T> {
-    for (name, value) in [
-        ("x-forwarded-for", "203.0.113.7"),
-        ("x-envoy-original-path", path),
-        ("x-bulwark-user-id", user),
-        ("x-bulwark-roles", "admin"),
-    ] {
-        let value = value
-            .parse()
-            .unwrap_or_else(|e| panic!("header {name}: {value:?}: {e}"));
-        request.metadata_mut().insert(name, value);
-    }
-    request
 }
 
 /// The code and message of a refused call; panics if the call succeeded.
