@@ -170,16 +170,7 @@ const UNAUTHENTICATED: &str = "16";
 async fn served_counts(mesh: &Mesh) -> Vec<(&'static str, u64)> {
     let mut counts = Vec::new();
     for kind in SERVICES {
-        let text = mesh
-            .http()
-            .get(mesh.service(kind).admin_url("/metrics"))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .unwrap_or_else(|err| panic!("GET {} /metrics: {err}", kind.name()))
-            .text()
-            .await
-            .unwrap_or_else(|err| panic!("reading {} /metrics: {err}", kind.name()));
+        let text = super::service_metrics(mesh, kind).await;
         let served: f64 = text
             .lines()
             .filter(|line| line.starts_with("function_calls_total{"))
@@ -199,6 +190,15 @@ async fn served_counts(mesh: &Mesh) -> Vec<(&'static str, u64)> {
     }
     counts.push(("ratelimit", upstream_requests(mesh, "ratelimit").await));
     counts
+}
+
+/// The services' counts of [`served_counts`], without the rate-limit service's.
+fn service_counts(counts: &[(&str, u64)]) -> Vec<u64> {
+    counts
+        .iter()
+        .filter(|(c, _)| *c != "ratelimit")
+        .map(|(_, n)| *n)
+        .collect()
 }
 
 /// A gRPC answer: HTTP status, headers and the trailers (when the answer has a body).
@@ -586,16 +586,9 @@ async fn post_on_every_grpc_path_meets_its_limit_or_its_token() {
         );
     }
     let after = served_counts(&mesh).await;
-    let services = |counts: &[(&str, u64)]| -> Vec<u64> {
-        counts
-            .iter()
-            .filter(|(c, _)| *c != "ratelimit")
-            .map(|(_, n)| *n)
-            .collect()
-    };
     assert_eq!(
-        services(&after),
-        services(&before),
+        service_counts(&after),
+        service_counts(&before),
         "a bearer call without a token, an internal RPC or a path trick reached a service"
     );
 }
@@ -675,16 +668,9 @@ async fn rest_path_tricks_never_reach_a_bearer_route_without_a_token() {
         }
     }
     let after = served_counts(&mesh).await;
-    let services = |counts: &[(&str, u64)]| -> Vec<u64> {
-        counts
-            .iter()
-            .filter(|(c, _)| *c != "ratelimit")
-            .map(|(_, n)| *n)
-            .collect()
-    };
     assert_eq!(
-        services(&after),
-        services(&before),
+        service_counts(&after),
+        service_counts(&before),
         "a REST call without a token reached a service"
     );
 }

@@ -268,10 +268,9 @@ pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-/// How many calls of `function` one service has counted (`function_calls_total`).
-pub async fn rpc_calls(mesh: &Mesh, kind: ServiceKind, function: &str) -> f64 {
-    let text = mesh
-        .http()
+/// One service's Prometheus metrics, as text.
+pub async fn service_metrics(mesh: &Mesh, kind: ServiceKind) -> String {
+    mesh.http()
         .get(mesh.service(kind).admin_url("/metrics"))
         .send()
         .await
@@ -279,7 +278,12 @@ pub async fn rpc_calls(mesh: &Mesh, kind: ServiceKind, function: &str) -> f64 {
         .unwrap_or_else(|err| panic!("GET {} /metrics: {err}", kind.name()))
         .text()
         .await
-        .unwrap_or_else(|err| panic!("reading {} /metrics: {err}", kind.name()));
+        .unwrap_or_else(|err| panic!("reading {} /metrics: {err}", kind.name()))
+}
+
+/// How many calls of `function` one service has counted (`function_calls_total`).
+pub async fn rpc_calls(mesh: &Mesh, kind: ServiceKind, function: &str) -> f64 {
+    let text = service_metrics(mesh, kind).await;
     let label = format!("function=\"{function}\"");
     text.lines()
         .filter(|line| line.starts_with("function_calls_total{") && line.contains(&label))
