@@ -4,7 +4,7 @@
 
 use bulwark_kernel::db::DbError;
 use bulwark_kernel::request::Refusal;
-use bulwark_kernel::tonic::{Code, Status};
+use bulwark_kernel::tonic::Status;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::domain::client_credentials::{OAuthError, OAuthErrorCode};
@@ -77,14 +77,10 @@ impl Error {
 
     /// Classifies a failed call to another service: transient or a defect.
     pub fn from_upstream(service: &'static str, status: Status) -> Self {
-        match status.code() {
-            // A client-side deadline expiring surfaces as CANCELLED ("Timeout expired"):
-            // the dependency is slow, which is unavailability, not a bug of ours.
-            Code::Unavailable
-            | Code::DeadlineExceeded
-            | Code::ResourceExhausted
-            | Code::Cancelled => Self::Unavailable { service, status },
-            _ => Self::Upstream { service, status },
+        if bulwark_kernel::clients::is_unavailable(&status) {
+            Self::Unavailable { service, status }
+        } else {
+            Self::Upstream { service, status }
         }
     }
 
@@ -133,6 +129,8 @@ impl From<Error> for Status {
 
 #[cfg(test)]
 mod tests {
+    use bulwark_kernel::tonic::Code;
+
     use super::*;
 
     #[test]

@@ -85,6 +85,19 @@ pub trait AuditApi: Send + Sync {
     ) -> BoxFuture<'_, Result<AppendEventsResponse, Status>>;
 }
 
+/// Whether a failed call to another service means it is down or slow (worth a retry
+/// later; answered UNAVAILABLE) rather than a defect on either side. A client-side
+/// deadline expiring surfaces as CANCELLED ("Timeout expired"): the dependency is slow.
+pub fn is_unavailable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::Cancelled
+    )
+}
+
 /// Adds `traceparent` and `x-request-id` of the current call to every request.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ContextInterceptor;
