@@ -1,10 +1,17 @@
--- One role and schema per service, as the local mesh provisions them.
+-- Two roles and one schema per service, as the local mesh provisions them: <svc>_owner
+-- owns schema <svc> and is used only by the <svc>-migrate job (`bulwark-<svc> migrate`:
+-- the migrations, then the runtime role's grants). The service runs as <svc>_svc, which
+-- owns nothing and holds only the grants in services/<svc>/grants.sql.
+CREATE ROLE identity_owner LOGIN PASSWORD 'identity_owner';
+CREATE ROLE auth_owner LOGIN PASSWORD 'auth_owner';
+CREATE ROLE authz_owner LOGIN PASSWORD 'authz_owner';
+CREATE ROLE audit_owner LOGIN PASSWORD 'audit_owner';
 CREATE ROLE identity_svc LOGIN PASSWORD 'identity_svc';
 CREATE ROLE auth_svc LOGIN PASSWORD 'auth_svc';
 CREATE ROLE authz_svc LOGIN PASSWORD 'authz_svc';
 CREATE ROLE audit_svc LOGIN PASSWORD 'audit_svc';
-CREATE SCHEMA identity AUTHORIZATION identity_svc;
-CREATE SCHEMA auth AUTHORIZATION auth_svc;
-CREATE SCHEMA authz AUTHORIZATION authz_svc;
-CREATE SCHEMA audit AUTHORIZATION audit_svc;
+CREATE SCHEMA identity AUTHORIZATION identity_owner;
+CREATE SCHEMA auth AUTHORIZATION auth_owner;
+CREATE SCHEMA authz AUTHORIZATION authz_owner;
+CREATE SCHEMA audit AUTHORIZATION audit_owner;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;

@@ -3,13 +3,21 @@
 #   nomad job run -var image=registry.example/bulwark:0.1.0 deploy/nomad/bulwark.nomad.hcl
 # Secrets come from Nomad variables, each task reading only its own group's path, which
 # its workload identity may read without any ACL policy (nomad/jobs/<job>/<group>):
-#   nomad/jobs/bulwark/<core service>  database_url, client_secret (its service account)
+#   nomad/jobs/bulwark/<core service>  database_url (as <svc>_svc, the runtime role that
+#                                      owns nothing), client_secret (its service account)
+#   nomad/jobs/bulwark/<core service>/migrate
+#                                      owner_database_url (as <svc>_owner, the schema's
+#                                      owner): read only by the group's prestart task
+#                                      `migrate`, never by the service
 #   nomad/jobs/bulwark/identity        also admin_password: the bootstrap admin's; the
 #                                      job runs in environment production, where Identity
 #                                      refuses to start without one of your own
 #   nomad/jobs/bulwark/auth            also identity_client_secret, authz_client_secret,
 #                                      audit_client_secret: the same values as those
-#                                      services' client_secret, which Auth checks
+#                                      services' client_secret, which Auth checks;
+#                                      kek_primary: the key that seals the signing
+#                                      keys in the database (README, "Signing keys at
+#                                      rest")
 #   nomad/jobs/bulwark/ratelimit       redis_url
 # (README, "Service accounts", has the commands that write them and rotate a secret.)
 # Checked by tests/tests/e2e/deploy_files/nomad.rs (no Nomad runs there).
@@ -76,6 +84,46 @@ job "bulwark" {
         path     = "/ready"
         interval = "10s"
         timeout  = "2s"
+      }
+    }
+
+    # `bulwark-identity migrate` before the service starts: as the schema's owner it applies
+    # the migrations and grants the runtime role what the service needs (concurrent runs
+    # of several allocations wait for each other on an advisory lock).
+    task "migrate" {
+      driver = "docker"
+
+      lifecycle {
+        hook    = "prestart"
+        sidecar = false
+      }
+
+      config {
+        image   = var.image
+        command = "bulwark-identity"
+        args    = ["migrate"]
+      }
+
+      env {
+        BULWARK_SERVICE__ENVIRONMENT = "production"
+      }
+
+      template {
+        destination = "secrets/migrate.env"
+        env         = true
+        data        = <<EOT
+{{ with nomadVar "nomad/jobs/bulwark/identity" }}
+BULWARK_DATABASE__URL={{ .database_url }}
+{{ end }}
+{{ with nomadVar "nomad/jobs/bulwark/identity/migrate" }}
+BULWARK_DATABASE__OWNER_URL={{ .owner_database_url }}
+{{ end }}
+EOT
+      }
+
+      resources {
+        cpu    = 200
+        memory = 128
       }
     }
 
@@ -161,6 +209,46 @@ EOT
       }
     }
 
+    # `bulwark-auth migrate` before the service starts: as the schema's owner it applies
+    # the migrations and grants the runtime role what the service needs (concurrent runs
+    # of several allocations wait for each other on an advisory lock).
+    task "migrate" {
+      driver = "docker"
+
+      lifecycle {
+        hook    = "prestart"
+        sidecar = false
+      }
+
+      config {
+        image   = var.image
+        command = "bulwark-auth"
+        args    = ["migrate"]
+      }
+
+      env {
+        BULWARK_SERVICE__ENVIRONMENT = "production"
+      }
+
+      template {
+        destination = "secrets/migrate.env"
+        env         = true
+        data        = <<EOT
+{{ with nomadVar "nomad/jobs/bulwark/auth" }}
+BULWARK_DATABASE__URL={{ .database_url }}
+{{ end }}
+{{ with nomadVar "nomad/jobs/bulwark/auth/migrate" }}
+BULWARK_DATABASE__OWNER_URL={{ .owner_database_url }}
+{{ end }}
+EOT
+      }
+
+      resources {
+        cpu    = 200
+        memory = 128
+      }
+    }
+
     task "auth" {
       driver = "docker"
 
@@ -191,6 +279,7 @@ BULWARK_AUTH__SERVICE_CLIENTS__IDENTITY={{ .identity_client_secret }}
 BULWARK_AUTH__SERVICE_CLIENTS__AUTH={{ .client_secret }}
 BULWARK_AUTH__SERVICE_CLIENTS__AUTHZ={{ .authz_client_secret }}
 BULWARK_AUTH__SERVICE_CLIENTS__AUDIT={{ .audit_client_secret }}
+BULWARK_AUTH__KEY_ENCRYPTION__KEYS__PRIMARY={{ .kek_primary }}
 {{ end }}
 EOT
       }
@@ -239,6 +328,46 @@ EOT
         path     = "/ready"
         interval = "10s"
         timeout  = "2s"
+      }
+    }
+
+    # `bulwark-authz migrate` before the service starts: as the schema's owner it applies
+    # the migrations and grants the runtime role what the service needs (concurrent runs
+    # of several allocations wait for each other on an advisory lock).
+    task "migrate" {
+      driver = "docker"
+
+      lifecycle {
+        hook    = "prestart"
+        sidecar = false
+      }
+
+      config {
+        image   = var.image
+        command = "bulwark-authz"
+        args    = ["migrate"]
+      }
+
+      env {
+        BULWARK_SERVICE__ENVIRONMENT = "production"
+      }
+
+      template {
+        destination = "secrets/migrate.env"
+        env         = true
+        data        = <<EOT
+{{ with nomadVar "nomad/jobs/bulwark/authz" }}
+BULWARK_DATABASE__URL={{ .database_url }}
+{{ end }}
+{{ with nomadVar "nomad/jobs/bulwark/authz/migrate" }}
+BULWARK_DATABASE__OWNER_URL={{ .owner_database_url }}
+{{ end }}
+EOT
+      }
+
+      resources {
+        cpu    = 200
+        memory = 128
       }
     }
 
@@ -315,6 +444,46 @@ EOT
         path     = "/ready"
         interval = "10s"
         timeout  = "2s"
+      }
+    }
+
+    # `bulwark-audit migrate` before the service starts: as the schema's owner it applies
+    # the migrations and grants the runtime role what the service needs (concurrent runs
+    # of several allocations wait for each other on an advisory lock).
+    task "migrate" {
+      driver = "docker"
+
+      lifecycle {
+        hook    = "prestart"
+        sidecar = false
+      }
+
+      config {
+        image   = var.image
+        command = "bulwark-audit"
+        args    = ["migrate"]
+      }
+
+      env {
+        BULWARK_SERVICE__ENVIRONMENT = "production"
+      }
+
+      template {
+        destination = "secrets/migrate.env"
+        env         = true
+        data        = <<EOT
+{{ with nomadVar "nomad/jobs/bulwark/audit" }}
+BULWARK_DATABASE__URL={{ .database_url }}
+{{ end }}
+{{ with nomadVar "nomad/jobs/bulwark/audit/migrate" }}
+BULWARK_DATABASE__OWNER_URL={{ .owner_database_url }}
+{{ end }}
+EOT
+      }
+
+      resources {
+        cpu    = 200
+        memory = 128
       }
     }
 

@@ -1,6 +1,7 @@
 //! The service accounts of one mesh: each core service calls the others as its own OAuth
 //! client (client id = the service's name) with a secret made fresh for every mesh, and
-//! Auth holds the secrets of all four, as `deploy/local/mesh` provisions them.
+//! Auth holds the secrets of all four, as `deploy/local/mesh` provisions them; Auth also
+//! gets the key-encryption key that seals its signing keys.
 
 use std::io::Read;
 
@@ -11,10 +12,15 @@ use crate::service::ServiceKind;
 /// Random bytes in a secret: the design's 32 (64 hex digits).
 const SECRET_BYTES: usize = 32;
 
+/// The id of Auth's key-encryption key in every mesh.
+const KEK_ID: &str = "e2e";
+
 /// The client id and secret of every core service.
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceAccounts {
     secrets: Vec<(ServiceKind, String)>,
+    /// Auth's key-encryption key (id `e2e`), as random as the secrets.
+    kek: String,
 }
 
 impl ServiceAccounts {
@@ -24,7 +30,10 @@ impl ServiceAccounts {
             .into_iter()
             .map(|kind| Ok((kind, random_secret()?)))
             .collect::<anyhow::Result<_>>()?;
-        Ok(Self { secrets })
+        Ok(Self {
+            secrets,
+            kek: random_secret()?,
+        })
     }
 
     /// `(client_id, client_secret)` of a core service; `None` for the rate-limit
@@ -35,6 +44,11 @@ impl ServiceAccounts {
             .iter()
             .find(|(k, _)| *k == kind)
             .map(|(_, secret)| (client_id.to_owned(), secret.clone()))
+    }
+
+    /// `(id, hex)` of Auth's key-encryption key.
+    pub(crate) fn key_encryption_key(&self) -> (&'static str, String) {
+        (KEK_ID, self.kek.clone())
     }
 
     /// The `BULWARK_*` settings that give a service its account and, to Auth, every
@@ -55,6 +69,13 @@ impl ServiceAccounts {
                     secret.clone(),
                 ));
             }
+            env.push((
+                format!(
+                    "BULWARK_AUTH__KEY_ENCRYPTION__KEYS__{}",
+                    KEK_ID.to_uppercase()
+                ),
+                self.kek.clone(),
+            ));
         }
         env
     }
@@ -107,6 +128,7 @@ mod tests {
                 "BULWARK_AUTH__SERVICE_CLIENTS__AUTH",
                 "BULWARK_AUTH__SERVICE_CLIENTS__AUTHZ",
                 "BULWARK_AUTH__SERVICE_CLIENTS__AUDIT",
+                "BULWARK_AUTH__KEY_ENCRYPTION__KEYS__E2E",
             ]
         );
         let (_, identity_secret) = accounts

@@ -152,6 +152,11 @@ impl MeshBuilder {
                     .as_ref()
                     .map(|pg| pg.url_for(kind.name()))
                     .unwrap_or_default(),
+                owner_database_url: mesh
+                    .postgres
+                    .as_ref()
+                    .filter(|_| *kind != ServiceKind::Ratelimit)
+                    .map(|pg| pg.owner_url_for(kind.name())),
                 redis_url: mesh.redis.as_ref().map(Redis::url),
                 clients: clients.clone(),
                 account_env: mesh.accounts.env_for(*kind),
@@ -254,6 +259,11 @@ impl Mesh {
         self.accounts
             .credentials(kind)
             .unwrap_or_else(|| panic!("{} has no service account", kind.name()))
+    }
+
+    /// `(id, hex)` of the key-encryption key that seals Auth's signing keys.
+    pub fn auth_key_encryption_key(&self) -> (&'static str, String) {
+        self.accounts.key_encryption_key()
     }
 
     /// The Envoy edge.

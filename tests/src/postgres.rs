@@ -211,25 +211,36 @@ impl Postgres {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 
-    /// Creates the `bulwark` database and, per service, role `<svc>_svc` owning schema `<svc>`.
+    /// Creates the `bulwark` database and, per service, as the mesh command does: role
+    /// `<svc>_owner` owning schema `<svc>` (it runs the migrations) and role `<svc>_svc`
+    /// that owns nothing (the service runs as it, with the grants `migrate` gives it).
     pub fn provision(&self, services: &[&str]) -> anyhow::Result<()> {
         self.psql("postgres", "CREATE DATABASE bulwark")?;
         for service in services {
             self.psql(
                 "bulwark",
                 &format!(
-                    "CREATE ROLE {service}_svc LOGIN PASSWORD '{service}-e2e'; \
-                     CREATE SCHEMA {service} AUTHORIZATION {service}_svc;"
+                    "CREATE ROLE {service}_owner LOGIN PASSWORD '{service}-owner-e2e'; \
+                     CREATE ROLE {service}_svc LOGIN PASSWORD '{service}-e2e'; \
+                     CREATE SCHEMA {service} AUTHORIZATION {service}_owner;"
                 ),
             )?;
         }
         Ok(())
     }
 
-    /// The URL a service connects with, as its own role.
+    /// The URL a service connects with, as its runtime role.
     pub fn url_for(&self, service: &str) -> String {
         format!(
             "postgres://{service}_svc:{service}-e2e@127.0.0.1:{}/bulwark",
+            self.port
+        )
+    }
+
+    /// The URL `bulwark-<svc> migrate` connects with, as the schema's owner.
+    pub fn owner_url_for(&self, service: &str) -> String {
+        format!(
+            "postgres://{service}_owner:{service}-owner-e2e@127.0.0.1:{}/bulwark",
             self.port
         )
     }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use crate::process::{ManagedChild, tail};
 use crate::workspace::{workspace_binary, workspace_root};
@@ -77,6 +77,9 @@ pub(crate) struct ServiceLaunch {
     pub grpc_port: u16,
     pub admin_port: u16,
     pub database_url: String,
+    /// The schema owner's URL: `bulwark-<svc> migrate` runs with it before the service
+    /// first starts (unset for the rate-limit service, which has no schema).
+    pub owner_database_url: Option<String>,
     pub redis_url: Option<String>,
     /// gRPC URL of every service, for the `BULWARK_CLIENTS__*` settings.
     pub clients: Vec<(ServiceKind, String)>,
@@ -98,7 +101,12 @@ pub struct Service {
 }
 
 impl Service {
+    /// Runs `bulwark-<svc> migrate` as the schema's owner (when the launch names one),
+    /// as a deployment's migration step does, then starts the service.
     pub(crate) fn spawn(launch: ServiceLaunch, log: &Path) -> anyhow::Result<Self> {
+        if let Some(owner_url) = &launch.owner_database_url {
+            migrate(&launch, owner_url)?;
+        }
         let process = spawn_process(&launch, log)?;
         Ok(Self {
             kind: launch.kind,
@@ -194,7 +202,29 @@ impl Service {
     }
 }
 
+fn migrate(launch: &ServiceLaunch, owner_url: &str) -> anyhow::Result<()> {
+    let name = launch.kind.name();
+    let output = service_command(launch)?
+        .arg("migrate")
+        .env("BULWARK_DATABASE__OWNER_URL", owner_url)
+        .output()
+        .with_context(|| format!("running bulwark-{name} migrate"))?;
+    if !output.status.success() {
+        bail!(
+            "bulwark-{name} migrate failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
 fn spawn_process(launch: &ServiceLaunch, log: &Path) -> anyhow::Result<ManagedChild> {
+    ManagedChild::spawn(launch.kind.name(), &mut service_command(launch)?, log)
+}
+
+/// The service's binary with the launch's settings (and none of the shell's).
+fn service_command(launch: &ServiceLaunch) -> anyhow::Result<Command> {
     let name = launch.kind.name();
     let mut command = Command::new(workspace_binary(&format!("bulwark-{name}"))?);
     // Settings of the developer's shell must not leak into the test's services.
@@ -235,7 +265,7 @@ fn spawn_process(launch: &ServiceLaunch, log: &Path) -> anyhow::Result<ManagedCh
     for (key, value) in launch.account_env.iter().chain(&launch.extra_env) {
         command.env(key, value);
     }
-    ManagedChild::spawn(name, &mut command, log)
+    Ok(command)
 }
 
 async fn ready_state(http: &reqwest::Client, service: &Service) -> Result<(), String> {

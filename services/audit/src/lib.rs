@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use bulwark_kernel::caller::TokenVerifier;
 use bulwark_kernel::clients::AuthzApi;
-use bulwark_kernel::{EmbeddedMigrations, GrpcServices, Kernel, ServiceSpec, embed_migrations};
+use bulwark_kernel::{
+    EmbeddedMigrations, GrpcServices, Kernel, Schema, ServiceSpec, embed_migrations,
+};
 use bulwark_proto::audit::v1::audit_service_server::AuditServiceServer;
 
 pub use domain::chain;
@@ -19,8 +21,10 @@ pub use grpc::AuditHandlers;
 /// Name and default ports (gRPC 50054, admin HTTP 9104).
 pub const SPEC: ServiceSpec = ServiceSpec::new("audit", 50054, 9104);
 
-/// The `audit` schema's migrations, applied at start.
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+/// The schema: embedded migrations, applied by `bulwark-audit migrate` as the schema's
+/// owner, and the grants (`grants.sql`) that are all its runtime role may do.
+pub const SCHEMA: Schema = Schema::new(&MIGRATIONS, include_str!("../grants.sql"));
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// What Audit needs from outside: the bearer-token verifier and Authz for the
 /// `audit:read` check. Tests pass fakes.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     bulwark_kernel::run(
         bulwark_audit::SPEC,
-        bulwark_audit::MIGRATIONS,
+        bulwark_audit::SCHEMA,
         bulwark_audit::app,
     )
     .await

@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::service_account;
+use crate::key_encryption::KeyEncryptionConfig;
 
 /// Longest access token lifetime accepted (a day); tokens cannot be revoked, so
 /// they must stay short.
@@ -37,6 +38,9 @@ pub struct AuthConfig {
     /// obtain a token, so its calls to internal RPCs are refused.
     #[serde(skip_serializing)]
     pub service_clients: BTreeMap<String, SecretString>,
+    /// The key-encryption keys that seal the signing keys in the database
+    /// (`[auth.key_encryption]`, see `key_encryption.rs`).
+    pub key_encryption: KeyEncryptionConfig,
 }
 
 impl Default for AuthConfig {
@@ -46,6 +50,7 @@ impl Default for AuthConfig {
             refresh_token_ttl_seconds: 30 * 24 * 3600,
             key_activation_delay_seconds: 90,
             service_clients: BTreeMap::new(),
+            key_encryption: KeyEncryptionConfig::default(),
         }
     }
 }

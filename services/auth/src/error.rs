@@ -127,6 +127,12 @@ impl From<Error> for Status {
     }
 }
 
+impl From<crate::key_encryption::KeyEncryptionError> for Error {
+    fn from(error: crate::key_encryption::KeyEncryptionError) -> Self {
+        Self::Crypto(error.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use bulwark_kernel::tonic::Code;

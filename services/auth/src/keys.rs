@@ -2,6 +2,7 @@
 //! rotation with publish-before-use, the published JWKS, and the key source of
 //! Auth's own bearer verifier.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -9,6 +10,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures::future::BoxFuture;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tokio::sync::RwLock;
+use zeroize::Zeroizing;
 
 use bulwark_kernel::caller::KeySource;
 use bulwark_kernel::db::Database;
@@ -19,6 +21,7 @@ use crate::domain::events;
 use crate::domain::key_schedule::{PendingKey, Phase, RotationPlan};
 use crate::domain::signing_key::{NewSigningKey, PublicJwk};
 use crate::error::Error;
+use crate::key_encryption::KeyEncryption;
 use crate::store::{self, LiveKeyRow};
 
 /// How long an instance signs with its cached key before rereading the table, so
@@ -43,11 +46,20 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
-    fn from_row(row: LiveKeyRow) -> Self {
-        Self {
-            key: EncodingKey::from_ed_der(&row.private_key),
+    /// Opens the row's sealed private half. A row that is not sealed (written by an
+    /// Auth from before sealing, after this one sealed the table at start) is refused.
+    fn from_row(row: LiveKeyRow, sealing: &KeyEncryption) -> Result<Self, Error> {
+        let Some(kek_id) = &row.kek_id else {
+            return Err(Error::Crypto(format!(
+                "signing key {} is stored unsealed; restart Auth to seal it",
+                row.kid
+            )));
+        };
+        let der = sealing.open(&row.kid, kek_id, &row.private_key)?;
+        Ok(Self {
+            key: EncodingKey::from_ed_der(&der),
             kid: row.kid,
-        }
+        })
     }
 
     /// A compact JWS of `claims` with `alg: EdDSA`, `typ: JWT` and this key's `kid`.
@@ -82,12 +94,12 @@ struct Cached {
 }
 
 impl Cached {
-    fn of(found: Current) -> Self {
-        Self {
-            key: SigningKey::from_row(found.key),
+    fn of(found: Current, sealing: &KeyEncryption) -> Result<Self, Error> {
+        Ok(Self {
+            key: SigningKey::from_row(found.key, sealing)?,
             loaded_at: Instant::now(),
             next_activation: found.next_activation,
-        }
+        })
     }
 
     fn is_fresh(&self, now: DateTime<Utc>) -> bool {
@@ -98,6 +110,8 @@ impl Cached {
 /// The signing keys in the `signing_keys` table, with the active one cached.
 pub struct KeyRing {
     db: Database,
+    /// Seals new private keys and opens stored ones.
+    sealing: Arc<KeyEncryption>,
     cache: RwLock<Option<Cached>>,
     /// How long a retired key stays in the JWKS: long enough for every token it
     /// signed to expire, counting clock leeway and other instances' cache.
@@ -116,11 +130,15 @@ impl std::fmt::Debug for KeyRing {
 }
 
 impl KeyRing {
-    /// Opens the key ring, generating the first key if the table has none.
+    /// Opens the key ring: seals every private key not sealed under the current KEK
+    /// (plaintext from before sealing, or under an older KEK), then loads the active key,
+    /// generating the first one if the table has none. A key that does not open (a
+    /// wrong or missing KEK) is an error, so Auth does not start.
     /// `access_ttl` and `leeway` bound how long a retired key must stay published;
     /// a rotated-in key signs `activation_delay` after it is published.
     pub async fn open(
         db: Database,
+        sealing: Arc<KeyEncryption>,
         access_ttl: Duration,
         leeway: Duration,
         activation_delay: Duration,
@@ -128,14 +146,47 @@ impl KeyRing {
         let publish = access_ttl + leeway + KEY_CACHE_TTL;
         let ring = Self {
             db,
+            sealing,
             cache: RwLock::new(None),
             publish_after_retirement: chrono::Duration::from_std(publish)
                 .unwrap_or(chrono::Duration::MAX),
             activation_delay: chrono::Duration::from_std(activation_delay)
                 .unwrap_or(chrono::Duration::MAX),
         };
+        ring.reseal().await?;
         ring.load_active().await?;
         Ok(ring)
+    }
+
+    /// Seals under the current KEK every private key that is not: the rows of an
+    /// older KEK after a KEK rotation, and plaintext rows from before sealing.
+    async fn reseal(&self) -> Result<(), Error> {
+        let mut pooled = self.db.conn().await?;
+        let conn: &mut AsyncPgConnection = &mut pooled;
+        let sealing = &self.sealing;
+        let resealed = conn
+            .transaction::<_, Error, _>(async |conn| {
+                store::lock_signing_keys(conn).await?;
+                let rows = store::keys_to_reseal(conn, sealing.current()).await?;
+                for (kid, kek_id, stored) in &rows {
+                    let der = match kek_id {
+                        Some(kek_id) => sealing.open(kid, kek_id, stored)?,
+                        None => Zeroizing::new(stored.clone()),
+                    };
+                    store::reseal_key(conn, kid, &sealing.seal(kid, &der)?).await?;
+                    tracing::info!(%kid, from = kek_id.as_deref().unwrap_or("plaintext"), to = sealing.current(), "resealed a signing key");
+                }
+                Ok(rows.len())
+            })
+            .await?;
+        if resealed > 0 {
+            tracing::info!(
+                resealed,
+                kek_id = sealing.current(),
+                "signing keys sealed under the current key-encryption key"
+            );
+        }
+        Ok(())
     }
 
     /// How long a retired key stays published after its retirement.
@@ -169,10 +220,10 @@ impl KeyRing {
                 if let Some(found) = current(conn, now).await? {
                     return Ok(found);
                 }
-                first_key(conn, now).await
+                first_key(conn, now, &self.sealing).await
             })
             .await?;
-        let cached = Cached::of(found);
+        let cached = Cached::of(found, &self.sealing)?;
         let key = cached.key.clone();
         *self.cache.write().await = Some(cached);
         Ok(key)
@@ -187,6 +238,7 @@ impl KeyRing {
         let mut pooled = self.db.conn().await?;
         let conn: &mut AsyncPgConnection = &mut pooled;
         let (publish_for, delay) = (self.publish_after_retirement, self.activation_delay);
+        let sealing = &self.sealing;
         let (rotation, after) = conn
             .transaction::<_, Error, _>(async |conn| {
                 store::lock_signing_keys(conn).await?;
@@ -205,7 +257,9 @@ impl KeyRing {
                 let kid = match plan {
                     RotationPlan::Generate { .. } => {
                         let key = NewSigningKey::generate()?;
-                        store::insert_signing_key(conn, &key, now, activates_at).await?;
+                        let sealed = sealing.seal(&key.public.kid, &key.private_der)?;
+                        store::insert_signing_key(conn, &key.public, &sealed, now, activates_at)
+                            .await?;
                         key.public.kid
                     }
                     RotationPlan::ActivatePending { kid, .. } => {
@@ -232,7 +286,9 @@ impl KeyRing {
             .await?;
         // Without a key signing now (a table that had none), the next signature
         // goes through `load_active`, which makes one sign.
-        *self.cache.write().await = after.map(Cached::of);
+        *self.cache.write().await = after
+            .map(|found| Cached::of(found, &self.sealing))
+            .transpose()?;
         Ok(rotation)
     }
 
@@ -282,7 +338,11 @@ async fn current(
 
 /// Makes a key sign when none does: a new one on first start, or a pending key
 /// (already published) should the table have lost the key before it. Needs the lock.
-async fn first_key(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> Result<Current, Error> {
+async fn first_key(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    sealing: &KeyEncryption,
+) -> Result<Current, Error> {
     if let (_, Some(mut pending)) = live_keys(conn, now).await? {
         store::activate_signing_key(conn, &pending.kid, now).await?;
         tracing::warn!(kid = %pending.kid, "no key was signing; activated the pending key");
@@ -293,12 +353,14 @@ async fn first_key(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> Result<C
         });
     }
     let key = NewSigningKey::generate()?;
-    store::insert_signing_key(conn, &key, now, now).await?;
-    tracing::info!(kid = %key.public.kid, "generated the first signing key");
+    let sealed = sealing.seal(&key.public.kid, &key.private_der)?;
+    store::insert_signing_key(conn, &key.public, &sealed, now, now).await?;
+    tracing::info!(kid = %key.public.kid, kek_id = %sealed.kek_id, "generated the first signing key");
     Ok(Current {
         key: LiveKeyRow {
             kid: key.public.kid.clone(),
-            private_key: key.private_der.clone(),
+            private_key: sealed.bytes,
+            kek_id: Some(sealed.kek_id),
             activates_at: now,
         },
         next_activation: None,

@@ -6,6 +6,7 @@ mod config;
 mod domain;
 mod error;
 mod grpc;
+mod key_encryption;
 mod keys;
 mod schema;
 mod service_accounts;
@@ -19,7 +20,9 @@ use anyhow::Context as _;
 use bulwark_kernel::caller::TokenVerifier;
 use bulwark_kernel::clients::{AuditApi, AuthzApi, ClientError, IdentityApi};
 use bulwark_kernel::request::{PermissionSource, RequestLayer};
-use bulwark_kernel::{EmbeddedMigrations, GrpcServices, Kernel, ServiceSpec, embed_migrations};
+use bulwark_kernel::{
+    EmbeddedMigrations, GrpcServices, Kernel, Schema, ServiceSpec, embed_migrations,
+};
 use bulwark_proto::auth::v1::auth_service_server::AuthServiceServer;
 
 pub use grpc::AuthHandlers;
@@ -34,8 +37,10 @@ use sessions::Sessions;
 /// Name and default ports (gRPC 50052, admin HTTP 9102).
 pub const SPEC: ServiceSpec = ServiceSpec::new("auth", 50052, 9102);
 
-/// The `auth` schema's migrations, applied at start.
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+/// The schema: embedded migrations, applied by `bulwark-auth migrate` as the schema's
+/// owner, and the grants (`grants.sql`) that are all its runtime role may do.
+pub const SCHEMA: Schema = Schema::new(&MIGRATIONS, include_str!("../grants.sql"));
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// The services Auth calls. [`app`] builds the real clients; tests pass fakes to
 /// [`app_with`].
@@ -76,9 +81,11 @@ pub async fn app_with(kernel: Kernel, deps: Deps) -> anyhow::Result<GrpcServices
     config.validate().map_err(anyhow::Error::msg)?;
     let tokens = kernel.config().tokens.clone();
 
+    let sealing = key_encryption::KeyEncryption::from_config(&config.key_encryption)?;
     let relay = kernel.start_outbox_relay_with(deps.audit);
     let keys = KeyRing::open(
         kernel.db.clone(),
+        Arc::new(sealing),
         config.access_ttl(),
         Duration::from_secs(tokens.leeway_seconds),
         config.key_activation_delay(),

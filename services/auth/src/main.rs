@@ -4,10 +4,5 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    bulwark_kernel::run(
-        bulwark_auth::SPEC,
-        bulwark_auth::MIGRATIONS,
-        bulwark_auth::app,
-    )
-    .await
+    bulwark_kernel::run(bulwark_auth::SPEC, bulwark_auth::SCHEMA, bulwark_auth::app).await
 }

@@ -11,6 +11,7 @@ diesel::table! {
         retired_at -> Nullable<Timestamptz>,
         publish_until -> Nullable<Timestamptz>,
         activates_at -> Timestamptz,
+        kek_id -> Nullable<Text>,
     }
 }
 

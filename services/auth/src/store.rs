@@ -11,7 +11,8 @@ use bulwark_kernel::db::{DbError, traced};
 
 use crate::domain::key_schedule::Phase;
 use crate::domain::refresh_token::{TokenHash, TokenState};
-use crate::domain::signing_key::{ALGORITHM, NewSigningKey, PublicJwk};
+use crate::domain::signing_key::{ALGORITHM, PublicJwk};
+use crate::key_encryption::Sealed;
 use crate::schema::{clients, refresh_tokens, signing_keys};
 
 /// A key that is not retired: the one signing, or one pending.
@@ -19,8 +20,10 @@ use crate::schema::{clients, refresh_tokens, signing_keys};
 #[diesel(table_name = signing_keys)]
 pub struct LiveKeyRow {
     pub kid: String,
-    /// PKCS#8 DER.
+    /// Sealed under `kek_id` (see `key_encryption`); plaintext PKCS#8 DER only in a
+    /// row written before sealing existed (`kek_id` NULL), which Auth seals at start.
     pub private_key: Vec<u8>,
+    pub kek_id: Option<String>,
     pub activates_at: DateTime<Utc>,
 }
 
@@ -65,25 +68,72 @@ pub async fn live_signing_keys(
     .await
 }
 
-/// Stores a new key, published from `now` and signing from `activates_at`.
+/// Stores a new key, its private half `sealed`, published from `now` and signing from
+/// `activates_at`.
 pub async fn insert_signing_key(
     conn: &mut AsyncPgConnection,
-    key: &NewSigningKey,
+    public: &PublicJwk,
+    sealed: &Sealed,
     now: DateTime<Utc>,
     activates_at: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    let public_jwk = serde_json::to_value(&key.public)
+    let public_jwk = serde_json::to_value(public)
         .map_err(|e| DbError::Query(diesel::result::Error::SerializationError(Box::new(e))))?;
     traced(
         "signing_keys.insert",
         diesel::insert_into(signing_keys::table)
             .values((
-                signing_keys::kid.eq(&key.public.kid),
+                signing_keys::kid.eq(&public.kid),
                 signing_keys::algorithm.eq(ALGORITHM),
-                signing_keys::private_key.eq(&key.private_der),
+                signing_keys::private_key.eq(&sealed.bytes),
+                signing_keys::kek_id.eq(&sealed.kek_id),
                 signing_keys::public_jwk.eq(public_jwk),
                 signing_keys::created_at.eq(now),
                 signing_keys::activates_at.eq(activates_at),
+            ))
+            .execute(conn),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// The keys whose private half is not sealed under the KEK `current` (sealed under
+/// another, or plaintext from before sealing), with that half.
+pub async fn keys_to_reseal(
+    conn: &mut AsyncPgConnection,
+    current: &str,
+) -> Result<Vec<(String, Option<String>, Vec<u8>)>, DbError> {
+    traced(
+        "signing_keys.to_reseal",
+        signing_keys::table
+            .filter(signing_keys::private_key.ne(Vec::<u8>::new()))
+            .filter(
+                signing_keys::kek_id
+                    .is_null()
+                    .or(signing_keys::kek_id.ne(current)),
+            )
+            .select((
+                signing_keys::kid,
+                signing_keys::kek_id,
+                signing_keys::private_key,
+            ))
+            .load(conn),
+    )
+    .await
+}
+
+/// Replaces the private half of `kid` with `sealed`.
+pub async fn reseal_key(
+    conn: &mut AsyncPgConnection,
+    kid: &str,
+    sealed: &Sealed,
+) -> Result<(), DbError> {
+    traced(
+        "signing_keys.reseal",
+        diesel::update(signing_keys::table.find(kid))
+            .set((
+                signing_keys::private_key.eq(&sealed.bytes),
+                signing_keys::kek_id.eq(&sealed.kek_id),
             ))
             .execute(conn),
     )
@@ -151,7 +201,10 @@ pub async fn erase_retired_private_keys(
                 .filter(signing_keys::retired_at.le(now))
                 .filter(signing_keys::private_key.ne(Vec::<u8>::new())),
         )
-        .set(signing_keys::private_key.eq(Vec::<u8>::new()))
+        .set((
+            signing_keys::private_key.eq(Vec::<u8>::new()),
+            signing_keys::kek_id.eq(None::<String>),
+        ))
         .execute(conn),
     )
     .await

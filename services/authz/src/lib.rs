@@ -14,7 +14,9 @@ use std::time::Duration;
 use bulwark_kernel::bootstrap::{admin_email, admin_user_id};
 use bulwark_kernel::caller::TokenVerifier;
 use bulwark_kernel::clients::AuditApi;
-use bulwark_kernel::{EmbeddedMigrations, GrpcServices, Kernel, ServiceSpec, embed_migrations};
+use bulwark_kernel::{
+    EmbeddedMigrations, GrpcServices, Kernel, Schema, ServiceSpec, embed_migrations,
+};
 use bulwark_proto::authz::v1::authz_service_server::AuthzServiceServer;
 use serde::{Deserialize, Serialize};
 
@@ -23,8 +25,10 @@ pub use grpc::AuthzHandlers;
 /// Name and default ports (gRPC 50053, admin HTTP 9103).
 pub const SPEC: ServiceSpec = ServiceSpec::new("authz", 50053, 9103);
 
-/// The `authz` schema's migrations, applied at start.
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+/// The schema: embedded migrations, applied by `bulwark-authz migrate` as the schema's
+/// owner, and the grants (`grants.sql`) that are all its runtime role may do.
+pub const SCHEMA: Schema = Schema::new(&MIGRATIONS, include_str!("../grants.sql"));
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// The `[authz]` configuration section (`BULWARK_AUTHZ__*`).
 #[derive(Debug, Clone, Serialize, Deserialize)]

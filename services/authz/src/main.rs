@@ -6,7 +6,7 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     bulwark_kernel::run(
         bulwark_authz::SPEC,
-        bulwark_authz::MIGRATIONS,
+        bulwark_authz::SCHEMA,
         bulwark_authz::app,
     )
     .await

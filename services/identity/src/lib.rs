@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use bulwark_kernel::caller::TokenVerifier;
 use bulwark_kernel::clients::{AuditApi, AuthzApi};
-use bulwark_kernel::{EmbeddedMigrations, GrpcServices, Kernel, ServiceSpec, embed_migrations};
+use bulwark_kernel::{
+    EmbeddedMigrations, GrpcServices, Kernel, Schema, ServiceSpec, embed_migrations,
+};
 use bulwark_proto::identity::v1::identity_service_server::IdentityServiceServer;
 
 pub use credentials::Passwords;
@@ -22,8 +24,10 @@ pub use grpc::{IdentityHandlers, USERS_READ, USERS_WRITE};
 /// Name and default ports (gRPC 50051, admin HTTP 9101).
 pub const SPEC: ServiceSpec = ServiceSpec::new("identity", 50051, 9101).reading_admin_password();
 
-/// The `identity` schema's migrations, applied at start.
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+/// The schema: embedded migrations, applied by `bulwark-identity migrate` as the schema's
+/// owner, and the grants (`grants.sql`) that are all its runtime role may do.
+pub const SCHEMA: Schema = Schema::new(&MIGRATIONS, include_str!("../grants.sql"));
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// What the service uses besides the kernel: the other services (real clients in
 /// production, in-process fakes in tests) and the password hasher.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     bulwark_kernel::run(
         bulwark_identity::SPEC,
-        bulwark_identity::MIGRATIONS,
+        bulwark_identity::SCHEMA,
         bulwark_identity::app,
     )
     .await

@@ -142,6 +142,15 @@ pub struct DatabaseConfig {
     /// `postgres://user:password@host:port/database`.
     #[serde(serialize_with = "serialize_secret")]
     pub url: SecretString,
+    /// The schema owner's URL, read only by `bulwark-<svc> migrate`, which applies the
+    /// migrations and grants the runtime role (the user of `url`) what the service's
+    /// code needs. The running service never uses it: leave it out of its environment.
+    #[serde(
+        default,
+        serialize_with = "serialize_optional_secret",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub owner_url: Option<SecretString>,
     /// The service's own schema; every connection's `search_path` is bound to it.
     pub schema: String,
     pub max_connections: u32,
@@ -261,6 +270,7 @@ impl KernelConfig {
                     "postgres://{name}_svc:{name}_svc@127.0.0.1:5432/bulwark",
                     name = spec.name
                 )),
+                owner_url: None,
                 schema: spec.name.to_owned(),
                 max_connections: 10,
                 connect_timeout_ms: 2_000,
@@ -312,12 +322,17 @@ impl KernelConfig {
         if self.grpc.max_message_bytes < 1024 {
             return Err(invalid("grpc.max_message_bytes", "must be at least 1024"));
         }
-        let url = self.database.url.expose_secret();
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(invalid(
-                "database.url",
-                "must start with postgres:// or postgresql://",
-            ));
+        let urls = [
+            ("database.url", Some(&self.database.url)),
+            ("database.owner_url", self.database.owner_url.as_ref()),
+        ];
+        for (key, url) in urls {
+            let Some(url) = url.map(ExposeSecret::expose_secret) else {
+                continue;
+            };
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(invalid(key, "must start with postgres:// or postgresql://"));
+            }
         }
         validate_identifier("database.schema", &self.database.schema)?;
         positive(

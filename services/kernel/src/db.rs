@@ -1,5 +1,5 @@
 //! The service's Postgres pool (diesel-async over bb8), bound to its own schema, with
-//! embedded diesel migrations applied at start and queries traced as spans.
+//! checked at start to be migrated (see [`crate::schema`]), with queries traced as spans.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +8,6 @@ use diesel::ConnectionError;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 use futures::future::BoxFuture;
 use secrecy::ExposeSecret;
 use tracing::Instrument;
@@ -32,6 +31,9 @@ pub enum DbError {
     Migration(String),
     #[error("this service has no database")]
     Absent,
+    /// The roles are not set up as `migrate` leaves them; the message says what to do.
+    #[error("{0}")]
+    Roles(String),
 }
 
 /// The pool plus the schema every connection is bound to. Services without state
@@ -54,34 +56,24 @@ impl std::fmt::Debug for Database {
 
 /// The connection URL with `search_path` pinned to `schema` for every session, so
 /// unqualified table names always mean the service's own tables.
-fn schema_bound_url(url: &str, schema: &str, application: &str) -> String {
+pub(crate) fn schema_bound_url(url: &str, schema: &str, application: &str) -> String {
     let separator = if url.contains('?') { '&' } else { '?' };
     format!("{url}{separator}options=-c%20search_path%3D{schema}&application_name={application}")
 }
 
 impl Database {
-    /// Creates the schema if it is missing and builds the pool. Retries the first
-    /// connection until `wait` has passed, so a service may start before Postgres.
+    /// Checks, as the runtime role, that `schema` is migrated and that the role owns
+    /// nothing ([`crate::schema::check_runtime`]), then builds the pool. Retries the
+    /// first connection until `wait` has passed, so a service may start before Postgres.
     pub async fn connect(
         config: &DatabaseConfig,
+        schema: crate::schema::Schema,
         application: &str,
         wait: Duration,
     ) -> Result<Self, DbError> {
         let url = schema_bound_url(config.url.expose_secret(), &config.schema, application);
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut attempt = 1u32;
-        let mut conn = loop {
-            match AsyncPgConnection::establish(&url).await {
-                Ok(conn) => break conn,
-                Err(error) if tokio::time::Instant::now() < deadline => {
-                    tracing::warn!(%error, attempt, "Postgres not reachable yet; retrying");
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(error) => return Err(error.into()),
-            }
-        };
-        ensure_schema(&mut conn, &config.schema).await?;
+        let mut conn = establish_patiently(&url, wait).await?;
+        crate::schema::check_runtime(&mut conn, schema, &config.schema, application).await?;
         drop(conn);
 
         let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
@@ -125,28 +117,6 @@ impl Database {
             .map_err(|e| DbError::Pool(e.to_string()))
     }
 
-    /// Applies the embedded migrations that have not run yet; returns their names.
-    pub async fn migrate(&self, migrations: EmbeddedMigrations) -> Result<Vec<String>, DbError> {
-        let span =
-            tracing::info_span!("db.migrate", db.system = "postgresql", db.schema = %self.schema);
-        let conn = self
-            .pool()?
-            .dedicated_connection()
-            .await
-            .map_err(|e| DbError::Pool(e.to_string()))?;
-        // The harness blocks internally (block_in_place): run it on a blocking thread.
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let mut harness = diesel_async::AsyncMigrationHarness::new(conn);
-            harness
-                .run_pending_migrations(migrations)
-                .map(|versions| versions.iter().map(ToString::to_string).collect())
-                .map_err(|e| DbError::Migration(e.to_string()))
-        })
-        .await
-        .map_err(|e| DbError::Migration(format!("migration task failed: {e}")))?
-    }
-
     /// Pool gauges for `/metrics`.
     pub fn record_pool_gauges(&self, service: &str) {
         let Some(pool) = &self.pool else { return };
@@ -159,6 +129,27 @@ impl Database {
             .set(total - idle);
         metrics::gauge!("db_pool_max_connections", "service" => service.to_owned())
             .set(f64::from(self.max_connections));
+    }
+}
+
+/// One connection to `url`, retried every half second until `wait` has passed, so a
+/// service (or `migrate`) may start before Postgres.
+pub(crate) async fn establish_patiently(
+    url: &str,
+    wait: Duration,
+) -> Result<AsyncPgConnection, DbError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut attempt = 1u32;
+    loop {
+        match AsyncPgConnection::establish(url).await {
+            Ok(conn) => return Ok(conn),
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%error, attempt, "Postgres not reachable yet; retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
     }
 }
 
@@ -178,7 +169,10 @@ where
         .map_err(DbError::from)
 }
 
-async fn ensure_schema(conn: &mut AsyncPgConnection, schema: &str) -> Result<(), DbError> {
+pub(crate) async fn ensure_schema(
+    conn: &mut AsyncPgConnection,
+    schema: &str,
+) -> Result<(), DbError> {
     use diesel::sql_types::{Bool, Text};
     #[derive(diesel::QueryableByName)]
     struct Exists {

@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use diesel_migrations::EmbeddedMigrations;
 use futures::future::BoxFuture;
 use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
@@ -32,9 +31,10 @@ use crate::error_bus::{ErrorBus, ErrorBusWorker, SentrySink};
 use crate::health::Readiness;
 use crate::metrics::Metrics;
 use crate::redis::{Redis, RedisError};
+use crate::schema::Schema;
 
 /// How long a service waits for Postgres at start before giving up.
-const DATABASE_START_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const DATABASE_START_WAIT: Duration = Duration::from_secs(30);
 /// Bound on each shutdown hook and on the admin server's drain.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often readiness is mirrored into the gRPC health service.
@@ -115,13 +115,11 @@ impl std::fmt::Debug for Kernel {
 }
 
 impl Kernel {
-    /// Starts the error bus and metrics, connects to Postgres (waiting for it a
-    /// while), applies `migrations`, and connects Redis when configured.
-    pub async fn boot(
-        settings: Settings,
-        migrations: EmbeddedMigrations,
-    ) -> Result<Self, BootError> {
-        Self::boot_with(settings, Some(migrations)).await
+    /// Starts the error bus and metrics, connects to Postgres as the runtime role
+    /// (waiting for it a while) after checking that `schema` is migrated and the role
+    /// owns nothing, and connects Redis when configured.
+    pub async fn boot(settings: Settings, schema: Schema) -> Result<Self, BootError> {
+        Self::boot_with(settings, Some(schema)).await
     }
 
     /// Like [`Kernel::boot`] for a service that keeps no state in Postgres: no
@@ -130,10 +128,7 @@ impl Kernel {
         Self::boot_with(settings, None).await
     }
 
-    async fn boot_with(
-        settings: Settings,
-        migrations: Option<EmbeddedMigrations>,
-    ) -> Result<Self, BootError> {
+    async fn boot_with(settings: Settings, schema: Option<Schema>) -> Result<Self, BootError> {
         let config = &settings.kernel;
         let service = config.service.name.clone();
         let sentry = config.sentry.dsn.as_ref().map(|dsn| SentrySink {
@@ -146,16 +141,16 @@ impl Kernel {
         let metrics = Metrics::install(&service);
         let readiness = Readiness::default();
 
-        let db = match migrations {
-            Some(migrations) => {
+        let db = match schema {
+            Some(schema) => {
                 let db = Database::connect(
                     &config.database,
+                    schema,
                     &format!("bulwark-{service}"),
                     DATABASE_START_WAIT,
                 )
                 .await?;
-                let applied = db.migrate(migrations).await?;
-                tracing::info!(schema = db.schema(), applied = ?applied, "database ready");
+                tracing::info!(schema = db.schema(), "database ready");
                 readiness.add(Arc::new(db.clone()));
                 let pool_db = db.clone();
                 let pool_service = service.clone();

@@ -8,11 +8,10 @@
 use std::net::SocketAddr;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use diesel_migrations::EmbeddedMigrations;
 use secrecy::SecretString;
 
 use crate::config::{DatabaseConfig, KernelConfig, Settings};
-use crate::{GrpcServices, Kernel, Running, ServiceSpec};
+use crate::{GrpcServices, Kernel, Running, Schema, ServiceSpec};
 
 /// The variable naming the superuser URL of the Postgres that tests use.
 pub const TEST_PG_URL_ENV: &str = "BULWARK_TEST_PG_URL";
@@ -31,29 +30,161 @@ pub fn test_redis_url() -> anyhow::Result<String> {
     })
 }
 
-/// Creates an empty database for one test and returns a configuration bound to it,
-/// with the service's schema.
-pub async fn fresh_database(schema: &str) -> anyhow::Result<DatabaseConfig> {
-    let admin_url = std::env::var(TEST_PG_URL_ENV).map_err(|_| {
+fn test_pg_url() -> anyhow::Result<String> {
+    std::env::var(TEST_PG_URL_ENV).map_err(|_| {
         anyhow::anyhow!(
             "{TEST_PG_URL_ENV} is not set. Run the tests with `deploy/local/mesh test` \
              (it starts a private Postgres), or set {TEST_PG_URL_ENV} to a superuser URL \
              such as postgres://postgres@127.0.0.1:5432/postgres"
         )
-    })?;
+    })
+}
+
+/// Creates an empty database for one test, owned by a role of its own
+/// (`test_<id>_owner`), and a runtime role (`test_<id>_svc`) that owns nothing, as
+/// the mesh command provisions them. The configuration connects as the runtime role
+/// and names the owner as `owner_url`: [`start`] migrates as the owner, so every
+/// service test runs with exactly the privileges of the service's `grants.sql`.
+pub async fn fresh_database(schema: &str) -> anyhow::Result<DatabaseConfig> {
+    let admin_url = test_pg_url()?;
     let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let (owner, runtime) = (format!("{name}_owner"), format!("{name}_svc"));
+    let password = uuid::Uuid::new_v4().simple().to_string();
     let mut conn = AsyncPgConnection::establish(&admin_url)
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach the test Postgres at {TEST_PG_URL_ENV}: {e}"))?;
-    diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+    for role in [&owner, &runtime] {
+        diesel::sql_query(format!(
+            "CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'"
+        ))
+        .execute(&mut conn)
+        .await?;
+    }
+    diesel::sql_query(format!("CREATE DATABASE \"{name}\" OWNER \"{owner}\""))
         .execute(&mut conn)
         .await?;
     Ok(DatabaseConfig {
-        url: SecretString::from(with_database(&admin_url, &name)),
+        url: SecretString::from(with_login(&admin_url, &runtime, &password, &name)),
+        owner_url: Some(SecretString::from(with_login(
+            &admin_url, &owner, &password, &name,
+        ))),
         schema: schema.to_owned(),
         max_connections: 5,
         connect_timeout_ms: 2_000,
     })
+}
+
+/// A connection to `database`'s test database as the Postgres superuser, on its
+/// schema: for tests that play an operator (or an attacker with the database).
+pub async fn superuser_connection(database: &DatabaseConfig) -> anyhow::Result<AsyncPgConnection> {
+    use secrecy::ExposeSecret as _;
+    let admin_url = test_pg_url()?;
+    let name = database_name(database.url.expose_secret())
+        .ok_or_else(|| anyhow::anyhow!("the test database URL names no database"))?;
+    let url = format!(
+        "{}{}options=-c%20search_path%3D{}",
+        with_database(&admin_url, name),
+        if admin_url.contains('?') { '&' } else { '?' },
+        database.schema
+    );
+    AsyncPgConnection::establish(&url)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to the test database as superuser: {e}"))
+}
+
+/// The privileges the runtime role (the user of `database.url`) holds on the tables
+/// and sequences of its schema, as `table: PRIVILEGE, ...` lines in name order: what a
+/// service's `grants.sql` gave it, read back from the catalog.
+pub async fn runtime_privileges(database: &DatabaseConfig) -> anyhow::Result<Vec<String>> {
+    use diesel::sql_types::Text;
+    use secrecy::ExposeSecret as _;
+    #[derive(diesel::QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = Text)]
+        line: String,
+    }
+    let role = crate::schema::url_user(database.url.expose_secret())
+        .ok_or_else(|| anyhow::anyhow!("the test database URL names no user"))?;
+    let mut conn = superuser_connection(database).await?;
+    let lines: Vec<Line> = diesel::sql_query(
+        "SELECT c.relname || ': ' || string_agg(p.privilege, ', ' ORDER BY p.privilege) AS line \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, \
+              unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', \
+                           'REFERENCES', 'TRIGGER', 'USAGE']) AS p(privilege) \
+         WHERE n.nspname = $1 AND c.relkind IN ('r', 'S') \
+           AND CASE WHEN c.relkind = 'S' \
+                    THEN p.privilege IN ('SELECT', 'UPDATE', 'USAGE') \
+                         AND has_sequence_privilege($2, c.oid, p.privilege) \
+                    ELSE p.privilege <> 'USAGE' \
+                         AND has_table_privilege($2, c.oid, p.privilege) END \
+         GROUP BY c.relname ORDER BY c.relname",
+    )
+    .bind::<Text, _>(&database.schema)
+    .bind::<Text, _>(&role)
+    .load(&mut conn)
+    .await?;
+    Ok(lines.into_iter().map(|l| l.line).collect())
+}
+
+/// Runs `sql` as the runtime role on its schema and returns Postgres's refusal;
+/// an error unless Postgres refused it for want of privilege (SQLSTATE 42501).
+pub async fn refused_to_runtime_role(
+    database: &DatabaseConfig,
+    sql: &str,
+) -> anyhow::Result<String> {
+    use secrecy::ExposeSecret as _;
+    let url = crate::db::schema_bound_url(
+        database.url.expose_secret(),
+        &database.schema,
+        "bulwark-test-privileges",
+    );
+    let mut conn = AsyncPgConnection::establish(&url).await?;
+    // Inside a transaction that is rolled back, so a statement that wrongly succeeds
+    // changes nothing for the next check.
+    diesel::sql_query("BEGIN").execute(&mut conn).await?;
+    let outcome = diesel::sql_query(sql).execute(&mut conn).await;
+    let _ = diesel::sql_query("ROLLBACK").execute(&mut conn).await;
+    match outcome {
+        Ok(_) => anyhow::bail!("the runtime role was allowed to run `{sql}`"),
+        Err(diesel::result::Error::DatabaseError(_, info))
+            if is_insufficient_privilege(info.message()) =>
+        {
+            Ok(info.message().to_owned())
+        }
+        Err(other) => anyhow::bail!("`{sql}` failed, but not for want of privilege: {other}"),
+    }
+}
+
+/// The runtime role of a migrated `database` holds exactly `expected` (as
+/// [`runtime_privileges`] lists them) and Postgres refuses it every statement of
+/// `refused` for want of privilege.
+#[allow(clippy::panic, reason = "a test assertion")]
+pub async fn assert_least_privilege(
+    database: &DatabaseConfig,
+    expected: &[&str],
+    refused: &[&str],
+) {
+    let held = runtime_privileges(database)
+        .await
+        .unwrap_or_else(|e| panic!("reading the runtime role's privileges: {e:#}"));
+    assert_eq!(held, expected, "the runtime role's privileges");
+    for sql in refused {
+        if let Err(error) = refused_to_runtime_role(database, sql).await {
+            panic!("{error:#}");
+        }
+    }
+}
+
+/// Postgres's messages for SQLSTATE 42501 (diesel does not expose the code).
+fn is_insufficient_privilege(message: &str) -> bool {
+    message.starts_with("permission denied") || message.starts_with("must be owner of")
+}
+
+/// The database of `postgres://u@h:p/<name>?x`.
+fn database_name(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let path = rest.split_once('/')?.1;
+    path.split('?').next().filter(|name| !name.is_empty())
 }
 
 /// `postgres://u@h:p/old?x` → `postgres://u@h:p/<name>?x`.
@@ -71,6 +202,19 @@ fn with_database(url: &str, name: &str) -> String {
         Some(query) => format!("{host_part}/{name}?{query}"),
         None => format!("{host_part}/{name}"),
     }
+}
+
+/// `postgres://admin:pw@h:p/old?x` → `postgres://<user>:<password>@h:p/<name>?x`.
+fn with_login(url: &str, user: &str, password: &str, name: &str) -> String {
+    let url = with_database(url, name);
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url;
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{scheme}://{user}:{password}@{host}{tail}")
 }
 
 /// Settings for an in-process service on free loopback ports with `database`;
@@ -91,18 +235,26 @@ pub fn settings(
     Settings::from_parts(config, sections)
 }
 
-/// Boots the kernel, builds the app and serves it; returns the running service and
-/// the kernel its handlers got.
+/// Migrates `schema` as its owner (`database.owner_url`, as `bulwark-<svc> migrate`
+/// does), boots the kernel as the runtime role, builds the app and serves it;
+/// returns the running service and the kernel its handlers got.
 pub async fn start<F, Fut>(
     settings: Settings,
-    migrations: EmbeddedMigrations,
+    schema: Schema,
     build: F,
 ) -> anyhow::Result<(Running, Kernel)>
 where
     F: FnOnce(Kernel) -> Fut,
     Fut: Future<Output = anyhow::Result<GrpcServices>>,
 {
-    let kernel = Kernel::boot(settings, migrations).await?;
+    crate::schema::migrate(
+        &settings.kernel.database,
+        schema,
+        "bulwark-test-migrate",
+        std::time::Duration::from_secs(5),
+    )
+    .await?;
+    let kernel = Kernel::boot(settings, schema).await?;
     let services = build(kernel.clone()).await?;
     let running = kernel.clone().serve(services).await?;
     Ok((running, kernel))
@@ -387,5 +539,31 @@ mod tests {
             "postgres://u:p@h:1/t2?sslmode=disable"
         );
         assert_eq!(with_database("postgres://h:1", "t3"), "postgres://h:1/t3");
+    }
+
+    #[test]
+    fn test_roles_log_in_to_the_test_database() {
+        assert_eq!(
+            with_login(
+                "postgres://postgres:pw@127.0.0.1:5432/postgres",
+                "r",
+                "s",
+                "t1"
+            ),
+            "postgres://r:s@127.0.0.1:5432/t1"
+        );
+        assert_eq!(
+            with_login(
+                "postgres://postgres@h:1/postgres?sslmode=disable",
+                "r",
+                "s",
+                "t2"
+            ),
+            "postgres://r:s@h:1/t2?sslmode=disable"
+        );
+        assert_eq!(
+            database_name("postgres://r:s@h:1/t2?sslmode=disable"),
+            Some("t2")
+        );
     }
 }

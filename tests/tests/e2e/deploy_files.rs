@@ -171,9 +171,26 @@ fn check_env_key(kernel: &Value, service: &str, env_key: &str) -> Result<(), Str
                 .lines()
                 .any(|line| line.trim_start().starts_with(&declaration) && line.contains("Map<"))
     };
+    // A nested table (`pub table: TableConfig`) is a field whose own fields follow it.
+    let declares = |field: &str| text.contains(&format!("pub {field}:"));
+    let nested = |section: &str, fields: &[&str]| match fields {
+        [tables @ .., field] => {
+            tables.iter().all(|table| declares(table)) && reads_field(section, field)
+        }
+        [] => false,
+    };
+    let nested_map = |section: &str, fields: &[&str]| match fields {
+        [tables @ .., map, entry] => {
+            !entry.is_empty()
+                && tables.iter().all(|table| declares(table))
+                && reads_map(section, map)
+        }
+        _ => false,
+    };
     match path.as_slice() {
         [section, field] if reads_field(section, field) => Ok(()),
         [section, field, entry] if !entry.is_empty() && reads_map(section, field) => Ok(()),
+        [section, fields @ ..] if nested(section, fields) || nested_map(section, fields) => Ok(()),
         _ => Err(format!(
             "{env_key} (`{dotted}`) is neither a kernel key nor a field (or map entry) of a \
              section {service} reads (services/{service}/src)"

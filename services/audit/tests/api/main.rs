@@ -4,4 +4,5 @@
 mod append;
 mod chain;
 mod list;
+mod privileges;
 mod support;

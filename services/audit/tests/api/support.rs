@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use bulwark_audit::{Deps, MIGRATIONS, SPEC, app_with};
+use bulwark_audit::{Deps, SCHEMA, SPEC, app_with};
 use bulwark_kernel::Running;
 use bulwark_kernel::caller::TokenVerifier;
 use bulwark_kernel::clients::AuthzApi;
@@ -21,9 +21,8 @@ use bulwark_proto::audit::v1::{
     Outcome,
 };
 use bulwark_proto::authz::v1::{ListUserRolesResponse, ResolveRolesResponse};
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use futures::future::BoxFuture;
-use secrecy::ExposeSecret as _;
 use uuid::Uuid;
 
 /// Authz, faked: `audit:read` for the users listed in `readers`, and the
@@ -106,7 +105,7 @@ impl TestAudit {
         let tokens = TestTokens::new();
         let settings = settings(&SPEC, database.clone(), |_| {}, &[]);
         let fake_authz = authz.clone();
-        let (running, _kernel) = start(settings, MIGRATIONS, |kernel| {
+        let (running, _kernel) = start(settings, SCHEMA, |kernel| {
             let deps = Deps {
                 verifier: Arc::new(TokenVerifier::new(
                     tokens.key_source(),
@@ -139,14 +138,9 @@ impl TestAudit {
 
     /// A direct connection to the test database as its superuser, on Audit's schema.
     pub async fn sql(&self) -> AsyncPgConnection {
-        let url = format!(
-            "{}?options=-c%20search_path%3D{}",
-            self.database.url.expose_secret(),
-            SPEC.name
-        );
-        AsyncPgConnection::establish(&url)
+        bulwark_kernel::testing::superuser_connection(&self.database)
             .await
-            .unwrap_or_else(|e| panic!("cannot connect to the test database: {e}"))
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// `message` as an outbox relay sends it: with the token of its service's

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bulwark_auth::{Deps, MIGRATIONS, SPEC};
+use bulwark_auth::{Deps, SCHEMA, SPEC};
 use bulwark_kernel::caller::{Caller, TokenVerifier};
 use bulwark_kernel::clients::{AuthApi, AuthzApi, IdentityApi};
 use bulwark_kernel::config::DatabaseConfig;
@@ -287,7 +287,7 @@ impl TestApp {
         Self::try_start_on(database, sections).await
     }
 
-    async fn try_start_on(
+    pub async fn try_start_on(
         database: DatabaseConfig,
         sections: &[(&str, serde_json::Value)],
     ) -> anyhow::Result<Self> {
@@ -299,8 +299,17 @@ impl TestApp {
             authz: authz.clone(),
             audit: audit.clone(),
         };
-        let settings = settings(&SPEC, database.clone(), |_| {}, sections);
-        let (running, kernel) = start(settings, MIGRATIONS, |kernel| {
+        // Every test's Auth seals its keys under TEST_KEK, unless the test configures
+        // key encryption itself.
+        let mut sections = sections.to_vec();
+        if !sections
+            .iter()
+            .any(|(key, _)| key.starts_with("auth.key_encryption"))
+        {
+            sections.insert(0, ("auth.key_encryption.keys.test", TEST_KEK.into()));
+        }
+        let settings = settings(&SPEC, database.clone(), |_| {}, &sections);
+        let (running, kernel) = start(settings, SCHEMA, |kernel| {
             bulwark_auth::app_with(kernel, deps)
         })
         .await?;
@@ -465,6 +474,9 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("no database connection: {e}"))
     }
 }
+
+/// The key-encryption key (id `test`) of every test's Auth that sets none.
+pub const TEST_KEK: &str = "8f1c2a3b4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8";
 
 pub fn with_bearer<T>(message: T, token: &str) -> Request<T> {
     let mut request = Request::new(message);

@@ -6,5 +6,6 @@ mod checks;
 mod grants;
 mod internal;
 mod outbox;
+mod privileges;
 mod roles;
 mod support;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulwark_authz::{Deps, MIGRATIONS, SPEC, app_with};
+use bulwark_authz::{Deps, SCHEMA, SPEC, app_with};
 use bulwark_kernel::Running;
 use bulwark_kernel::bootstrap::admin_user_id;
 use bulwark_kernel::caller::TokenVerifier;
@@ -19,8 +19,7 @@ use bulwark_proto::audit::v1::AuditEvent;
 use bulwark_proto::authz::v1::CreateRoleRequest;
 use bulwark_proto::authz::v1::authz_service_client::AuthzServiceClient;
 use bulwark_proto::authz::v1::{CheckRequest, GrantRoleRequest};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use secrecy::ExposeSecret as _;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 /// The admin email the tests configure; its user id holds `admin` after start.
@@ -60,7 +59,7 @@ impl TestAuthz {
             ],
         );
         let fake_audit: Arc<dyn AuditApi> = audit.clone();
-        let (running, _kernel) = start(settings, MIGRATIONS, |kernel| {
+        let (running, _kernel) = start(settings, SCHEMA, |kernel| {
             let deps = Deps {
                 verifier: Arc::new(TokenVerifier::new(
                     tokens.key_source(),
@@ -93,14 +92,9 @@ impl TestAuthz {
 
     /// A direct connection to the test database as its superuser, on Authz's schema.
     pub async fn sql(&self) -> AsyncPgConnection {
-        let url = format!(
-            "{}?options=-c%20search_path%3D{}",
-            self.database.url.expose_secret(),
-            SPEC.name
-        );
-        AsyncPgConnection::establish(&url)
+        bulwark_kernel::testing::superuser_connection(&self.database)
             .await
-            .unwrap_or_else(|e| panic!("cannot connect to the test database: {e}"))
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// Creates a role as the admin.

@@ -4,6 +4,7 @@
 mod bootstrap;
 mod credentials;
 mod lookup;
+mod privileges;
 mod register;
 mod support;
 mod update;

@@ -123,7 +123,7 @@ impl TestApp {
             audit: audit.clone(),
             passwords: passwords.clone(),
         };
-        let (running, kernel) = start(settings, bulwark_identity::MIGRATIONS, move |kernel| {
+        let (running, kernel) = start(settings, bulwark_identity::SCHEMA, move |kernel| {
             bulwark_identity::app_with(kernel, dependencies)
         })
         .await?;
@@ -195,14 +195,12 @@ impl TestApp {
             .collect()
     }
 
-    /// Runs one SQL statement on the service's schema.
+    /// Runs one SQL statement on the service's schema, as the database's superuser
+    /// (the service's own role may not alter its tables).
     pub async fn execute(&self, sql: &str) -> usize {
-        let mut conn = self
-            .kernel
-            .db
-            .conn()
+        let mut conn = bulwark_kernel::testing::superuser_connection(&self.database)
             .await
-            .unwrap_or_else(|e| panic!("database connection: {e}"));
+            .unwrap_or_else(|e| panic!("{e:#}"));
         diesel::sql_query(sql)
             .execute(&mut conn)
             .await

@@ -3,5 +3,6 @@
 mod consul_files;
 mod otlp;
 mod ratelimit;
+mod schema;
 mod service_tokens;
 mod shutdown;

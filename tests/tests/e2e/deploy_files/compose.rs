@@ -166,28 +166,68 @@ fn check_service(name: &str, service: &Value, kernel: &Value, problems: &mut Pro
     }
 }
 
-/// A core service reaches its own role and schema in the `bulwark` database.
-fn check_database(name: &str, service: &Value, problems: &mut Problems) {
+/// A core service runs as `<svc>_svc`, which owns nothing, after its `<svc>-migrate`
+/// job applied the migrations as `<svc>_owner`, the owner of schema `<svc>`; only the
+/// job gets the owner's URL.
+fn check_database(name: &str, services: &Map<String, Value>, problems: &mut Problems) {
     let (roles, schemas) = postgres_init();
-    let role = format!("{name}_svc");
-    let password = roles
-        .get(&role)
-        .map_or("<no such role in postgres-init.sql>", String::as_str);
+    let (runtime, owner) = (format!("{name}_svc"), format!("{name}_owner"));
+    let url = |role: &str| {
+        let password = roles
+            .get(role)
+            .map_or("<no such role in postgres-init.sql>", String::as_str);
+        format!("postgres://{role}:{password}@postgres:5432/bulwark")
+    };
+    let service = &services[name];
     problems.expect(
         format_args!("{name}: BULWARK_DATABASE__URL"),
         env_of(service).get("BULWARK_DATABASE__URL").cloned(),
-        Some(format!(
-            "postgres://{role}:{password}@postgres:5432/bulwark"
-        )),
+        Some(url(&runtime)),
     );
+    if env_of(service).contains_key("BULWARK_DATABASE__OWNER_URL") {
+        problems.push(format!("{name} is given the schema owner's URL"));
+    }
     // The kernel's default schema is the service's name.
     problems.expect(
         format_args!("the owner of schema {name} in {POSTGRES_INIT}"),
         schemas.get(name),
-        Some(&role),
+        Some(&owner),
     );
     if !healthy(service, "postgres") {
         problems.push(format!("{name} does not wait for a healthy postgres"));
+    }
+    let job = format!("{name}-migrate");
+    if service["depends_on"][&job]["condition"] != "service_completed_successfully" {
+        problems.push(format!("{name} does not wait for {job} to complete"));
+    }
+    let migrate = &services[&job];
+    problems.expect(
+        format_args!("{job}'s command"),
+        &migrate["command"],
+        &serde_json::json!([format!("bulwark-{name}"), "migrate"]),
+    );
+    let env = env_of(migrate);
+    problems.expect(
+        format_args!("{job}: BULWARK_DATABASE__OWNER_URL"),
+        env.get("BULWARK_DATABASE__OWNER_URL").cloned(),
+        Some(url(&owner)),
+    );
+    // The job reads only the runtime role's name from BULWARK_DATABASE__URL.
+    let runtime_user = env
+        .get("BULWARK_DATABASE__URL")
+        .and_then(|url| url.strip_prefix("postgres://"))
+        .and_then(|rest| rest.split(['@', ':']).next())
+        .map(str::to_owned);
+    problems.expect(
+        format_args!("{job}: the user of BULWARK_DATABASE__URL"),
+        runtime_user,
+        Some(runtime.clone()),
+    );
+    if !healthy(migrate, "postgres") {
+        problems.push(format!("{job} does not wait for a healthy postgres"));
+    }
+    if migrate["restart"] != "no" {
+        problems.push(format!("{job} must run once (restart: \"no\")"));
     }
 }
 
@@ -398,7 +438,12 @@ fn compose_file_runs_every_service_with_consistent_settings() {
         services.keys().map(String::as_str).collect::<BTreeSet<_>>(),
         ["postgres", "redis", "edge"]
             .into_iter()
-            .chain(EVERY)
+            .map(str::to_owned)
+            .chain(EVERY.iter().map(|name| (*name).to_owned()))
+            .chain(CORE.iter().map(|name| format!("{name}-migrate")))
+            .collect::<BTreeSet<_>>()
+            .iter()
+            .map(String::as_str)
             .collect(),
         "{COMPOSE}: the set of services"
     );
@@ -416,9 +461,17 @@ fn compose_file_runs_every_service_with_consistent_settings() {
         check_admin_password(name, &services[name], &mut problems);
     }
     for name in CORE {
-        check_database(name, &services[name], &mut problems);
+        check_database(name, services, &mut problems);
         check_service_account(name, services, &mut problems);
     }
+    // Auth seals its signing keys under a key-encryption key that has no default.
+    problems.expect(
+        "auth: the variable BULWARK_AUTH__KEY_ENCRYPTION__KEYS__PRIMARY requires",
+        env_of(&services["auth"])
+            .get("BULWARK_AUTH__KEY_ENCRYPTION__KEYS__PRIMARY")
+            .and_then(|value| required_variable(value).map(str::to_owned)),
+        Some("BULWARK_AUTH_KEK".to_owned()),
+    );
     check_ratelimit(&services["ratelimit"], &mut problems);
     check_no_account("ratelimit", &services["ratelimit"], &mut problems);
     check_edge(&services["edge"], &mut problems);

@@ -108,6 +108,7 @@ fn required_settings(name: &str) -> Vec<String> {
             CORE.iter()
                 .map(|client| format!("{SERVICE_CLIENTS}{}", client.to_uppercase())),
         );
+        settings.push(format!("{KEK_KEYS}PRIMARY"));
     }
     if needs_admin_password(name) {
         settings.push(ADMIN_PASSWORD.into());
@@ -126,7 +127,11 @@ fn is_secret_setting(key: &str) -> bool {
     ]
     .contains(&key)
         || key.starts_with(SERVICE_CLIENTS)
+        || key.starts_with(KEK_KEYS)
 }
+
+/// Auth's key-encryption keys (`auth.key_encryption.keys.<id>`).
+const KEK_KEYS: &str = "BULWARK_AUTH__KEY_ENCRYPTION__KEYS__";
 
 /// `KEY -> item` of each `KEY={{ .item }}` line of a template's data.
 fn template_items(data: &str) -> BTreeMap<String, String> {
@@ -166,6 +171,7 @@ fn expected_secret_items(name: &str) -> BTreeMap<String, String> {
             };
             items.insert(format!("{SERVICE_CLIENTS}{}", client.to_uppercase()), item);
         }
+        items.insert(format!("{KEK_KEYS}PRIMARY"), "kek_primary".to_owned());
     }
     items
 }
@@ -190,9 +196,7 @@ fn check_service_account(
     }
     let secret_items: BTreeMap<String, String> = items
         .iter()
-        .filter(|(key, _)| {
-            *key == CLIENT_SECRET || *key == ADMIN_PASSWORD || key.starts_with(SERVICE_CLIENTS)
-        })
+        .filter(|(key, _)| is_secret_setting(key) && *key != "BULWARK_DATABASE__URL")
         .map(|(key, item)| (key.clone(), item.clone()))
         .collect();
     problems.expect(
@@ -380,6 +384,81 @@ fn check_task(
     );
 }
 
+/// A core service's group migrates before the service starts: a prestart task runs
+/// `bulwark-<name> migrate` with the runtime role's URL from the group's variable and
+/// the owner's from the task's own variable (`nomad/jobs/bulwark/<name>/migrate`), which
+/// the service's task neither reads nor could (Nomad gives each task its own path).
+fn check_migrate_task(name: &str, group: &hcl::Body, problems: &mut Problems) {
+    let Some(task) = labelled(group, "task", "migrate") else {
+        problems.push(format!("{name}: no prestart task \"migrate\""));
+        return;
+    };
+    let lifecycle = block(task, "lifecycle");
+    problems.expect(
+        format_args!("{name}: migrate's lifecycle (hook, sidecar)"),
+        (
+            lifecycle.and_then(|l| attribute(l, "hook")),
+            lifecycle.and_then(|l| {
+                l.attributes()
+                    .find(|a| a.key() == "sidecar")
+                    .map(|a| a.expr().clone())
+            }),
+        ),
+        (
+            Some("prestart".to_owned()),
+            Some(hcl::Expression::Bool(false)),
+        ),
+    );
+    let config = block(task, "config");
+    problems.expect(
+        format_args!("{name}: migrate's command and args"),
+        (
+            config.and_then(|c| attribute(c, "command")),
+            config.and_then(|c| {
+                c.attributes()
+                    .find(|a| a.key() == "args")
+                    .map(|a| a.expr().to_string().split_whitespace().collect::<String>())
+            }),
+        ),
+        (
+            Some(format!("bulwark-{name}")),
+            Some("[\"migrate\"]".to_owned()),
+        ),
+    );
+    let data: String = blocks(task, "template")
+        .filter_map(|t| attribute(t.body(), "data"))
+        .collect();
+    for (line, variable) in [
+        (
+            "BULWARK_DATABASE__URL={{ .database_url }}",
+            format!("nomad/jobs/bulwark/{name}\""),
+        ),
+        (
+            "BULWARK_DATABASE__OWNER_URL={{ .owner_database_url }}",
+            format!("nomad/jobs/bulwark/{name}/migrate\""),
+        ),
+    ] {
+        let in_block = data
+            .split("{{ end }}")
+            .any(|section| section.contains(&variable) && section.contains(line));
+        if !in_block {
+            problems.push(format!(
+                "{name}: migrate does not set `{line}` from {variable}"
+            ));
+        }
+    }
+    if let Some(service) = labelled(group, "task", name) {
+        let service_data: String = blocks(service, "template")
+            .filter_map(|t| attribute(t.body(), "data"))
+            .collect();
+        if service_data.contains("OWNER_URL") || service_data.contains("/migrate\"") {
+            problems.push(format!(
+                "{name}: the service's task reads the schema owner's URL"
+            ));
+        }
+    }
+}
+
 fn is_env_template(template: &hcl::Body) -> bool {
     template
         .attributes()
@@ -470,6 +549,9 @@ fn nomad_job_matches_consul_definitions_and_kernel_settings() {
         check_network(name, group, &mut problems);
         let upstreams = check_service(name, group, &mut problems);
         check_task(name, group, &upstreams, &kernel, &mut problems);
+        if CORE.contains(&name) {
+            check_migrate_task(name, group, &mut problems);
+        }
     }
     problems.assert_none(NOMAD_JOB);
 }

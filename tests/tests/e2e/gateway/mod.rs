@@ -332,8 +332,11 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
-    /// The key Auth signs with now, read from its schema as the database superuser.
+    /// The key Auth signs with now, read from its schema as the database superuser and
+    /// opened with the mesh's key-encryption key (the database alone holds no usable
+    /// key: `services/auth/src/key_encryption.rs`).
     pub fn active(mesh: &Mesh) -> Self {
+        use aes_gcm::aead::{Aead, KeyInit, Payload};
         let row = mesh
             .postgres()
             .expect("the mesh runs postgres")
@@ -341,20 +344,40 @@ impl SigningKey {
                 "bulwark",
                 // The newest key whose activation has come and whose retirement has not: a
                 // key published ahead of its activation does not sign yet.
-                "SELECT kid || ' ' || translate(encode(private_key, 'base64'), E'\\n', '') \
+                "SELECT kid || ' ' || kek_id || ' ' || \
+                 translate(encode(private_key, 'base64'), E'\\n', '') \
                  FROM auth.signing_keys WHERE activates_at <= now() \
                  AND (retired_at IS NULL OR retired_at > now()) \
                  ORDER BY activates_at DESC LIMIT 1",
             )
             .expect("reading Auth's active signing key");
-        let (kid, der) = row
-            .split_once(' ')
-            .unwrap_or_else(|| panic!("no active signing key in auth.signing_keys: {row:?}"));
+        let [kid, kek_id, sealed] = row.split(' ').collect::<Vec<_>>()[..] else {
+            panic!("no sealed active signing key in auth.signing_keys: {row:?}");
+        };
+        let sealed = STANDARD
+            .decode(sealed)
+            .unwrap_or_else(|err| panic!("the private key is not base64 ({err}): {sealed:?}"));
+        let (mesh_kek_id, kek_hex) = mesh.auth_key_encryption_key();
+        assert_eq!(kek_id, mesh_kek_id, "the key is sealed under another KEK");
+        let kek: Vec<u8> = (0..kek_hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&kek_hex[i..i + 2], 16).expect("a hex KEK"))
+            .collect();
+        let cipher = aes_gcm::Aes256Gcm::new_from_slice(&kek).expect("a 32-byte KEK");
+        let (nonce, ciphertext) = sealed.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().expect("a 12-byte nonce");
+        let pkcs8_der = cipher
+            .decrypt(
+                &nonce.into(),
+                Payload {
+                    msg: ciphertext,
+                    aad: kid.as_bytes(),
+                },
+            )
+            .unwrap_or_else(|_| panic!("the mesh's KEK does not open signing key {kid}"));
         Self {
             kid: kid.to_owned(),
-            pkcs8_der: STANDARD
-                .decode(der)
-                .unwrap_or_else(|err| panic!("the private key is not base64 ({err}): {der:?}")),
+            pkcs8_der,
         }
     }
 

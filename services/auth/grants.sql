@@ -1,0 +1,11 @@
+-- What Auth's runtime role may do in its schema; `bulwark-auth migrate` revokes
+-- everything else. The role owns nothing, so it cannot ALTER, TRUNCATE or DROP.
+-- Signing keys: created, retired (UPDATE; also what LOCK TABLE ... SHARE ROW EXCLUSIVE
+-- needs) and deleted once no token can carry them.
+GRANT SELECT, INSERT, UPDATE, DELETE ON signing_keys TO {runtime};
+-- Refresh tokens are marked used or revoked, never deleted.
+GRANT SELECT, INSERT, UPDATE ON refresh_tokens TO {runtime};
+-- Service accounts: created and deleted, never changed.
+GRANT SELECT, INSERT, DELETE ON clients TO {runtime};
+-- The audit outbox: written with each change, marked delivered and pruned by the relay.
+GRANT SELECT, INSERT, UPDATE, DELETE ON audit_outbox TO {runtime};

@@ -1,0 +1,2 @@
+-- A schema for the kernel's tests of `migrate` and of the checks at start.
+CREATE TABLE probe (id INT PRIMARY KEY);
