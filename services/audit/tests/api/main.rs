@@ -3,5 +3,6 @@
 
 mod append;
 mod chain;
+mod checkpoints;
 mod list;
 mod support;

@@ -479,7 +479,7 @@ async fn verify_chain(
     let mut client = AuditServiceClient::connect(mesh.edge_url(""))
         .await
         .expect("connecting a gRPC client to the edge port");
-    let mut request = tonic::Request::new(VerifyChainRequest {});
+    let mut request = tonic::Request::new(VerifyChainRequest::default());
     request.metadata_mut().insert(
         "authorization",
         format!("Bearer {access}")
