@@ -10,6 +10,9 @@
 #   nomad/jobs/bulwark/auth            also identity_client_secret, authz_client_secret,
 #                                      audit_client_secret: the same values as those
 #                                      services' client_secret, which Auth checks
+#   nomad/jobs/bulwark/audit           also checkpoint_key: the Ed25519 key that signs the
+#                                      audit chain's checkpoints (32 random bytes in hex);
+#                                      Audit refuses to start in production without one
 #   nomad/jobs/bulwark/ratelimit       redis_url
 # (README, "Service accounts", has the commands that write them and rotate a secret.)
 # Checked by tests/tests/e2e/deploy_files/nomad.rs (no Nomad runs there).
@@ -281,6 +284,12 @@ EOT
   group "audit" {
     count = 2
 
+    # Keeps the checkpoint files across updates of the allocation.
+    ephemeral_disk {
+      sticky  = true
+      migrate = true
+    }
+
     network {
       mode = "bridge"
       port "admin" {
@@ -334,6 +343,9 @@ EOT
         BULWARK_CLIENTS__AUTH = "http://127.0.0.1:21052"
         BULWARK_CLIENTS__AUTHZ = "http://127.0.0.1:21053"
         BULWARK_SERVICE_ACCOUNT__CLIENT_ID = "audit"
+        # The checkpoint files, on the allocation's sticky disk; ship them off the
+        # host (README, Audit checkpoints).
+        BULWARK_AUDIT__CHECKPOINT_DIR = "${NOMAD_ALLOC_DIR}/data/audit-checkpoints"
       }
 
       template {
@@ -343,6 +355,7 @@ EOT
 {{ with nomadVar "nomad/jobs/bulwark/audit" }}
 BULWARK_DATABASE__URL={{ .database_url }}
 BULWARK_SERVICE_ACCOUNT__CLIENT_SECRET={{ .client_secret }}
+BULWARK_AUDIT__CHECKPOINT_KEY={{ .checkpoint_key }}
 {{ end }}
 EOT
       }
