@@ -18,6 +18,9 @@
 #                                      kek_primary: the key that seals the signing
 #                                      keys in the database (README, "Signing keys at
 #                                      rest")
+#   nomad/jobs/bulwark/audit           also checkpoint_key: the Ed25519 key that signs the
+#                                      audit chain's checkpoints (32 random bytes in hex);
+#                                      Audit refuses to start in production without one
 #   nomad/jobs/bulwark/ratelimit       redis_url
 # (README, "Service accounts", has the commands that write them and rotate a secret.)
 # Checked by tests/tests/e2e/deploy_files/nomad.rs (no Nomad runs there).
@@ -410,6 +413,12 @@ EOT
   group "audit" {
     count = 2
 
+    # Keeps the checkpoint files across updates of the allocation.
+    ephemeral_disk {
+      sticky  = true
+      migrate = true
+    }
+
     network {
       mode = "bridge"
       port "admin" {
@@ -503,6 +512,9 @@ EOT
         BULWARK_CLIENTS__AUTH = "http://127.0.0.1:21052"
         BULWARK_CLIENTS__AUTHZ = "http://127.0.0.1:21053"
         BULWARK_SERVICE_ACCOUNT__CLIENT_ID = "audit"
+        # The checkpoint files, on the allocation's sticky disk; ship them off the
+        # host (README, Audit checkpoints).
+        BULWARK_AUDIT__CHECKPOINT_DIR = "${NOMAD_ALLOC_DIR}/data/audit-checkpoints"
       }
 
       template {
@@ -512,6 +524,7 @@ EOT
 {{ with nomadVar "nomad/jobs/bulwark/audit" }}
 BULWARK_DATABASE__URL={{ .database_url }}
 BULWARK_SERVICE_ACCOUNT__CLIENT_SECRET={{ .client_secret }}
+BULWARK_AUDIT__CHECKPOINT_KEY={{ .checkpoint_key }}
 {{ end }}
 EOT
       }

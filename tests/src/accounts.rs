@@ -82,7 +82,7 @@ impl ServiceAccounts {
 }
 
 /// 32 bytes from the kernel's CSPRNG, in hex.
-fn random_secret() -> anyhow::Result<String> {
+pub(crate) fn random_secret() -> anyhow::Result<String> {
     let mut bytes = [0u8; SECRET_BYTES];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut urandom| urandom.read_exact(&mut bytes))

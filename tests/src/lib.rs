@@ -6,7 +6,8 @@
 //! how to get it. When a test fails, the tail of every component's log is printed.
 //!
 //! Every mesh makes fresh service-account secrets: each core service gets its own client
-//! id and secret, Auth all four ([`Mesh::service_credentials`] hands them to tests).
+//! id and secret, Auth all four ([`Mesh::service_credentials`] hands them to tests); and
+//! a fresh checkpoint key for Audit, whose files go to [`Mesh::audit_checkpoint_dir`].
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -18,6 +19,7 @@
 //! ```
 
 mod accounts;
+mod checkpoints;
 mod envoy;
 mod mesh;
 mod net;

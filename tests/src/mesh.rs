@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::accounts::ServiceAccounts;
+use crate::checkpoints::AuditCheckpoints;
 use crate::envoy::Envoy;
 use crate::net::free_port;
 use crate::postgres::Postgres;
@@ -91,8 +92,9 @@ impl MeshBuilder {
             logs,
             http,
             keep_dir: std::env::var_os("BULWARK_E2E_KEEP").is_some(),
-            dir,
             accounts: ServiceAccounts::generate()?,
+            audit_checkpoints: AuditCheckpoints::generate(dir.path())?,
+            dir,
         };
 
         if self.postgres {
@@ -159,7 +161,7 @@ impl MeshBuilder {
                     .map(|pg| pg.owner_url_for(kind.name())),
                 redis_url: mesh.redis.as_ref().map(Redis::url),
                 clients: clients.clone(),
-                account_env: mesh.accounts.env_for(*kind),
+                secret_env: mesh.secret_env(*kind),
                 extra_env: self
                     .service_env
                     .iter()
@@ -209,6 +211,8 @@ pub struct Mesh {
     dir: tempfile::TempDir,
     /// Fresh service-account secrets of this mesh (for every core service, started or not).
     accounts: ServiceAccounts,
+    /// Audit's fresh checkpoint key and its directory.
+    audit_checkpoints: AuditCheckpoints,
 }
 
 impl Mesh {
@@ -225,6 +229,22 @@ impl Mesh {
     /// The test's temporary directory (logs are in `logs/`).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// A service's secrets: its account (and Auth's copies of every client secret),
+    /// and Audit's checkpoint key and directory.
+    fn secret_env(&self, kind: ServiceKind) -> Vec<(String, String)> {
+        let mut env = self.accounts.env_for(kind);
+        if kind == ServiceKind::Audit {
+            env.extend(self.audit_checkpoints.env());
+        }
+        env
+    }
+
+    /// Where Audit writes its checkpoint files (it signs one a second when the log
+    /// grew, with a key made for this mesh).
+    pub fn audit_checkpoint_dir(&self) -> &Path {
+        self.audit_checkpoints.dir()
     }
 
     /// A started service.

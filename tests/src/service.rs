@@ -83,9 +83,10 @@ pub(crate) struct ServiceLaunch {
     pub redis_url: Option<String>,
     /// gRPC URL of every service, for the `BULWARK_CLIENTS__*` settings.
     pub clients: Vec<(ServiceKind, String)>,
-    /// Its service account and, for Auth, every built-in client's secret
-    /// (`BULWARK_SERVICE_ACCOUNT__*`, `BULWARK_AUTH__SERVICE_CLIENTS__*`).
-    pub account_env: Vec<(String, String)>,
+    /// Its secrets: its service account, for Auth every built-in client's secret, for
+    /// Audit its checkpoint key and directory (`BULWARK_SERVICE_ACCOUNT__*`,
+    /// `BULWARK_AUTH__SERVICE_CLIENTS__*`, `BULWARK_AUDIT__CHECKPOINT_*`).
+    pub secret_env: Vec<(String, String)>,
     /// Extra `BULWARK_*` settings of this test (a fault to inject, say).
     pub extra_env: Vec<(String, String)>,
 }
@@ -262,7 +263,7 @@ fn service_command(launch: &ServiceLaunch) -> anyhow::Result<Command> {
         );
     }
     // The test's own settings come last, so a test can replace a secret.
-    for (key, value) in launch.account_env.iter().chain(&launch.extra_env) {
+    for (key, value) in launch.secret_env.iter().chain(&launch.extra_env) {
         command.env(key, value);
     }
     Ok(command)

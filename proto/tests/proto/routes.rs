@@ -75,6 +75,10 @@ const EXTRA_ROUTES: &[Route] = &[
         "RevokeRole",
         "",
     ),
+    // The audit log's checkpoints (issue 9): listed for operators to keep them off the
+    // box, and the chain verified against them, with kept checkpoints in the body.
+    route("GET", "/v1/audit/checkpoints", AUDIT, "ListCheckpoints", ""),
+    route("POST", "/v1/audit/chain/verify", AUDIT, "VerifyChain", "*"),
     // A service account whose secret leaked must be revocable.
     route(
         "DELETE",
@@ -94,7 +98,6 @@ const INTERNAL_RPCS: &[&str] = &[
     "bulwark.authz.v1.AuthzService/ListUserRoles",
     "bulwark.authz.v1.AuthzService/ResolveRoles",
     "bulwark.audit.v1.AuditService/AppendEvents",
-    "bulwark.audit.v1.AuditService/VerifyChain",
 ];
 
 fn describe(bindings: &[Binding]) -> String {

@@ -1,8 +1,9 @@
 //! gRPC handlers of `bulwark.audit.v1.AuditService`.
 //!
 //! `AppendEvents` is internal: the outbox relays call it with their service's token,
-//! which must carry `audit:append`. `ListEvents` and `VerifyChain` need a bearer token
-//! whose subject holds `audit:read`. Audit records no audit events of its own.
+//! which must carry `audit:append`. `ListEvents`, `VerifyChain` and `ListCheckpoints`
+//! need a bearer token whose subject holds `audit:read`. Audit records no audit events
+//! of its own.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,13 +15,17 @@ use bulwark_kernel::request::{PermissionSource, RequestLayer};
 use bulwark_kernel::tonic::{Request, Response, Status};
 use bulwark_proto::audit::v1::audit_service_server::AuditService;
 use bulwark_proto::audit::v1::{
-    AppendEventsRequest, AppendEventsResponse, AuditEvent, ListEventsRequest, ListEventsResponse,
-    Outcome, VerifyChainRequest, VerifyChainResponse,
+    AppendEventsRequest, AppendEventsResponse, AuditEvent, ChainProblem, CheckpointKey,
+    InvalidCheckpoint, ListCheckpointsRequest, ListCheckpointsResponse, ListEventsRequest,
+    ListEventsResponse, Outcome, VerifyChainRequest, VerifyChainResponse,
 };
 use diesel_async::AsyncConnection as _;
 
+use crate::checkpoints::{Checkpoints, Gathered, Invalid};
 use crate::domain::chain::{self, GENESIS};
-use crate::domain::{self, ListQuery, OutcomeText as _, PageToken};
+use crate::domain::checkpoint_file;
+use crate::domain::verification::{ChainWalk, Problem, Verdict};
+use crate::domain::{self, ListQuery, OutcomeText as _, Page, PageToken};
 use crate::error::Error;
 use crate::store::{self, EventRow, NewEventRow};
 
@@ -30,12 +35,19 @@ const AUDIT_READ: &str = "audit:read";
 const AUDIT_APPEND: &str = "audit:append";
 /// Events read per round trip while verifying the chain.
 const VERIFY_BATCH: i64 = 1_000;
+/// Most checkpoints one `VerifyChain` request may carry.
+const MAX_KEPT_CHECKPOINTS: usize = 1_000;
+/// Why checkpoint calls fail on an instance without a checkpoint key (`local` only).
+const NO_CHECKPOINT_KEY: &str = "checkpoints are not configured on this Audit instance \
+     (audit.checkpoint_key is unset, which only service.environment `local` allows)";
 
 /// The audit service's handlers.
 #[derive(Clone)]
 pub struct AuditHandlers {
     kernel: Kernel,
     access: RequestLayer,
+    /// `None` without a checkpoint key (`local` only): the chain is verified alone.
+    checkpoints: Option<Arc<Checkpoints>>,
 }
 
 impl std::fmt::Debug for AuditHandlers {
@@ -47,12 +59,24 @@ impl std::fmt::Debug for AuditHandlers {
 }
 
 impl AuditHandlers {
-    pub fn new(kernel: Kernel, verifier: Arc<TokenVerifier>, authz: Arc<dyn AuthzApi>) -> Self {
+    pub fn new(
+        kernel: Kernel,
+        verifier: Arc<TokenVerifier>,
+        authz: Arc<dyn AuthzApi>,
+        checkpoints: Option<Arc<Checkpoints>>,
+    ) -> Self {
         let authz: Arc<dyn PermissionSource> = Arc::new(authz);
         Self {
             kernel,
             access: RequestLayer::new(verifier, authz),
+            checkpoints,
         }
+    }
+
+    fn checkpoints(&self) -> Result<&Checkpoints, Error> {
+        self.checkpoints
+            .as_deref()
+            .ok_or_else(|| Error::FailedPrecondition(NO_CHECKPOINT_KEY.to_owned()))
     }
 
     /// Answers `result`; internal errors go to the error bus, clients see a bare
@@ -144,51 +168,121 @@ impl AuditHandlers {
     }
 
     /// Recomputes the chain in `seq` order, in batches, up to the newest event at the
-    /// start (appends made meanwhile are left for the next run). An event is broken
-    /// when its `prev_hash` is not its predecessor's hash or its `hash` does not match
-    /// its content; `events_checked` counts the broken one too.
+    /// start (appends made meanwhile are left for the next run), comparing it with the
+    /// genuine checkpoints on the way (see `domain::verification`).
     async fn do_verify(
         &self,
         request: Request<VerifyChainRequest>,
     ) -> Result<VerifyChainResponse, Error> {
         self.access.authorize(&request, AUDIT_READ).await?;
+        let kept = request.into_inner().checkpoints;
+        if kept.len() > MAX_KEPT_CHECKPOINTS {
+            return Err(Error::invalid(
+                "checkpoints",
+                format!("must hold at most {MAX_KEPT_CHECKPOINTS} checkpoints"),
+            ));
+        }
 
         let mut conn = self.kernel.db.conn().await?;
-        let Some(up_to) = store::max_seq(&mut conn).await? else {
-            return Ok(VerifyChainResponse {
-                ok: true,
-                first_broken_event_id: String::new(),
-                events_checked: 0,
-            });
+        // Gathered before the head is read: every genuine checkpoint is then at or
+        // below the head, unless events were deleted.
+        let gathered = match &self.checkpoints {
+            Some(checkpoints) => checkpoints.gather(&mut conn, kept).await?,
+            None if kept.is_empty() => Gathered::default(),
+            None => return Err(Error::FailedPrecondition(NO_CHECKPOINT_KEY.to_owned())),
         };
-        let mut prev = GENESIS.to_vec();
+        let up_to = store::max_seq(&mut conn).await?.unwrap_or(0);
+        let mut walk = ChainWalk::new(gathered.genuine);
         let mut after = 0;
-        let mut checked = 0;
-        loop {
+        'batches: loop {
             let batch = store::chain_batch(&mut conn, after, up_to, VERIFY_BATCH).await?;
             let Some(last) = batch.last() else {
                 break;
             };
             after = last.seq;
             for row in &batch {
-                checked += 1;
-                let expected = chain::link(&prev, &row.fields());
-                if row.prev_hash != prev || row.hash != expected {
-                    tracing::warn!(event_id = %row.id, seq = row.seq, "audit chain broken");
-                    return Ok(VerifyChainResponse {
-                        ok: false,
-                        first_broken_event_id: row.id.to_string(),
-                        events_checked: checked,
-                    });
+                if !walk.step(&row.link()) {
+                    break 'batches;
                 }
-                prev.clone_from(&row.hash);
             }
         }
-        Ok(VerifyChainResponse {
-            ok: true,
-            first_broken_event_id: String::new(),
-            events_checked: checked,
+        let verdict = walk.finish();
+        if let Some(problem) = verdict.problem {
+            tracing::warn!(?problem, "audit chain problem");
+        }
+        Ok(verify_response(verdict, gathered.invalid))
+    }
+
+    async fn do_list_checkpoints(
+        &self,
+        request: Request<ListCheckpointsRequest>,
+    ) -> Result<ListCheckpointsResponse, Error> {
+        let caller = self.access.caller(&request).await?;
+        let request = request.into_inner();
+        let page = Page::parse(request.page_size, &request.page_token)?;
+        self.access.require(&caller, AUDIT_READ).await?;
+        let checkpoints = self.checkpoints()?;
+
+        let mut conn = self.kernel.db.conn().await?;
+        let before = page.after.map(|token| token.before_seq);
+        let mut rows = store::checkpoint_page(&mut conn, before, page.page_size).await?;
+        let more = usize::try_from(page.page_size).is_ok_and(|size| rows.len() > size);
+        if more {
+            rows.pop();
+        }
+        let next_page_token = match rows.last() {
+            Some(last) if more => PageToken {
+                before_seq: last.id,
+            }
+            .encode(),
+            _ => String::new(),
+        };
+        Ok(ListCheckpointsResponse {
+            // A row with wrong lengths cannot be a checkpoint (the table refuses them).
+            checkpoints: rows
+                .iter()
+                .filter_map(store::CheckpointRow::checkpoint)
+                .map(|checkpoint| checkpoint_file::to_message(&checkpoint))
+                .collect(),
+            next_page_token,
+            keys: checkpoints
+                .keys()
+                .all()
+                .iter()
+                .map(|key| CheckpointKey {
+                    key_id: key.key_id.clone(),
+                    public_key: key.key.as_bytes().to_vec(),
+                    current: key.current,
+                })
+                .collect(),
         })
+    }
+}
+
+fn verify_response(verdict: Verdict, invalid: Vec<Invalid>) -> VerifyChainResponse {
+    let (problem, first_broken_event_id) = match verdict.problem {
+        None => (ChainProblem::None, String::new()),
+        Some(Problem::Broken { event_id, .. }) => (ChainProblem::Broken, event_id.to_string()),
+        Some(Problem::Rewritten { .. }) => (ChainProblem::Rewritten, String::new()),
+        Some(Problem::Truncated { .. }) => (ChainProblem::Truncated, String::new()),
+    };
+    VerifyChainResponse {
+        ok: verdict.problem.is_none() && invalid.is_empty(),
+        first_broken_event_id,
+        events_checked: verdict.events_checked,
+        problem: problem as i32,
+        first_bad_sequence: verdict.problem.map_or(0, Problem::seq),
+        last_good_sequence: verdict.last_good_seq,
+        head_sequence: verdict.head_seq,
+        checkpoints_checked: i64::try_from(verdict.checkpoints).unwrap_or(i64::MAX),
+        invalid_checkpoints: invalid
+            .into_iter()
+            .map(|invalid| InvalidCheckpoint {
+                source: invalid.source,
+                sequence: invalid.sequence,
+                reason: invalid.reason,
+            })
+            .collect(),
     }
 }
 
@@ -227,5 +321,12 @@ impl AuditService for AuditHandlers {
         request: Request<VerifyChainRequest>,
     ) -> Result<Response<VerifyChainResponse>, Status> {
         self.reply(self.do_verify(request).await)
+    }
+
+    async fn list_checkpoints(
+        &self,
+        request: Request<ListCheckpointsRequest>,
+    ) -> Result<Response<ListCheckpointsResponse>, Status> {
+        self.reply(self.do_list_checkpoints(request).await)
     }
 }

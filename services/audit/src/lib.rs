@@ -1,5 +1,8 @@
-//! The Audit service: the append-only, hash-chained audit log.
+//! The Audit service: the append-only, hash-chained audit log, with signed checkpoints
+//! of its head kept outside the database.
 
+pub mod checkpoints;
+mod config;
 mod domain;
 mod error;
 mod grpc;
@@ -15,7 +18,9 @@ use bulwark_kernel::{
 };
 use bulwark_proto::audit::v1::audit_service_server::AuditServiceServer;
 
-pub use domain::chain;
+pub use checkpoints::Checkpoints;
+pub use config::AuditConfig;
+pub use domain::{chain, checkpoint, checkpoint_file};
 pub use grpc::AuditHandlers;
 
 /// Name and default ports (gRPC 50054, admin HTTP 9104).
@@ -59,7 +64,37 @@ pub async fn app(kernel: Kernel) -> anyhow::Result<GrpcServices> {
 
 /// [`app`] with its dependencies given.
 pub async fn app_with(kernel: Kernel, deps: Deps) -> anyhow::Result<GrpcServices> {
-    let handlers = AuditHandlers::new(kernel.clone(), deps.verifier, deps.authz);
+    let checkpoints = match checkpoints(&kernel)? {
+        Some((checkpoints, interval)) => {
+            let checkpoints = Arc::new(checkpoints);
+            tracing::info!(
+                key_id = checkpoints.keys().all()[0].key_id,
+                interval_seconds = interval.as_secs(),
+                "signing audit checkpoints"
+            );
+            checkpoints.clone().start(&kernel, interval);
+            Some(checkpoints)
+        }
+        None => {
+            tracing::warn!(
+                "audit.checkpoint_key is not set: no checkpoints are signed, so a rewritten \
+                 or truncated audit log would go unnoticed (accepted in environment local only)"
+            );
+            None
+        }
+    };
+    let handlers = AuditHandlers::new(kernel.clone(), deps.verifier, deps.authz, checkpoints);
     let server = bulwark_kernel::grpc_limits!(kernel, AuditServiceServer::new(handlers));
     Ok(GrpcServices::new().with(server))
+}
+
+/// The checkpoints of the `[audit]` configuration and how often to take one; `None`
+/// without a key (environment `local` only). A bad setting is refused, naming it.
+pub fn checkpoints(kernel: &Kernel) -> anyhow::Result<Option<(Checkpoints, std::time::Duration)>> {
+    let config: AuditConfig = kernel.settings().section("audit")?;
+    let setup = config.checkpointing(&kernel.config().service.environment)?;
+    Ok(setup.map(|setup| {
+        let interval = setup.interval;
+        (Checkpoints::new(kernel.db.clone(), setup), interval)
+    }))
 }

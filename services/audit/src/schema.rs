@@ -17,3 +17,14 @@ diesel::table! {
         hash -> Bytea,
     }
 }
+
+diesel::table! {
+    checkpoints (id) {
+        id -> BigInt,
+        sequence -> BigInt,
+        hash -> Bytea,
+        signed_at -> Timestamptz,
+        key_id -> Text,
+        signature -> Bytea,
+    }
+}

@@ -1,5 +1,8 @@
 //! Diesel queries of the `audit` schema: appends under the chain lock, filtered
-//! keyset listing, and ordered batches for chain verification.
+//! keyset listing, ordered batches for chain verification, and the signed checkpoints.
+//!
+//! Events and checkpoints are only ever inserted and selected: the runtime role needs
+//! no UPDATE or DELETE on either.
 
 use bulwark_kernel::db::{DbError, traced};
 use chrono::{DateTime, Utc};
@@ -9,13 +12,19 @@ use uuid::Uuid;
 
 use crate::domain::ListQuery;
 use crate::domain::chain::EventFields;
-use crate::schema::events;
+use crate::domain::checkpoint::{Checkpoint, HASH_BYTES};
+use crate::domain::verification::Link;
+use crate::schema::{checkpoints, events};
 
 /// Key of the transaction-level advisory lock every append takes, so that one append
 /// at a time reads the chain's head and extends it (`seq` order is chain order).
 /// Arbitrary but fixed: the first 8 bytes of SHA-256("bulwark.audit.chain") as a
 /// big-endian i64 (0xf6856a81c7a4d88d).
 const CHAIN_LOCK_KEY: i64 = -683_022_662_843_967_347;
+/// Key of the transaction-level advisory lock taken while checkpointing, so that
+/// instances take turns and one head is signed once: the first 8 bytes of
+/// SHA-256("bulwark.audit.checkpoint") as a big-endian i64 (0x24fc67412fa4bca8).
+const CHECKPOINT_LOCK_KEY: i64 = 2_665_118_609_166_351_528;
 
 /// A stored event.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -36,6 +45,16 @@ pub struct EventRow {
 }
 
 impl EventRow {
+    /// The row as the chain verification walks it.
+    pub fn link(&self) -> Link<'_> {
+        Link {
+            seq: self.seq,
+            prev_hash: &self.prev_hash,
+            hash: &self.hash,
+            fields: self.fields(),
+        }
+    }
+
     pub fn fields(&self) -> EventFields<'_> {
         EventFields {
             id: self.id,
@@ -179,6 +198,129 @@ pub async fn chain_batch(
             .order(events::seq.asc())
             .limit(limit)
             .select(EventRow::as_select())
+            .load(conn),
+    )
+    .await
+}
+
+/// Takes the checkpoint lock until the end of the current transaction.
+pub async fn lock_checkpoints(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
+    traced(
+        "checkpoints.lock",
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(CHECKPOINT_LOCK_KEY)
+            .execute(conn),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The newest event's `seq` and hash; `None` for an empty log.
+pub async fn head(conn: &mut AsyncPgConnection) -> Result<Option<(i64, Vec<u8>)>, DbError> {
+    traced("events.head_link", async {
+        events::table
+            .order(events::seq.desc())
+            .select((events::seq, events::hash))
+            .first(conn)
+            .await
+            .optional()
+    })
+    .await
+}
+
+/// A stored checkpoint.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = checkpoints, check_for_backend(diesel::pg::Pg))]
+pub struct CheckpointRow {
+    pub id: i64,
+    pub sequence: i64,
+    pub hash: Vec<u8>,
+    pub signed_at: DateTime<Utc>,
+    pub key_id: String,
+    pub signature: Vec<u8>,
+}
+
+impl CheckpointRow {
+    /// The checkpoint, if the row has the lengths the table's checks promise.
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        Some(Checkpoint {
+            sequence: self.sequence,
+            hash: <[u8; HASH_BYTES]>::try_from(self.hash.as_slice()).ok()?,
+            signed_at: self.signed_at,
+            key_id: self.key_id.clone(),
+            signature: self.signature.as_slice().try_into().ok()?,
+        })
+    }
+}
+
+/// Whether a checkpoint of this (sequence, hash) is stored.
+pub async fn is_checkpointed(
+    conn: &mut AsyncPgConnection,
+    sequence: i64,
+    hash: &[u8],
+) -> Result<bool, DbError> {
+    traced(
+        "checkpoints.exists",
+        diesel::select(diesel::dsl::exists(
+            checkpoints::table
+                .filter(checkpoints::sequence.eq(sequence))
+                .filter(checkpoints::hash.eq(hash)),
+        ))
+        .get_result(conn),
+    )
+    .await
+}
+
+pub async fn insert_checkpoint(
+    conn: &mut AsyncPgConnection,
+    checkpoint: &Checkpoint,
+) -> Result<(), DbError> {
+    traced(
+        "checkpoints.insert",
+        diesel::insert_into(checkpoints::table)
+            .values((
+                checkpoints::sequence.eq(checkpoint.sequence),
+                checkpoints::hash.eq(checkpoint.hash.as_slice()),
+                checkpoints::signed_at.eq(checkpoint.signed_at),
+                checkpoints::key_id.eq(&checkpoint.key_id),
+                checkpoints::signature.eq(checkpoint.signature.as_slice()),
+            ))
+            .execute(conn),
+    )
+    .await?;
+    Ok(())
+}
+
+/// One page of checkpoints stored before `before_id` (all when `None`), newest
+/// first, with one extra row (if there is one) telling whether another page follows.
+pub async fn checkpoint_page(
+    conn: &mut AsyncPgConnection,
+    before_id: Option<i64>,
+    page_size: i64,
+) -> Result<Vec<CheckpointRow>, DbError> {
+    let mut select = checkpoints::table
+        .select(CheckpointRow::as_select())
+        .into_boxed();
+    if let Some(before_id) = before_id {
+        select = select.filter(checkpoints::id.lt(before_id));
+    }
+    traced(
+        "checkpoints.page",
+        select
+            .order(checkpoints::id.desc())
+            .limit(page_size + 1)
+            .load(conn),
+    )
+    .await
+}
+
+/// Every stored checkpoint, oldest first.
+pub async fn all_checkpoints(conn: &mut AsyncPgConnection) -> Result<Vec<CheckpointRow>, DbError> {
+    traced(
+        "checkpoints.all",
+        checkpoints::table
+            .order(checkpoints::id.asc())
+            .select(CheckpointRow::as_select())
             .load(conn),
     )
     .await

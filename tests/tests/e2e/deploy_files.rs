@@ -11,6 +11,17 @@ pub fn reads_admin_password(service: &str) -> bool {
     service == "identity"
 }
 
+/// The one service that signs checkpoints (Audit's `audit.checkpoint_key`, required
+/// outside environment `local`) and writes their files (`audit.checkpoint_dir`); the
+/// others must not be given the key.
+pub fn signs_checkpoints(service: &str) -> bool {
+    service == "audit"
+}
+
+/// Audit's checkpoint signing key and checkpoint directory settings.
+pub const CHECKPOINT_KEY: &str = "BULWARK_AUDIT__CHECKPOINT_KEY";
+pub const CHECKPOINT_DIR: &str = "BULWARK_AUDIT__CHECKPOINT_DIR";
+
 mod compose;
 mod compose_edge;
 mod dockerfile;

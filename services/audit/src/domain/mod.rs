@@ -1,11 +1,15 @@
-//! Validated values of the Audit API: events, their hash chain, list queries.
+//! Validated values of the Audit API: events, their hash chain, signed checkpoints of
+//! it, the chain's verification, list queries.
 
 pub mod chain;
+pub mod checkpoint;
+pub mod checkpoint_file;
 mod event;
 mod query;
+pub mod verification;
 
 pub use event::{OutcomeText, validate_batch};
-pub use query::{ListQuery, PageToken};
+pub use query::{ListQuery, Page, PageToken};
 
 use chrono::{DateTime, Utc};
 

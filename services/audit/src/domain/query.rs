@@ -1,4 +1,4 @@
-//! `ListEvents` filters and its keyset page token.
+//! `ListEvents` filters, and the page size and keyset page token of the listings.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,7 +15,8 @@ const MAX_FILTER_BYTES: usize = 64;
 const MAX_TOKEN_BYTES: usize = 1024;
 const TOKEN_PREFIX: &str = "v1:";
 
-/// Where a listing continues: events with a `seq` below this one.
+/// Where a listing continues: events (or checkpoints) with a `seq` (an `id`) below
+/// this one.
 ///
 /// On the wire it is opaque: base64url (no padding) of `v1:<seq>`. The version prefix
 /// lets the format change without misreading old tokens.
@@ -30,7 +31,7 @@ impl PageToken {
     }
 
     pub fn decode(field: &str, token: &str) -> Result<Self, Error> {
-        let refuse = || Error::invalid(field, "is not a page token returned by ListEvents");
+        let refuse = || Error::invalid(field, "is not a page token this listing returned");
         if token.len() > MAX_TOKEN_BYTES {
             return Err(refuse());
         }
@@ -45,6 +46,29 @@ impl PageToken {
             return Err(refuse());
         }
         Ok(Self { before_seq })
+    }
+}
+
+/// A validated page size and page token (`page_size`, `page_token`), as `ListEvents`
+/// and `ListCheckpoints` take them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub page_size: i64,
+    pub after: Option<PageToken>,
+}
+
+impl Page {
+    pub fn parse(page_size: i32, page_token: &str) -> Result<Self, Error> {
+        let page_size = match i64::from(page_size) {
+            size if size < 0 => return Err(Error::invalid("page_size", "must not be negative")),
+            0 => DEFAULT_PAGE_SIZE,
+            size => size.min(MAX_PAGE_SIZE),
+        };
+        let after = Some(page_token)
+            .filter(|t| !t.is_empty())
+            .map(|t| PageToken::decode("page_token", t))
+            .transpose()?;
+        Ok(Self { page_size, after })
     }
 }
 
@@ -86,15 +110,7 @@ impl ListQuery {
         {
             return Err(Error::invalid("from_time", "must not be after to_time"));
         }
-        let page_size = match i64::from(request.page_size) {
-            size if size < 0 => return Err(Error::invalid("page_size", "must not be negative")),
-            0 => DEFAULT_PAGE_SIZE,
-            size => size.min(MAX_PAGE_SIZE),
-        };
-        let after = Some(request.page_token)
-            .filter(|t| !t.is_empty())
-            .map(|t| PageToken::decode("page_token", &t))
-            .transpose()?;
+        let Page { page_size, after } = Page::parse(request.page_size, &request.page_token)?;
         Ok(Self {
             actor_id: filter("actor_id", request.actor_id)?,
             action: filter("action", request.action)?,

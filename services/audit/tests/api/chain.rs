@@ -3,63 +3,11 @@
 
 use bulwark_audit::chain::{EventFields, GENESIS, link};
 use bulwark_kernel::tonic::Code;
-use bulwark_proto::audit::v1::{VerifyChainRequest, VerifyChainResponse};
-use diesel::prelude::*;
-use diesel_async::{RunQueryDsl, SimpleAsyncConnection as _};
+use bulwark_proto::audit::v1::VerifyChainRequest;
+use diesel_async::SimpleAsyncConnection as _;
 use uuid::Uuid;
 
-use crate::support::{TestAudit, assert_status, event};
-
-diesel::table! {
-    events (seq) {
-        seq -> BigInt,
-        id -> Uuid,
-        occurred_at -> Timestamptz,
-        service -> Text,
-        actor_id -> Text,
-        action -> Text,
-        target -> Text,
-        outcome -> Text,
-        trace_id -> Text,
-        details -> Text,
-        prev_hash -> Bytea,
-        hash -> Bytea,
-    }
-}
-
-type Row = (
-    i64,
-    Uuid,
-    chrono::DateTime<chrono::Utc>,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Vec<u8>,
-    Vec<u8>,
-);
-
-async fn stored(audit: &TestAudit) -> Vec<Row> {
-    let mut sql = audit.sql().await;
-    events::table
-        .order(events::seq)
-        .load::<Row>(&mut sql)
-        .await
-        .unwrap_or_else(|e| panic!("cannot read the events: {e}"))
-}
-
-async fn verify(audit: &TestAudit) -> VerifyChainResponse {
-    audit
-        .client
-        .clone()
-        .verify_chain(audit.tokens.request(audit.reader, VerifyChainRequest {}))
-        .await
-        .unwrap_or_else(|s| panic!("verify failed: {s:?}"))
-        .into_inner()
-}
+use crate::support::{TestAudit, assert_status, event, stored, verify};
 
 #[tokio::test]
 async fn events_are_chained_in_seq_order_from_a_zero_genesis() {
@@ -191,7 +139,11 @@ async fn verify_chain_needs_audit_read() {
     let result = audit
         .client
         .clone()
-        .verify_chain(audit.tokens.request(Uuid::new_v4(), VerifyChainRequest {}))
+        .verify_chain(
+            audit
+                .tokens
+                .request(Uuid::new_v4(), VerifyChainRequest::default()),
+        )
         .await;
     assert_status(
         result,

@@ -3,6 +3,7 @@
 
 mod append;
 mod chain;
+mod checkpoints;
 mod list;
 mod privileges;
 mod support;

@@ -1,11 +1,13 @@
 //! Starting Audit on a fresh database, with the kernel's test tokens standing in for
-//! Auth's keys (users' and service accounts') and a fake Authz, building events, and
-//! asserting statuses.
+//! Auth's keys (users' and service accounts') and a fake Authz, and a checkpoint key
+//! and directory of its own; building events, reading the stored chain, and asserting
+//! statuses.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use bulwark_audit::{Deps, SCHEMA, SPEC, app_with};
+use bulwark_audit::checkpoint::hex;
+use bulwark_audit::{Checkpoints, Deps, SCHEMA, SPEC, app_with};
 use bulwark_kernel::Running;
 use bulwark_kernel::caller::TokenVerifier;
 use bulwark_kernel::clients::AuthzApi;
@@ -17,11 +19,13 @@ use bulwark_kernel::tonic::transport::Channel;
 use bulwark_kernel::tonic::{Request, Status};
 use bulwark_proto::audit::v1::audit_service_client::AuditServiceClient;
 use bulwark_proto::audit::v1::{
-    AppendEventsRequest, AppendEventsResponse, AuditEvent, ListEventsRequest, ListEventsResponse,
-    Outcome,
+    AppendEventsRequest, AppendEventsResponse, AuditEvent, Checkpoint, ListCheckpointsRequest,
+    ListCheckpointsResponse, ListEventsRequest, ListEventsResponse, Outcome, VerifyChainRequest,
+    VerifyChainResponse,
 };
 use bulwark_proto::authz::v1::{ListUserRolesResponse, ResolveRolesResponse};
-use diesel_async::AsyncPgConnection;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures::future::BoxFuture;
 use uuid::Uuid;
 
@@ -68,6 +72,24 @@ impl AuthzApi for FakeAuthz {
     }
 }
 
+/// The checkpoint signing key of the test instances (an Ed25519 seed).
+pub const CHECKPOINT_SEED: [u8; 32] = [7; 32];
+
+/// How an instance signs checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpointing {
+    /// With [`CHECKPOINT_SEED`], every `interval_seconds`.
+    Every { interval_seconds: u64 },
+    /// No key (allowed in environment `local`).
+    Off,
+}
+
+/// The interval of [`TestAudit::start`]: long enough that only the test takes
+/// checkpoints (with [`TestAudit::checkpoint`]).
+const BY_HAND: Checkpointing = Checkpointing::Every {
+    interval_seconds: 3600,
+};
+
 /// One Audit instance served in-process, and a user allowed to read the log.
 pub struct TestAudit {
     pub client: AuditServiceClient<Channel>,
@@ -76,6 +98,10 @@ pub struct TestAudit {
     pub reader: Uuid,
     pub authz: Arc<FakeAuthz>,
     pub database: DatabaseConfig,
+    /// The checkpoint directory (`audit.checkpoint_dir`).
+    pub checkpoint_dir: tempfile::TempDir,
+    /// Takes checkpoints now, as another instance with the same configuration would.
+    checkpoints: Option<Checkpoints>,
     running: Option<Running>,
 }
 
@@ -93,19 +119,38 @@ impl TestAudit {
             .into_inner()
     }
 
+    /// An instance that signs checkpoints only when the test calls
+    /// [`TestAudit::checkpoint`].
     pub async fn start() -> Self {
+        Self::start_with(BY_HAND).await
+    }
+
+    pub async fn start_with(checkpointing: Checkpointing) -> Self {
         let database = fresh_database(SPEC.name)
             .await
             .unwrap_or_else(|e| panic!("no test database: {e}"));
+        let checkpoint_dir =
+            tempfile::tempdir().unwrap_or_else(|e| panic!("no checkpoint directory: {e}"));
+        let mut sections: Vec<(&str, serde_json::Value)> = Vec::new();
+        if let Checkpointing::Every { interval_seconds } = checkpointing {
+            sections.extend([
+                ("audit.checkpoint_key", hex(&CHECKPOINT_SEED).into()),
+                (
+                    "audit.checkpoint_dir",
+                    checkpoint_dir.path().to_string_lossy().into_owned().into(),
+                ),
+                ("audit.checkpoint_interval_seconds", interval_seconds.into()),
+            ]);
+        }
         let reader = Uuid::new_v4();
         let authz = Arc::new(FakeAuthz::default());
         if let Ok(mut readers) = authz.readers.lock() {
             readers.insert(reader.to_string());
         }
         let tokens = TestTokens::new();
-        let settings = settings(&SPEC, database.clone(), |_| {}, &[]);
+        let settings = settings(&SPEC, database.clone(), |_| {}, &sections);
         let fake_authz = authz.clone();
-        let (running, _kernel) = start(settings, SCHEMA, |kernel| {
+        let (running, kernel) = start(settings, SCHEMA, |kernel| {
             let deps = Deps {
                 verifier: Arc::new(TokenVerifier::new(
                     tokens.key_source(),
@@ -120,14 +165,62 @@ impl TestAudit {
         let client = AuditServiceClient::connect(format!("http://{}", running.grpc_addr))
             .await
             .unwrap_or_else(|e| panic!("cannot connect to audit: {e}"));
+        let checkpoints = bulwark_audit::checkpoints(&kernel)
+            .unwrap_or_else(|e| panic!("checkpoint settings refused: {e:#}"))
+            .map(|(checkpoints, _)| checkpoints);
         Self {
             client,
             tokens,
             reader,
             authz,
             database,
+            checkpoint_dir,
+            checkpoints,
             running: Some(running),
         }
+    }
+
+    /// Signs a checkpoint of the head now; `None` when there is nothing new to sign.
+    pub async fn checkpoint(&self) -> Option<bulwark_audit::checkpoint::Checkpoint> {
+        self.checkpoints
+            .as_ref()
+            .unwrap_or_else(|| panic!("this instance has no checkpoint key"))
+            .take()
+            .await
+            .unwrap_or_else(|e| panic!("checkpoint failed: {e}"))
+    }
+
+    /// `VerifyChain` as the log reader, with these checkpoints kept elsewhere.
+    pub async fn verify_with(&self, checkpoints: Vec<Checkpoint>) -> VerifyChainResponse {
+        self.client
+            .clone()
+            .verify_chain(
+                self.tokens
+                    .request(self.reader, VerifyChainRequest { checkpoints }),
+            )
+            .await
+            .unwrap_or_else(|s| panic!("verify failed: {s:?}"))
+            .into_inner()
+    }
+
+    /// `ListCheckpoints` as the log reader.
+    pub async fn list_checkpoints(
+        &self,
+        page_size: i32,
+        page_token: &str,
+    ) -> ListCheckpointsResponse {
+        self.client
+            .clone()
+            .list_checkpoints(self.tokens.request(
+                self.reader,
+                ListCheckpointsRequest {
+                    page_size,
+                    page_token: page_token.to_owned(),
+                },
+            ))
+            .await
+            .unwrap_or_else(|s| panic!("list checkpoints failed: {s:?}"))
+            .into_inner()
     }
 
     pub async fn stop(mut self) {
@@ -176,4 +269,53 @@ pub fn event(actor_id: &str, action: &str, seconds: i64) -> AuditEvent {
         trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".to_owned(),
         details: r#"{"reason":"test"}"#.to_owned(),
     }
+}
+
+diesel::table! {
+    events (seq) {
+        seq -> BigInt,
+        id -> Uuid,
+        occurred_at -> Timestamptz,
+        service -> Text,
+        actor_id -> Text,
+        action -> Text,
+        target -> Text,
+        outcome -> Text,
+        trace_id -> Text,
+        details -> Text,
+        prev_hash -> Bytea,
+        hash -> Bytea,
+    }
+}
+
+/// A stored event: seq, id, occurred_at, service, actor_id, action, target, outcome,
+/// trace_id, details, prev_hash, hash.
+pub type Row = (
+    i64,
+    Uuid,
+    chrono::DateTime<chrono::Utc>,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Vec<u8>,
+    Vec<u8>,
+);
+
+/// Every stored event, in chain order.
+pub async fn stored(audit: &TestAudit) -> Vec<Row> {
+    let mut sql = audit.sql().await;
+    events::table
+        .order(events::seq)
+        .load::<Row>(&mut sql)
+        .await
+        .unwrap_or_else(|e| panic!("cannot read the events: {e}"))
+}
+
+/// `VerifyChain` as the log reader, with no checkpoints of its own.
+pub async fn verify(audit: &TestAudit) -> VerifyChainResponse {
+    audit.verify_with(Vec::new()).await
 }

@@ -10,8 +10,8 @@ use bulwark_kernel::{GrpcServices, ServiceSpec};
 use bulwark_proto::audit::v1::audit_service_client::AuditServiceClient;
 use bulwark_proto::audit::v1::audit_service_server::{AuditService, AuditServiceServer};
 use bulwark_proto::audit::v1::{
-    AppendEventsRequest, AppendEventsResponse, ListEventsRequest, ListEventsResponse,
-    VerifyChainRequest, VerifyChainResponse,
+    AppendEventsRequest, AppendEventsResponse, ListCheckpointsRequest, ListCheckpointsResponse,
+    ListEventsRequest, ListEventsResponse, VerifyChainRequest, VerifyChainResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -47,9 +47,14 @@ impl AuditService for Slow {
         }
         Ok(Response::new(VerifyChainResponse {
             ok: true,
-            first_broken_event_id: String::new(),
-            events_checked: 0,
+            ..VerifyChainResponse::default()
         }))
+    }
+    async fn list_checkpoints(
+        &self,
+        _: Request<ListCheckpointsRequest>,
+    ) -> Result<Response<ListCheckpointsResponse>, Status> {
+        Err(Status::unimplemented("not used"))
     }
 }
 
@@ -84,7 +89,8 @@ async fn shutdown_drains_in_flight_calls_then_runs_hooks_in_order() {
     let mut client = AuditServiceClient::connect(grpc.clone())
         .await
         .unwrap_or_else(|e| panic!("connect: {e}"));
-    let call = tokio::spawn(async move { client.verify_chain(VerifyChainRequest {}).await });
+    let call =
+        tokio::spawn(async move { client.verify_chain(VerifyChainRequest::default()).await });
     tokio::time::sleep(Duration::from_millis(150)).await;
     let shutdown = tokio::spawn(running.shutdown());
 

@@ -1,8 +1,10 @@
 //! The audit log as clients see it: one event per audited action, listed with
 //! filters and pages, carrying the caller's trace id; delivered exactly once across an
-//! outage of Audit; and a tampered row found by `VerifyChain`.
+//! outage of Audit; a tampered row found by `VerifyChain`; and signed checkpoints,
+//! listed and written as files, that make `VerifyChain` report a truncated log.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use bulwark_e2e::{Mesh, ServiceKind, poll_until};
 use bulwark_proto::audit::v1::VerifyChainRequest;
@@ -479,7 +481,7 @@ async fn verify_chain(
     let mut client = AuditServiceClient::connect(mesh.edge_url(""))
         .await
         .expect("connecting a gRPC client to the edge port");
-    let mut request = tonic::Request::new(VerifyChainRequest {});
+    let mut request = tonic::Request::new(VerifyChainRequest::default());
     request.metadata_mut().insert(
         "authorization",
         format!("Bearer {access}")
@@ -564,5 +566,153 @@ async fn tampered_audit_row_is_found_by_verify_chain() {
     assert_eq!(
         broken.first_broken_event_id, victim,
         "VerifyChain named another event than the tampered one: {broken:?}"
+    );
+}
+
+/// How long Audit (checkpointing every second in the harness) may take to sign a head.
+const CHECKPOINT_WAIT: Duration = Duration::from_secs(20);
+
+/// The newest event's sequence.
+fn head_seq(mesh: &Mesh) -> i64 {
+    let head = psql(mesh, "SELECT max(seq) FROM audit.events");
+    head.parse()
+        .unwrap_or_else(|_| panic!("head sequence: {head:?}"))
+}
+
+/// How long no event may arrive before the log counts as quiet: events of the last
+/// actions can still be on their way through a service's outbox, or caused by another
+/// event, after the outboxes drained once.
+const QUIET: Duration = Duration::from_secs(3);
+
+/// Waits until the log is quiet and Audit has signed its head; returns the head and
+/// `GET /v1/audit/checkpoints`, whose newest checkpoint is of the head.
+async fn await_quiet_checkpoint(mesh: &Mesh, edge: &Edge<'_>, access: &str) -> (i64, Value) {
+    let deadline = std::time::Instant::now() + CHECKPOINT_WAIT;
+    let (mut head, mut since) = (head_seq(mesh), std::time::Instant::now());
+    loop {
+        let listed = edge
+            .get("/v1/audit/checkpoints")
+            .bearer(access)
+            .send()
+            .await
+            .ok();
+        let now = head_seq(mesh);
+        if now != head {
+            (head, since) = (now, std::time::Instant::now());
+        }
+        let newest = listed["checkpoints"][0]["sequence"].clone();
+        if newest == json!(head.to_string()) && since.elapsed() >= QUIET {
+            return (head, listed);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no quiet log with a checkpoint of its head within {CHECKPOINT_WAIT:?}: \
+             newest checkpoint {newest}, head {head} since {:?}",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `POST /v1/audit/chain/verify` with these kept checkpoints.
+async fn verify_rest(edge: &Edge<'_>, access: &str, kept: Vec<Value>) -> Value {
+    edge.post("/v1/audit/chain/verify", json!({"checkpoints": kept}))
+        .bearer(access)
+        .send()
+        .await
+        .ok()
+}
+
+/// The file of the checkpoint of `sequence` in the mesh's checkpoint directory.
+fn checkpoint_file(mesh: &Mesh, sequence: i64) -> Value {
+    let prefix = format!("checkpoint-{sequence:020}-");
+    let dir = mesh.audit_checkpoint_dir();
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()))
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    let name = names
+        .iter()
+        .find(|name| name.starts_with(&prefix) && name.ends_with(".json"))
+        .unwrap_or_else(|| panic!("no file {prefix}*.json in {}: {names:?}", dir.display()));
+    let text = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|err| panic!("{err}"));
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("{name} is not JSON ({err}): {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_audit_log_is_reported_against_checkpoints_kept_off_the_box() {
+    let mesh = start_mesh().await;
+    let edge = Edge::new(&mesh);
+    let admin = mesh.admin();
+    for n in 0..3 {
+        let email = format!("checkpoint-{n}@example.com");
+        edge.register(&email, &format!("Checkpoint {n}")).await;
+    }
+    let user = edge.login("checkpoint-0@example.com", PASSWORD).await;
+    edge.get("/v1/audit/checkpoints")
+        .bearer(&user.access)
+        .send()
+        .await
+        .error(StatusCode::FORBIDDEN, 7);
+    await_outboxes_drained(&mesh).await;
+
+    // Listed at the edge with the key it verifies under, and written as a file that
+    // holds the same JSON.
+    let (head, listed) = await_quiet_checkpoint(&mesh, &edge, &admin.access).await;
+    assert!(head >= 4, "only {head} events stored");
+    let newest = listed["checkpoints"][0].clone();
+    let key = &listed["keys"][0];
+    assert!(
+        key["current"] == json!(true)
+            && key["key_id"] == newest["key_id"]
+            && key["public_key"].as_str().is_some_and(|k| k.len() == 44),
+        "the current key is not listed with the checkpoints: {listed}"
+    );
+    let file = checkpoint_file(&mesh, head);
+    assert_eq!(file, newest, "the file differs from the listed checkpoint");
+
+    let intact = verify_rest(&edge, &admin.access, vec![file.clone()]).await;
+    assert!(
+        intact["ok"] == json!(true) && intact["problem"] == json!("CHAIN_PROBLEM_NONE"),
+        "the untouched log does not verify against its checkpoints: {intact}"
+    );
+
+    // Whoever owns the schema deletes the two newest events, and every checkpoint Audit
+    // keeps (the rows and the files); the operator kept the file elsewhere.
+    let cut = head - 2;
+    psql(
+        &mesh,
+        &format!(
+            "ALTER TABLE audit.events DISABLE TRIGGER events_no_update; \
+             DELETE FROM audit.events WHERE seq > {cut}; \
+             ALTER TABLE audit.events ENABLE TRIGGER events_no_update; \
+             ALTER TABLE audit.checkpoints DISABLE TRIGGER checkpoints_no_update; \
+             DELETE FROM audit.checkpoints; \
+             ALTER TABLE audit.checkpoints ENABLE TRIGGER checkpoints_no_update;"
+        ),
+    );
+    for entry in std::fs::read_dir(mesh.audit_checkpoint_dir())
+        .unwrap_or_else(|err| panic!("reading the checkpoint directory: {err}"))
+        .filter_map(|entry| entry.ok())
+    {
+        std::fs::remove_file(entry.path()).unwrap_or_else(|err| panic!("{err}"));
+    }
+
+    let report = verify_rest(&edge, &admin.access, vec![file]).await;
+    assert_eq!(
+        (
+            &report["ok"],
+            &report["problem"],
+            &report["first_bad_sequence"],
+            &report["head_sequence"],
+        ),
+        (
+            &json!(false),
+            &json!("CHAIN_PROBLEM_TRUNCATED"),
+            &json!(head.to_string()),
+            &json!(cut.to_string()),
+        ),
+        "the truncation was not reported against the kept checkpoint: {report}"
     );
 }

@@ -1,5 +1,6 @@
 //! `deploy/compose/compose.yaml`: every service, its settings, files and dependencies,
-//! and the service accounts and bootstrap admin, whose secrets the user must supply.
+//! and the service accounts, bootstrap admin and Audit's checkpoint key, whose secrets
+//! the user must supply.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -7,12 +8,13 @@ use std::path::PathBuf;
 use bulwark_e2e::workspace_root;
 use bulwark_kernel::bootstrap::LOCAL_ENVIRONMENT;
 
-use super::reads_admin_password;
+use super::{CHECKPOINT_DIR, CHECKPOINT_KEY, reads_admin_password, signs_checkpoints};
 use serde_json::{Map, Value};
 
 use super::{CORE, EDGE_PORT, EVERY, Problems, check_env_key, kernel_keys, read, spec};
 
 const COMPOSE: &str = "deploy/compose/compose.yaml";
+const DOCKERFILE: &str = "deploy/docker/Dockerfile";
 const POSTGRES_INIT: &str = "deploy/compose/postgres-init.sql";
 
 fn compose_dir() -> PathBuf {
@@ -341,6 +343,61 @@ fn check_admin_password(name: &str, service: &Value, problems: &mut Problems) {
     }
 }
 
+/// The variable of the user's environment that holds Audit's checkpoint key.
+const CHECKPOINT_KEY_VARIABLE: &str = "BULWARK_AUDIT_CHECKPOINT_KEY";
+
+/// Audit gets a checkpoint key the user must supply (the file holds none; outside
+/// `local` Audit refuses to start without one) and writes its checkpoint files to a
+/// named volume of their own, whose mount point the image creates for its user so that
+/// the fresh volume is writable; no other service gets the key.
+fn check_checkpoints(name: &str, service: &Value, volumes: &Value, problems: &mut Problems) {
+    let env = env_of(service);
+    if !signs_checkpoints(name) {
+        if let Some(key) = env.keys().find(|key| key.starts_with("BULWARK_AUDIT__")) {
+            problems.push(format!(
+                "{name} gets {key} but only Audit signs checkpoints"
+            ));
+        }
+        return;
+    }
+    problems.expect(
+        format_args!(
+            "{name}: the variable {CHECKPOINT_KEY} requires (as ${{{CHECKPOINT_KEY_VARIABLE}:?<what to do>}})"
+        ),
+        env.get(CHECKPOINT_KEY).map(String::as_str).and_then(required_variable),
+        Some(CHECKPOINT_KEY_VARIABLE),
+    );
+    let dir = env.get(CHECKPOINT_DIR).cloned().unwrap_or_default();
+    let volume = service["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find_map(|mount| {
+            let (source, target) = mount.split_once(':')?;
+            (target == dir && !source.starts_with('.') && !source.starts_with('/'))
+                .then(|| source.to_owned())
+        });
+    let Some(volume) = volume else {
+        problems.push(format!(
+            "{name}: {CHECKPOINT_DIR} is {dir:?}, where no named volume is mounted"
+        ));
+        return;
+    };
+    if volumes.get(&volume).is_none() {
+        problems.push(format!(
+            "{name} mounts volume {volume:?}, which is not declared"
+        ));
+    }
+    let creates = format!("install -d -o bulwark -g bulwark -m 0750 {dir}");
+    if !read(DOCKERFILE).contains(&creates) {
+        problems.push(format!(
+            "{DOCKERFILE} does not make {dir} for the user bulwark (`{creates}`), so the new \
+             volume would be root's"
+        ));
+    }
+}
+
 /// The rate-limit service calls no other service: no account, no client secrets.
 fn check_no_account(name: &str, service: &Value, problems: &mut Problems) {
     let keys: Vec<String> = env_of(service)
@@ -459,6 +516,7 @@ fn compose_file_runs_every_service_with_consistent_settings() {
     for name in EVERY {
         check_service(name, &services[name], &kernel, &mut problems);
         check_admin_password(name, &services[name], &mut problems);
+        check_checkpoints(name, &services[name], &compose["volumes"], &mut problems);
     }
     for name in CORE {
         check_database(name, services, &mut problems);

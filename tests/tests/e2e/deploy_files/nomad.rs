@@ -1,7 +1,7 @@
 //! `deploy/nomad/bulwark.nomad.hcl`: one group per Consul service, each with its
 //! Connect sidecar and upstreams as in `consul/services/`, readiness checks on the
-//! admin port, secrets (database, service-account secrets, Identity's admin password)
-//! from its own Nomad variable only, outside the `local` environment, only settings the
+//! admin port, secrets (database, service-account secrets, Identity's admin password,
+//! Audit's checkpoint key) from its own Nomad variable only, outside the `local` environment, only settings the
 //! service reads, and the rate-limit service's default limits embedded as they are in
 //! the repository.
 
@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bulwark_kernel::bootstrap::LOCAL_ENVIRONMENT;
 
-use super::reads_admin_password;
+use super::{CHECKPOINT_DIR, CHECKPOINT_KEY, reads_admin_password, signs_checkpoints};
 use serde_json::Value;
 
 use super::{CORE, EVERY, Problems, check_env_key, kernel_keys, port_of, read, spec};
@@ -93,7 +93,8 @@ fn needs_admin_password(name: &str) -> bool {
 
 /// The settings a service cannot run without, set in `env` or by a template: the core
 /// services' database and service account (and Auth's copy of every built-in client's
-/// secret), Identity's admin password, the rate-limit service's Redis and limits file.
+/// secret), Identity's admin password, Audit's checkpoint key and directory, the
+/// rate-limit service's Redis and limits file.
 fn required_settings(name: &str) -> Vec<String> {
     let mut settings: Vec<String> = match name {
         "ratelimit" => vec!["BULWARK_REDIS__URL".into(), LIMITS_SETTING.into()],
@@ -113,6 +114,9 @@ fn required_settings(name: &str) -> Vec<String> {
     if needs_admin_password(name) {
         settings.push(ADMIN_PASSWORD.into());
     }
+    if signs_checkpoints(name) {
+        settings.extend([CHECKPOINT_KEY.into(), CHECKPOINT_DIR.into()]);
+    }
     settings
 }
 
@@ -124,6 +128,7 @@ fn is_secret_setting(key: &str) -> bool {
         "BULWARK_REDIS__URL",
         CLIENT_SECRET,
         ADMIN_PASSWORD,
+        CHECKPOINT_KEY,
     ]
     .contains(&key)
         || key.starts_with(SERVICE_CLIENTS)
@@ -152,7 +157,7 @@ fn template_items(data: &str) -> BTreeMap<String, String> {
 /// The item of the group's Nomad variable that each secret setting comes from: the
 /// service's own `client_secret`; for Auth also `<id>_client_secret` of every other
 /// core service (which holds the value of that service's `client_secret`); for Identity
-/// also `admin_password`.
+/// also `admin_password`; for Audit also `checkpoint_key`.
 fn expected_secret_items(name: &str) -> BTreeMap<String, String> {
     let mut items = BTreeMap::new();
     if name == "ratelimit" {
@@ -161,6 +166,9 @@ fn expected_secret_items(name: &str) -> BTreeMap<String, String> {
     items.insert(CLIENT_SECRET.to_owned(), "client_secret".to_owned());
     if needs_admin_password(name) {
         items.insert(ADMIN_PASSWORD.to_owned(), "admin_password".to_owned());
+    }
+    if signs_checkpoints(name) {
+        items.insert(CHECKPOINT_KEY.to_owned(), "checkpoint_key".to_owned());
     }
     if name == "auth" {
         for client in CORE {
@@ -339,6 +347,9 @@ fn check_task(
         }
     }
     check_service_account(name, &env, &items, problems);
+    if signs_checkpoints(name) {
+        check_checkpoint_dir(name, group, &env, problems);
+    }
     // Outside `local` the default admin password is refused: the job relies on it.
     match env.get(ENVIRONMENT) {
         Some(environment) if environment != LOCAL_ENVIRONMENT => {}
@@ -456,6 +467,32 @@ fn check_migrate_task(name: &str, group: &hcl::Body, problems: &mut Problems) {
                 "{name}: the service's task reads the schema owner's URL"
             ));
         }
+    }
+}
+
+/// Audit writes its checkpoint files in the allocation's directory, on a sticky disk so
+/// that an update of the job does not drop the files not yet shipped off the host.
+fn check_checkpoint_dir(
+    name: &str,
+    group: &hcl::Body,
+    env: &BTreeMap<String, String>,
+    problems: &mut Problems,
+) {
+    let dir = env.get(CHECKPOINT_DIR).cloned().unwrap_or_default();
+    if !dir.starts_with("${NOMAD_ALLOC_DIR}/") {
+        problems.push(format!(
+            "{name}: {CHECKPOINT_DIR} in env is {dir:?}, not under ${{NOMAD_ALLOC_DIR}}/"
+        ));
+    }
+    let sticky = block(group, "ephemeral_disk").is_some_and(|disk| {
+        disk.attributes()
+            .any(|a| a.key() == "sticky" && *a.expr() == hcl::Expression::Bool(true))
+    });
+    if !sticky {
+        problems.push(format!(
+            "{name}: no `ephemeral_disk {{ sticky = true }}`: an update would drop the \
+             checkpoint files"
+        ));
     }
 }
 

@@ -144,6 +144,11 @@ const RPCS: &[(&str, &str, Kind)] = &[
         "audit",
         Kind::Bearer,
     ),
+    (
+        "/bulwark.audit.v1.AuditService/ListCheckpoints",
+        "audit",
+        Kind::Bearer,
+    ),
 ];
 
 const SERVICES: [ServiceKind; 4] = [
@@ -597,6 +602,8 @@ async fn post_on_every_grpc_path_meets_its_limit_or_its_token() {
 const BEARER_REST: &[(&str, &str)] = &[
     ("GET", "/v1/users/me"),
     ("GET", "/v1/audit/events"),
+    ("GET", "/v1/audit/checkpoints"),
+    ("POST", "/v1/audit/chain/verify"),
     ("POST", "/v1/auth/logout"),
     ("POST", "/v1/authz/check"),
     ("POST", "/v1/authz/roles"),

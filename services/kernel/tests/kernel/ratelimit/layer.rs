@@ -15,8 +15,8 @@ use bulwark_kernel::{GrpcServices, ServiceSpec};
 use bulwark_proto::audit::v1::audit_service_client::AuditServiceClient;
 use bulwark_proto::audit::v1::audit_service_server::{AuditService, AuditServiceServer};
 use bulwark_proto::audit::v1::{
-    AppendEventsRequest, AppendEventsResponse, ListEventsRequest, ListEventsResponse,
-    VerifyChainRequest, VerifyChainResponse,
+    AppendEventsRequest, AppendEventsResponse, ListCheckpointsRequest, ListCheckpointsResponse,
+    ListEventsRequest, ListEventsResponse, VerifyChainRequest, VerifyChainResponse,
 };
 use secrecy::SecretString;
 use tonic::{Code, Request, Response, Status};
@@ -182,6 +182,12 @@ impl AuditService for Appends {
         &self,
         _: Request<VerifyChainRequest>,
     ) -> Result<Response<VerifyChainResponse>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
+    async fn list_checkpoints(
+        &self,
+        _: Request<ListCheckpointsRequest>,
+    ) -> Result<Response<ListCheckpointsResponse>, Status> {
         Err(Status::unimplemented("not used"))
     }
 }

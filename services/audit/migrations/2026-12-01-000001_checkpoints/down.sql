@@ -1,0 +1,2 @@
+DROP TABLE checkpoints;
+DROP FUNCTION checkpoints_are_append_only();
