@@ -186,6 +186,12 @@ impl Postgres {
 
     /// Runs SQL as the superuser against `database`, returns psql's unaligned output.
     pub fn psql(&self, database: &str, sql: &str) -> anyhow::Result<String> {
+        self.psql_as("postgres", database, sql)
+    }
+
+    /// Runs SQL as `role` (the cluster trusts loopback) against `database`; an error
+    /// carries psql's message, Postgres's refusal included.
+    pub fn psql_as(&self, role: &str, database: &str, sql: &str) -> anyhow::Result<String> {
         let output = Command::new(self.bin.join("psql"))
             .args([
                 "-X",
@@ -196,7 +202,7 @@ impl Postgres {
                 "-h",
                 "127.0.0.1",
                 "-U",
-                "postgres",
+                role,
             ])
             .args(["-p", &self.port.to_string(), "-d", database, "-c", sql])
             .env("PGCONNECT_TIMEOUT", "5")

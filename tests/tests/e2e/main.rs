@@ -4,6 +4,7 @@
 //! One test binary with modules, so the workspace links it once.
 
 mod contract;
+mod defense;
 mod deploy_files;
 mod edge;
 mod faults;
