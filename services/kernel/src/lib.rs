@@ -16,7 +16,6 @@ pub mod health;
 pub mod metrics;
 pub mod outbox;
 pub mod permission;
-pub mod ratelimit;
 pub mod redis;
 pub mod request;
 pub mod schema;

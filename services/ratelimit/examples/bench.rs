@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use bulwark_kernel::config::KernelConfig;
-use bulwark_kernel::ratelimit::limiter::{GCRA_LUA, SHARED_CONNECTIONS, eval_gcra};
 use bulwark_kernel::testing::{TEST_REDIS_URL_ENV, settings, start_stateless};
+use bulwark_limiter::limiter::{GCRA_LUA, SHARED_CONNECTIONS, eval_gcra};
 use bulwark_proto::envoy::extensions::common::ratelimit::v3::{
     RateLimitDescriptor, rate_limit_descriptor,
 };

@@ -1,7 +1,7 @@
 //! The rate-limit service's errors and the one mapping of them to gRPC statuses.
 
-use bulwark_kernel::ratelimit::{InvalidRequest, LimiterError};
 use bulwark_kernel::tonic::Status;
+use bulwark_limiter::{InvalidRequest, LimiterError};
 
 /// Everything `ShouldRateLimit` can fail with.
 #[derive(Debug, thiserror::Error)]

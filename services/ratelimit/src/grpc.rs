@@ -5,12 +5,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bulwark_kernel::Kernel;
-use bulwark_kernel::ratelimit::metrics::REDIS_ERRORS_TOTAL;
-use bulwark_kernel::ratelimit::{
+use bulwark_kernel::tonic::{Request, Response, Status};
+use bulwark_limiter::metrics::REDIS_ERRORS_TOTAL;
+use bulwark_limiter::{
     CheckRequest, Descriptor, DescriptorVerdict, Entry, InvalidRequest, Limiter, Rate, Unit,
     Verdict,
 };
-use bulwark_kernel::tonic::{Request, Response, Status};
 use bulwark_proto::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
 use bulwark_proto::envoy::service::ratelimit::v3::rate_limit_response::{
     self, Code, DescriptorStatus, rate_limit,

@@ -1,6 +1,6 @@
 //! The rate-limit service: Envoy's `RateLimitService` v3 over Redis, with limits from
 //! hot-reloaded YAML files and GCRA counting in one atomic Redis round trip. The
-//! limiter itself is the kernel's ([`bulwark_kernel::ratelimit`]); this crate answers
+//! limiter itself is the kernel's ([`bulwark_limiter`]); this crate answers
 //! Envoy's protocol with it.
 
 mod error;
@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bulwark_kernel::ratelimit::{Limiter, LimitsWatch};
 use bulwark_kernel::{GrpcServices, Kernel, ServiceSpec};
+use bulwark_limiter::{Limiter, LimitsWatch};
 use bulwark_proto::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use serde::{Deserialize, Serialize};
 

@@ -2,7 +2,6 @@
 
 mod consul_files;
 mod otlp;
-mod ratelimit;
 mod schema;
 mod service_tokens;
 mod shutdown;

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use metrics::Histogram;
 use redis::{ErrorKind, ServerErrorKind};
 
-use super::limits::{DomainLimits, LimitRule, Lookup, Policy, Rate};
-use super::metrics::{Decision, DecisionCounters, REDIS_DURATION};
-use super::reload::LimitsHandle;
-use super::request::{CheckRequest, Descriptor};
-use super::verdict::{AppliedLimit, DescriptorVerdict, Verdict};
-use crate::redis::{Redis, SharedConnections};
+use crate::limits::{DomainLimits, LimitRule, Lookup, Policy, Rate};
+use crate::metrics::{Decision, DecisionCounters, REDIS_DURATION};
+use crate::reload::LimitsHandle;
+use crate::request::{CheckRequest, Descriptor};
+use crate::verdict::{AppliedLimit, DescriptorVerdict, Verdict};
+use bulwark_kernel::redis::{Redis, SharedConnections};
 
 /// The GCRA script: all buckets of one request, atomically, on Redis's clock.
 pub const GCRA_LUA: &str = include_str!("gcra.lua");

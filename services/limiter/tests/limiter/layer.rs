@@ -6,12 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bulwark_kernel::config::{KernelConfig, RedisConfig};
-use bulwark_kernel::ratelimit::{
-    Descriptor, FailureMode, Limiter, Limits, LimitsHandle, RateLimitLayer,
-};
 use bulwark_kernel::redis::Redis;
 use bulwark_kernel::testing::{settings, start_stateless};
 use bulwark_kernel::{GrpcServices, ServiceSpec};
+use bulwark_limiter::{Descriptor, FailureMode, Limiter, Limits, LimitsHandle, RateLimitLayer};
 use bulwark_proto::audit::v1::audit_service_client::AuditServiceClient;
 use bulwark_proto::audit::v1::audit_service_server::{AuditService, AuditServiceServer};
 use bulwark_proto::audit::v1::{

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::limits::Rate;
+use crate::limits::Rate;
 
 /// One descriptor's verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]

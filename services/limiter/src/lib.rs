@@ -11,7 +11,7 @@
 //! # use std::time::Duration;
 //! # use anyhow::Context as _;
 //! # use bulwark_kernel::{GrpcServices, Kernel};
-//! use bulwark_kernel::ratelimit::{Descriptor, FailureMode, Limiter, LimitsWatch, RateLimitLayer};
+//! use bulwark_limiter::{Descriptor, FailureMode, Limiter, LimitsWatch, RateLimitLayer};
 //! use tower::Layer as _;
 //!
 //! # async fn app<S>(kernel: Kernel, server: S) -> anyhow::Result<GrpcServices>

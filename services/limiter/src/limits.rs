@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::metrics::DecisionCounters;
-use super::request::{Entry, MAX_DOMAIN_BYTES, MAX_ENTRIES, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use crate::metrics::DecisionCounters;
+use crate::request::{Entry, MAX_DOMAIN_BYTES, MAX_ENTRIES, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 
 /// Longest `rate_limit.name`.
 const MAX_NAME_BYTES: usize = 128;

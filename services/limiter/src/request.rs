@@ -1,7 +1,7 @@
 //! A validated rate-limit question: a domain, its descriptors and how many hits to
 //! count, with a size limit on every string and list.
 
-use super::limits::Rate;
+use crate::limits::Rate;
 
 /// Longest domain name, in the request and in limit files.
 pub const MAX_DOMAIN_BYTES: usize = 256;

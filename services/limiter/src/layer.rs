@@ -11,9 +11,9 @@ use futures::future::BoxFuture;
 use http::{HeaderName, HeaderValue};
 use tower::{Layer, Service};
 
-use super::limiter::Limiter;
-use super::request::{CheckRequest, Descriptor};
-use super::verdict::{DescriptorVerdict, Verdict};
+use crate::limiter::Limiter;
+use crate::request::{CheckRequest, Descriptor};
+use crate::verdict::{DescriptorVerdict, Verdict};
 
 /// What to do with a request when the limiter cannot decide (Redis down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +121,7 @@ impl<S, D> std::fmt::Debug for RateLimited<S, D> {
     }
 }
 
-/// A wrapped generated tonic server keeps its name, so [`crate::GrpcServices::with`]
+/// A wrapped generated tonic server keeps its name, so [`bulwark_kernel::GrpcServices::with`]
 /// routes to it and reports its health as before.
 impl<S: tonic::server::NamedService, D> tonic::server::NamedService for RateLimited<S, D> {
     const NAME: &'static str = S::NAME;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bulwark_kernel::config::RedisConfig;
-use bulwark_kernel::ratelimit::{CheckRequest, Descriptor, Limiter, Limits, LimitsHandle};
 use bulwark_kernel::redis::Redis;
+use bulwark_limiter::{CheckRequest, Descriptor, Limiter, Limits, LimitsHandle};
 use secrecy::SecretString;
 
 use super::{redis_url, unique_domain};

@@ -10,9 +10,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
 
-use super::limits::{DomainLimits, Limits, LimitsError};
-use super::metrics::{CONFIG_FILE_VALID, CONFIG_RELOADS_TOTAL};
-use crate::error_bus::ErrorBus;
+use crate::limits::{DomainLimits, Limits, LimitsError};
+use crate::metrics::{CONFIG_FILE_VALID, CONFIG_RELOADS_TOTAL};
+use bulwark_kernel::error_bus::ErrorBus;
 
 /// The limits in force; readers take a snapshot per decision, reloads swap it whole.
 #[derive(Debug, Clone)]
