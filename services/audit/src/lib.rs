@@ -1,6 +1,7 @@
 //! The Audit service: the append-only, hash-chained audit log.
 
-mod domain;
+// Public for the fuzz targets (`fuzz/`), which feed it untrusted requests.
+pub mod domain;
 mod error;
 mod grpc;
 mod schema;
