@@ -130,9 +130,13 @@ fn percent_decode(input: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
+        // Two hex digits exactly: `from_str_radix` alone would also take a sign (`%+2`).
         let escape = (b == b'%')
             .then(|| {
                 let hex = bytes.get(i + 1..i + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
             })
             .flatten();
@@ -217,5 +221,13 @@ mod tests {
         assert!(matches!(canonical_path("/v1/users/me"), Cow::Borrowed(_)));
         assert_eq!(canonical_path("/a/%2e%2e/b//c/"), "/b/c");
         assert_eq!(canonical_path("/a/%zz"), "/a/%zz");
+    }
+
+    #[test]
+    fn an_escape_needs_two_hex_digits_and_a_sign_is_not_one() {
+        // Found by the `descriptors` fuzz target: `%+2` was decoded as byte 2.
+        assert_eq!(canonical_path("/a%+2b/"), "/a%+2b");
+        assert_eq!(canonical_path("/a%-1b/"), "/a%-1b");
+        assert_eq!(canonical_path("/a%2Bb/"), "/a+b");
     }
 }
