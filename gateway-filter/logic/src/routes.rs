@@ -72,9 +72,15 @@ impl RouteRule {
                 path.eq_ignore_ascii_case(pattern)
                     || path.eq_ignore_ascii_case(pattern.trim_end_matches('/'))
             }
-            PathMatch::Prefix(_) => path
-                .get(..pattern.len())
-                .is_some_and(|head| head.eq_ignore_ascii_case(pattern)),
+            PathMatch::Prefix(_) => {
+                path.get(..pattern.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(pattern))
+                    // A prefix ending in `/` names a directory, which the canonical form
+                    // of the directory itself (`/public/` read as `/public`) must match.
+                    || (pattern.len() > 1
+                        && pattern.ends_with('/')
+                        && path.eq_ignore_ascii_case(pattern.trim_end_matches('/')))
+            }
         }
     }
 
@@ -214,6 +220,18 @@ mod tests {
         ] {
             assert!(!rule.matches_any_reading(path), "{path} is another route");
         }
+    }
+
+    #[test]
+    fn a_directory_prefix_limits_the_directory_itself() {
+        // Found by the `descriptors` fuzz target: the prefix `/public/` granted
+        // `/public/` (matches) but did not limit it (its canonical form is `/public`).
+        let rule = RouteRule::prefix("/public/");
+        for path in ["/public/", "/public", "/PUBLIC/", "/public//", "/public/x"] {
+            assert!(rule.matches_any_reading(path), "{path} must be limited");
+        }
+        assert!(!rule.matches_any_reading("/publicity"));
+        assert!(!rule.matches_any_reading("/"));
     }
 
     #[test]
