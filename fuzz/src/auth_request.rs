@@ -341,6 +341,14 @@ pub fn seeds() -> Vec<crate::Seed> {
             ),
         ),
         (
+            "issue_token_form_sign_in_escape".to_owned(),
+            issue(
+                None,
+                FORM,
+                "grant_type=client_credentials&client_id=identity&client_secret=%+1",
+            ),
+        ),
+        (
             "issue_token_basic".to_owned(),
             issue(Some(&basic), FORM, "grant_type=client_credentials"),
         ),
