@@ -3,6 +3,7 @@
 
 mod bench_edge;
 mod bench_services;
+mod fuzz;
 
 use std::process::ExitCode;
 
@@ -14,7 +15,9 @@ tasks:
                    tokens, Ed25519 and RS256), with rate limiting, and native jwt_authn +
                    native ratelimit; writes xtask/results/edge.md
   bench-services   the mesh through the edge: login p95 at 20 logins/s and
-                   GET /v1/users/me p95 at 500 requests/s; writes xtask/results/services.md";
+                   GET /v1/users/me p95 at 500 requests/s; writes xtask/results/services.md
+  fuzz             the fuzz targets of fuzz/ (cargo fuzz), each for a time budget; prints
+                   executions and coverage per target (cargo xtask fuzz --help)";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -22,6 +25,7 @@ async fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("bench-edge") => bench_edge::run(&args[1..]).await,
         Some("bench-services") => bench_services::run(&args[1..]).await,
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("-h" | "--help") => {
             eprintln!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -37,6 +37,11 @@ const MAX_TOKEN_CACHE_SIZE: usize = 100_000;
 const MAX_JWKS_TIMEOUT_MS: u64 = 60_000;
 const MAX_JWKS_REFRESH_SECONDS: u64 = 86_400;
 const MAX_RATE_LIMIT_TIMEOUT_MS: u64 = 5_000;
+/// The rate-limit service refuses a longer domain or descriptor value on every call
+/// (`MAX_DOMAIN_BYTES`, `MAX_VALUE_BYTES` in the kernel's `ratelimit::request`), so a
+/// configuration that would send one is refused at load instead.
+const MAX_RATE_LIMIT_DOMAIN_BYTES: usize = 256;
+const MAX_DESCRIPTOR_VALUE_BYTES: usize = 1024;
 
 /// A validated gateway configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -674,6 +679,14 @@ fn validate_jwks(p: &mut Problems, raw: Option<RawJwks>) -> JwksSource {
 fn validate_rate_limit(p: &mut Problems, raw: RawRateLimit) -> RateLimitConfig {
     let cluster = p.required_text("rate_limit.cluster", raw.cluster);
     let domain = p.required_text("rate_limit.domain", raw.domain);
+    if domain.len() > MAX_RATE_LIMIT_DOMAIN_BYTES {
+        p.add(
+            "rate_limit.domain",
+            format!(
+                "must be at most {MAX_RATE_LIMIT_DOMAIN_BYTES} bytes (the rate-limit service's limit)"
+            ),
+        );
+    }
     let timeout_ms = p.within(
         "rate_limit.timeout_ms",
         raw.timeout_ms,
@@ -686,10 +699,24 @@ fn validate_rate_limit(p: &mut Problems, raw: RawRateLimit) -> RateLimitConfig {
         Some(list) => p
             .routes("rate_limit.client_ip_routes", list)
             .into_iter()
-            .map(|r| ClientIpRoute {
-                name: r.name.unwrap_or_else(|| r.rule.pattern().to_owned()),
-                route: r.rule,
-                failure_mode: r.failure_mode.unwrap_or(FailureMode::Open),
+            .map(|r| {
+                // The name is the `route` descriptor value; by default the path itself.
+                let name = r.name.unwrap_or_else(|| r.rule.pattern().to_owned());
+                if name.len() > MAX_DESCRIPTOR_VALUE_BYTES {
+                    p.add(
+                        format!("{}.name", r.index),
+                        format!(
+                            "must be at most {MAX_DESCRIPTOR_VALUE_BYTES} bytes (the rate-limit \
+                             service's limit on a descriptor value; without a name, the path is \
+                             the name)"
+                        ),
+                    );
+                }
+                ClientIpRoute {
+                    name,
+                    route: r.rule,
+                    failure_mode: r.failure_mode.unwrap_or(FailureMode::Open),
+                }
             })
             .collect(),
     };

@@ -72,9 +72,15 @@ impl RouteRule {
                 path.eq_ignore_ascii_case(pattern)
                     || path.eq_ignore_ascii_case(pattern.trim_end_matches('/'))
             }
-            PathMatch::Prefix(_) => path
-                .get(..pattern.len())
-                .is_some_and(|head| head.eq_ignore_ascii_case(pattern)),
+            PathMatch::Prefix(_) => {
+                path.get(..pattern.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(pattern))
+                    // A prefix ending in `/` names a directory, which the canonical form
+                    // of the directory itself (`/public/` read as `/public`) must match.
+                    || (pattern.len() > 1
+                        && pattern.ends_with('/')
+                        && path.eq_ignore_ascii_case(pattern.trim_end_matches('/')))
+            }
         }
     }
 
@@ -130,9 +136,13 @@ fn percent_decode(input: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
+        // Two hex digits exactly: `from_str_radix` alone would also take a sign (`%+2`).
         let escape = (b == b'%')
             .then(|| {
                 let hex = bytes.get(i + 1..i + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
             })
             .flatten();
@@ -213,9 +223,29 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_prefix_limits_the_directory_itself() {
+        // Found by the `descriptors` fuzz target: the prefix `/public/` granted
+        // `/public/` (matches) but did not limit it (its canonical form is `/public`).
+        let rule = RouteRule::prefix("/public/");
+        for path in ["/public/", "/public", "/PUBLIC/", "/public//", "/public/x"] {
+            assert!(rule.matches_any_reading(path), "{path} must be limited");
+        }
+        assert!(!rule.matches_any_reading("/publicity"));
+        assert!(!rule.matches_any_reading("/"));
+    }
+
+    #[test]
     fn canonical_path_borrows_a_plain_path() {
         assert!(matches!(canonical_path("/v1/users/me"), Cow::Borrowed(_)));
         assert_eq!(canonical_path("/a/%2e%2e/b//c/"), "/b/c");
         assert_eq!(canonical_path("/a/%zz"), "/a/%zz");
+    }
+
+    #[test]
+    fn an_escape_needs_two_hex_digits_and_a_sign_is_not_one() {
+        // Found by the `descriptors` fuzz target: `%+2` was decoded as byte 2.
+        assert_eq!(canonical_path("/a%+2b/"), "/a%+2b");
+        assert_eq!(canonical_path("/a%-1b/"), "/a%-1b");
+        assert_eq!(canonical_path("/a%2Bb/"), "/a+b");
     }
 }

@@ -3,7 +3,8 @@
 
 pub mod checkpoints;
 mod config;
-mod domain;
+// Public for the fuzz targets (`fuzz/`), which feed it untrusted requests.
+pub mod domain;
 mod error;
 mod grpc;
 mod schema;

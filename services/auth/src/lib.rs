@@ -3,7 +3,8 @@
 
 mod audit_trail;
 mod config;
-mod domain;
+// Public for the fuzz targets (`fuzz/`), which feed it untrusted requests.
+pub mod domain;
 mod error;
 mod grpc;
 mod key_encryption;

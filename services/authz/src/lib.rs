@@ -2,7 +2,8 @@
 
 mod bootstrap;
 mod decisions;
-mod domain;
+// Public for the fuzz targets (`fuzz/`), which feed it untrusted requests.
+pub mod domain;
 mod error;
 mod grpc;
 mod schema;

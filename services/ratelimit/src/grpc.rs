@@ -99,7 +99,8 @@ impl RateLimitService for RateLimitHandlers {
     }
 }
 
-fn check_request(request: RateLimitRequest) -> Result<CheckRequest, InvalidRequest> {
+/// Validates Envoy's request into the limiter's question (public for the fuzz targets).
+pub fn check_request(request: RateLimitRequest) -> Result<CheckRequest, InvalidRequest> {
     let descriptors = request
         .descriptors
         .into_iter()

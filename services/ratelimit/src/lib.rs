@@ -16,7 +16,7 @@ use bulwark_limiter::{Limiter, LimitsWatch};
 use bulwark_proto::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use serde::{Deserialize, Serialize};
 
-pub use grpc::RateLimitHandlers;
+pub use grpc::{RateLimitHandlers, check_request};
 
 /// Name and default ports (gRPC 50055, admin HTTP 9105).
 pub const SPEC: ServiceSpec = ServiceSpec::new("ratelimit", 50055, 9105);

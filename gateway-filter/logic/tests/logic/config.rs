@@ -309,6 +309,42 @@ fn bad_rate_limit_settings_are_named() {
 }
 
 #[test]
+fn rate_limit_values_the_rate_limit_service_would_refuse_are_refused_at_load() {
+    // Found by the `descriptors` fuzz target: a 257-byte domain was accepted here and
+    // refused by the rate-limit service on every call (so every limited request took
+    // its failure mode).
+    let mut value = config_json();
+    let long_path = format!("/{}", "p".repeat(1024));
+    value["rate_limit"] = json!({
+        "cluster": "ratelimit",
+        "domain": "d".repeat(257),
+        "client_ip_routes": [
+            {"path": "/v1/auth/login", "name": "n".repeat(1025)},
+            {"path": long_path},
+        ]
+    });
+    let err = problems(&value);
+    assert_problem(&err, "rate_limit.domain", "at most 256 bytes");
+    assert_problem(
+        &err,
+        "rate_limit.client_ip_routes[0].name",
+        "at most 1024 bytes",
+    );
+    assert_problem(
+        &err,
+        "rate_limit.client_ip_routes[1].name",
+        "the path is the name",
+    );
+
+    value["rate_limit"] = json!({
+        "cluster": "ratelimit",
+        "domain": "d".repeat(256),
+        "client_ip_routes": [{"path": format!("/{}", "p".repeat(1023))}]
+    });
+    assert!(parse(&value).is_ok(), "the limits themselves are allowed");
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let value = json!({
         "issuer": "",

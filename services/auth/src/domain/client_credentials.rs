@@ -184,8 +184,10 @@ fn form_decode(text: &str) -> Result<String, OAuthError> {
         match byte {
             b'+' => out.push(b' '),
             b'%' => {
+                // Two hex digits exactly: `from_str_radix` alone would also take a sign.
                 let hex = bytes
                     .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or_else(|| invalid_request("the body has a malformed percent escape"))?;
@@ -300,6 +302,40 @@ mod tests {
             )),
             Some(OAuthErrorCode::InvalidScope)
         );
+    }
+
+    #[test]
+    fn a_percent_escape_needs_two_hex_digits() {
+        // `%+1` was decoded as byte 1 (u8::from_str_radix takes a sign); seen while
+        // writing the auth_request fuzz target's malformed-escape property.
+        for body in [
+            &b"grant_type=client_credentials&client_id=c&client_secret=%+1"[..],
+            b"grant_type=client_credentials&client_id=c%-1&client_secret=s",
+            b"grant_type=client_credentials&client_id=c&client_secret=%2",
+        ] {
+            assert_eq!(
+                code_of(parse(FORM, body, None)),
+                Some(OAuthErrorCode::InvalidRequest),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert_eq!(
+            code_of(parse(
+                FORM,
+                b"grant_type=client_credentials",
+                Some(&basic("c%+1", "s"))
+            )),
+            Some(OAuthErrorCode::InvalidClient),
+            "a malformed escape in HTTP Basic"
+        );
+        let parsed = parse(
+            FORM,
+            b"grant_type=client_credentials&client_id=c%2B&client_secret=s%2b",
+            None,
+        );
+        let ids = parsed.map(|c| (c.client_id, c.secret.expose_secret().to_owned()));
+        assert_eq!(ids.ok(), Some(("c+".to_owned(), "s+".to_owned())));
     }
 
     #[test]

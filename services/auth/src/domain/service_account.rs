@@ -87,6 +87,15 @@ pub struct NewSecret {
     pub hash: SecretHash,
 }
 
+impl std::fmt::Debug for NewSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The plaintext is never logged.
+        f.debug_struct("NewSecret")
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
 impl NewSecret {
     pub fn generate() -> Result<Self, Error> {
         let plaintext = super::refresh_token::random_secret()?;
