@@ -77,8 +77,9 @@ impl Schema {
     }
 }
 
-/// Applies the pending migrations as the owner (`database.owner_url`) and resets the
-/// runtime role's privileges to the service's grants, in one transaction.
+/// Applies the pending migrations as the owner (`database.owner_url`), each in its own
+/// transaction, then resets the runtime role's privileges to the service's grants in one
+/// transaction, so no other session sees the role with its privileges half reset.
 pub async fn migrate(
     config: &DatabaseConfig,
     schema: Schema,
@@ -116,7 +117,7 @@ pub async fn migrate(
     let span =
         tracing::info_span!("db.migrate", db.system = "postgresql", db.schema = %config.schema);
     let migrations = Embedded(schema.migrations);
-    let (conn, applied) = tokio::task::spawn_blocking(move || {
+    let (mut conn, applied) = tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
         // The harness blocks internally (block_in_place): run it on a blocking thread.
         let mut harness = diesel_async::AsyncMigrationHarness::new(conn);
@@ -129,7 +130,6 @@ pub async fn migrate(
     .await
     .map_err(|e| DbError::Migration(format!("migration task failed: {e}")))?;
     let applied = applied?;
-    let mut conn = conn;
 
     let role = quote_identifier(&runtime_role);
     let schema_name = quote_identifier(&config.schema);
