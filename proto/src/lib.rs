@@ -84,6 +84,22 @@ pub mod audit {
     }
 }
 
+/// Leased quotas for the edge (`bulwark.ratelimit.v1`), served by the rate-limit
+/// service beside Envoy's `RateLimitService`.
+pub use bulwark::ratelimit;
+
+/// Packages mounted at their full proto path, because generated code refers from them
+/// to Envoy's packages by relative path (`super::super::super::envoy`).
+pub mod bulwark {
+    /// `bulwark.ratelimit.*`.
+    pub mod ratelimit {
+        generated! {
+            /// `bulwark.ratelimit.v1`: `LeaseService` and its messages.
+            pub mod v1 = "bulwark.ratelimit.v1.rs", service "bulwark.ratelimit.v1.LeaseService";
+        }
+    }
+}
+
 /// Hand-written, wire-compatible subsets of Envoy's API (same packages,
 /// names and field numbers as upstream).
 pub mod envoy {

@@ -98,6 +98,7 @@ const INTERNAL_RPCS: &[&str] = &[
     "bulwark.authz.v1.AuthzService/ListUserRoles",
     "bulwark.authz.v1.AuthzService/ResolveRoles",
     "bulwark.audit.v1.AuditService/AppendEvents",
+    "bulwark.ratelimit.v1.LeaseService/Lease",
 ];
 
 fn describe(bindings: &[Binding]) -> String {

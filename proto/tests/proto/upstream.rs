@@ -259,9 +259,10 @@ fn service_name_constants_name_services_in_the_descriptor() {
                 .map(|s| format!("{}.{}", f.package(), s.name()))
         })
         .collect();
-    let constants = bulwark_proto::BULWARK_SERVICES
-        .iter()
-        .chain([&bulwark_proto::envoy::service::ratelimit::v3::SERVICE_NAME]);
+    let constants = bulwark_proto::BULWARK_SERVICES.iter().chain([
+        &bulwark_proto::envoy::service::ratelimit::v3::SERVICE_NAME,
+        &bulwark_proto::ratelimit::v1::SERVICE_NAME,
+    ]);
     for constant in constants {
         assert!(
             services.iter().any(|s| s == constant),
@@ -270,7 +271,7 @@ fn service_name_constants_name_services_in_the_descriptor() {
     }
     assert_eq!(
         services.len(),
-        bulwark_proto::BULWARK_SERVICES.len() + 1,
+        bulwark_proto::BULWARK_SERVICES.len() + 2,
         "every service must have a name constant: {services:?}"
     );
 }
@@ -278,7 +279,7 @@ fn service_name_constants_name_services_in_the_descriptor() {
 #[cfg(feature = "server")]
 #[test]
 fn service_name_constants_match_the_generated_servers() {
-    use bulwark_proto::{audit, auth, authz, envoy, identity};
+    use bulwark_proto::{audit, auth, authz, envoy, identity, ratelimit};
     let pairs = [
         (
             identity::v1::SERVICE_NAME,
@@ -299,6 +300,10 @@ fn service_name_constants_match_the_generated_servers() {
         (
             envoy::service::ratelimit::v3::SERVICE_NAME,
             envoy::service::ratelimit::v3::rate_limit_service_server::SERVICE_NAME,
+        ),
+        (
+            ratelimit::v1::SERVICE_NAME,
+            ratelimit::v1::lease_service_server::SERVICE_NAME,
         ),
     ];
     for (ours, generated) in pairs {
