@@ -1,5 +1,6 @@
 //! A validated rate-limit question: a domain, its descriptors and how many hits to
-//! count, with a size limit on every string and list.
+//! count, with a size limit on every string and list. Lease requests
+//! ([`crate::lease::LeaseRequest`]) are held to the same sizes.
 
 use crate::limits::Rate;
 
@@ -65,7 +66,7 @@ pub struct InvalidRequest {
     pub rule: String,
 }
 
-fn invalid(field: impl Into<String>, rule: impl Into<String>) -> InvalidRequest {
+pub(crate) fn invalid(field: impl Into<String>, rule: impl Into<String>) -> InvalidRequest {
     InvalidRequest {
         field: field.into(),
         rule: rule.into(),
@@ -79,12 +80,7 @@ impl CheckRequest {
         hits_addend: u32,
     ) -> Result<Self, InvalidRequest> {
         let domain = domain.into();
-        if domain.is_empty() || domain.len() > MAX_DOMAIN_BYTES {
-            return Err(invalid(
-                "domain",
-                format!("must be 1 to {MAX_DOMAIN_BYTES} bytes"),
-            ));
-        }
+        check_domain(&domain)?;
         if descriptors.is_empty() || descriptors.len() > MAX_DESCRIPTORS {
             return Err(invalid(
                 "descriptors",
@@ -92,26 +88,7 @@ impl CheckRequest {
             ));
         }
         for (d, descriptor) in descriptors.iter().enumerate() {
-            if descriptor.entries.is_empty() || descriptor.entries.len() > MAX_ENTRIES {
-                return Err(invalid(
-                    format!("descriptors[{d}].entries"),
-                    format!("must hold 1 to {MAX_ENTRIES} entries"),
-                ));
-            }
-            for (e, entry) in descriptor.entries.iter().enumerate() {
-                if entry.key.is_empty() || entry.key.len() > MAX_KEY_BYTES {
-                    return Err(invalid(
-                        format!("descriptors[{d}].entries[{e}].key"),
-                        format!("must be 1 to {MAX_KEY_BYTES} bytes"),
-                    ));
-                }
-                if entry.value.len() > MAX_VALUE_BYTES {
-                    return Err(invalid(
-                        format!("descriptors[{d}].entries[{e}].value"),
-                        format!("must be at most {MAX_VALUE_BYTES} bytes"),
-                    ));
-                }
-            }
+            check_entries(&format!("descriptors[{d}]"), descriptor)?;
         }
         Ok(Self {
             domain,
@@ -119,6 +96,43 @@ impl CheckRequest {
             hits: hits_addend.max(1),
         })
     }
+}
+
+/// The domain's size; shared by every request naming one.
+pub(crate) fn check_domain(domain: &str) -> Result<(), InvalidRequest> {
+    if domain.is_empty() || domain.len() > MAX_DOMAIN_BYTES {
+        return Err(invalid(
+            "domain",
+            format!("must be 1 to {MAX_DOMAIN_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// A descriptor's entries, their count and sizes; `at` names the descriptor
+/// (`descriptors[0]`, `items[2].descriptor`).
+pub(crate) fn check_entries(at: &str, descriptor: &Descriptor) -> Result<(), InvalidRequest> {
+    if descriptor.entries.is_empty() || descriptor.entries.len() > MAX_ENTRIES {
+        return Err(invalid(
+            format!("{at}.entries"),
+            format!("must hold 1 to {MAX_ENTRIES} entries"),
+        ));
+    }
+    for (e, entry) in descriptor.entries.iter().enumerate() {
+        if entry.key.is_empty() || entry.key.len() > MAX_KEY_BYTES {
+            return Err(invalid(
+                format!("{at}.entries[{e}].key"),
+                format!("must be 1 to {MAX_KEY_BYTES} bytes"),
+            ));
+        }
+        if entry.value.len() > MAX_VALUE_BYTES {
+            return Err(invalid(
+                format!("{at}.entries[{e}].value"),
+                format!("must be at most {MAX_VALUE_BYTES} bytes"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
