@@ -1,7 +1,8 @@
 //! Rate limiting over Redis: limits from Envoy ratelimit's YAML files (hot-reloaded),
-//! GCRA counting in one atomic Redis round trip, and a tower layer for services that
-//! hold their own requests to limits. The rate-limit service answers Envoy with the
-//! same [`Limiter`].
+//! GCRA counting in one atomic Redis round trip, leased quotas for the edge
+//! ([`Limiter::lease`], in the same buckets), and a tower layer for services that hold
+//! their own requests to limits. The rate-limit service answers Envoy with the same
+//! [`Limiter`].
 //!
 //! A service that wants its own limits builds a [`Limiter`] over the kernel's Redis and
 //! wraps its generated tonic server in a [`RateLimitLayer`]:
@@ -43,6 +44,7 @@
 //! ```
 
 pub mod layer;
+pub mod lease;
 pub mod limiter;
 pub mod limits;
 pub mod metrics;
@@ -51,6 +53,9 @@ pub mod request;
 pub mod verdict;
 
 pub use layer::{Describe, FailureMode, RateLimitLayer, RateLimited};
+pub use lease::{
+    Grant, InvalidLeasePolicy, Lease, LeaseItem, LeaseMode, LeasePolicy, LeaseRequest,
+};
 pub use limiter::{Limiter, LimiterError};
 pub use limits::{Limits, LimitsError, Rate, Unit};
 pub use reload::{LimitsHandle, LimitsWatch};

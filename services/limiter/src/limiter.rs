@@ -1,6 +1,7 @@
 //! The limiter: looks each descriptor's limit up in the current configuration and
 //! counts every limited one in a single Redis round trip (the GCRA script in
-//! `gcra.lua`), bounded by a short timeout so a Redis outage is answered quickly.
+//! `gcra.lua`; leases, in [`crate::lease`], run `lease.lua` over the same buckets),
+//! bounded by a short timeout so a Redis outage is answered quickly.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,7 +10,8 @@ use std::time::{Duration, Instant};
 use metrics::Histogram;
 use redis::{ErrorKind, ServerErrorKind};
 
-use crate::limits::{DomainLimits, LimitRule, Lookup, Policy, Rate};
+use crate::lease::{InvalidLeasePolicy, LEASE_LUA, LeasePolicy};
+use crate::limits::{DomainLimits, LimitRule, Limits, Lookup, Policy, Rate};
 use crate::metrics::{Decision, DecisionCounters, REDIS_DURATION};
 use crate::reload::LimitsHandle;
 use crate::request::{CheckRequest, Descriptor};
@@ -64,14 +66,39 @@ pub struct Limiter {
     connections: SharedConnections,
     limits: LimitsHandle,
     timeout: Duration,
-    script_sha: String,
+    gcra: LoadedScript,
+    lease: LoadedScript,
+    lease_policy: LeasePolicy,
     redis_duration: Histogram,
+}
+
+/// A script's source and the SHA1 that EVALSHA names it by.
+struct LoadedScript {
+    source: &'static str,
+    sha: String,
+}
+
+impl LoadedScript {
+    fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            sha: redis::Script::new(source).get_hash().to_owned(),
+        }
+    }
+}
+
+/// Which of the limiter's scripts a call runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ScriptName {
+    Gcra,
+    Lease,
 }
 
 impl std::fmt::Debug for Limiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Limiter")
             .field("timeout", &self.timeout)
+            .field("lease_policy", &self.lease_policy)
             .finish_non_exhaustive()
     }
 }
@@ -105,42 +132,64 @@ impl Counters {
     }
 }
 
-/// What the script said about one bucket.
+/// What a script said about one bucket.
 #[derive(Debug, Clone, Copy)]
-struct Outcome {
-    admitted: bool,
-    remaining: u32,
-    until_empty: Duration,
-    until_admitted: Duration,
+pub(crate) struct Outcome {
+    pub(crate) admitted: bool,
+    pub(crate) remaining: u32,
+    pub(crate) until_empty: Duration,
+    pub(crate) until_admitted: Duration,
 }
 
 impl Limiter {
     /// A limiter over [`SHARED_CONNECTIONS`] shared connections to `redis` with the
-    /// limits `limits` holds; each decision's Redis work is bounded by `timeout`.
+    /// limits `limits` holds; each decision's Redis work is bounded by `timeout`. Leases
+    /// follow [`LeasePolicy::default`] until [`Limiter::with_lease_policy`].
     pub fn new(redis: &Redis, limits: LimitsHandle, timeout: Duration) -> Self {
         Self {
             connections: redis.shared_connections(SHARED_CONNECTIONS),
             limits,
             timeout,
-            script_sha: redis::Script::new(GCRA_LUA).get_hash().to_owned(),
+            gcra: LoadedScript::new(GCRA_LUA),
+            lease: LoadedScript::new(LEASE_LUA),
+            lease_policy: LeasePolicy::default(),
             redis_duration: metrics::histogram!(REDIS_DURATION),
         }
     }
 
-    /// Opens the shared connections and loads the script, so the first decisions do
+    /// The same limiter, leasing by `policy` (refused when it is not valid).
+    pub fn with_lease_policy(mut self, policy: LeasePolicy) -> Result<Self, InvalidLeasePolicy> {
+        policy.validate()?;
+        self.lease_policy = policy;
+        Ok(self)
+    }
+
+    /// How [`Limiter::lease`] sizes and dates its grants.
+    pub fn lease_policy(&self) -> &LeasePolicy {
+        &self.lease_policy
+    }
+
+    /// Opens the shared connections and loads the scripts, so the first decisions do
     /// not pay for connecting (the edge gives a decision only a few tens of ms). A
     /// Redis that is down now is reported and left to readiness.
     pub async fn warm_up(&self) -> Result<(), LimiterError> {
         for _ in 0..SHARED_CONNECTIONS {
             let mut connection = self.connections.lease().await.map_err(LimiterError::Pool)?;
-            let _: String = redis::cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(GCRA_LUA)
-                .query_async(&mut connection)
-                .await
-                .map_err(LimiterError::Redis)?;
+            for script in [&self.gcra, &self.lease] {
+                let _: String = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(script.source)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(LimiterError::Redis)?;
+            }
         }
         Ok(())
+    }
+
+    /// The limits in force now; one snapshot serves a whole call.
+    pub(crate) fn limits(&self) -> Arc<Limits> {
+        self.limits.current()
     }
 
     /// Decides `request`: descriptors without a limit and unlimited ones are allowed
@@ -175,14 +224,29 @@ impl Limiter {
         args.push(hits.into());
         for (rate, shadow) in &buckets.params {
             args.push(rate.requests_per_unit.into());
-            let period_us = u64::try_from(rate.unit.period().as_micros()).unwrap_or(u64::MAX);
-            args.push(period_us);
+            args.push(period_micros(*rate));
             args.push(u64::from(*shadow));
         }
+        let reply = self.run(ScriptName::Gcra, &buckets.keys, &args).await?;
+        parse_outcomes(&reply, buckets.keys.len())
+    }
+
+    /// Runs one of the scripts on a shared connection within the timeout; a Redis that
+    /// is unavailable drops the shared connections, so the next call reconnects.
+    pub(crate) async fn run(
+        &self,
+        name: ScriptName,
+        keys: &[String],
+        args: &[u64],
+    ) -> Result<Vec<i64>, LimiterError> {
+        let script = match name {
+            ScriptName::Gcra => &self.gcra,
+            ScriptName::Lease => &self.lease,
+        };
         let started = Instant::now();
         let reply = tokio::time::timeout(self.timeout, async {
             let mut connection = self.connections.lease().await.map_err(LimiterError::Pool)?;
-            eval_gcra(&mut connection, &self.script_sha, &buckets.keys, &args)
+            eval_script(&mut connection, script.source, &script.sha, keys, args)
                 .await
                 .map_err(LimiterError::Redis)
         })
@@ -194,14 +258,30 @@ impl Limiter {
         {
             self.connections.discard_all();
         }
-        parse_outcomes(&reply?, buckets.keys.len())
+        reply
     }
 }
 
-/// Runs the script by its SHA1 and, when Redis does not know it yet (a restart, a
-/// `SCRIPT FLUSH`), by its source, which also caches it for the next call.
+/// A rate's period in microseconds, as the scripts take it.
+pub(crate) fn period_micros(rate: Rate) -> u64 {
+    u64::try_from(rate.unit.period().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Runs the GCRA script by its SHA1, or by its source when Redis does not know it.
 pub async fn eval_gcra<C: redis::aio::ConnectionLike>(
     conn: &mut C,
+    sha: &str,
+    keys: &[String],
+    args: &[u64],
+) -> redis::RedisResult<Vec<i64>> {
+    eval_script(conn, GCRA_LUA, sha, keys, args).await
+}
+
+/// Runs `source` by its SHA1 and, when Redis does not know it yet (a restart, a
+/// `SCRIPT FLUSH`), by its source, which also caches it for the next call.
+async fn eval_script<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    source: &str,
     sha: &str,
     keys: &[String],
     args: &[u64],
@@ -211,7 +291,7 @@ pub async fn eval_gcra<C: redis::aio::ConnectionLike>(
     match by_sha.query_async(conn).await {
         Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
             let mut by_source = redis::cmd("EVAL");
-            by_source.arg(GCRA_LUA).arg(keys.len()).arg(keys).arg(args);
+            by_source.arg(source).arg(keys.len()).arg(keys).arg(args);
             by_source.query_async(conn).await
         }
         other => other,
@@ -289,24 +369,37 @@ fn decide(plan: Plan, outcomes: &[Outcome]) -> Result<DescriptorVerdict, Limiter
             let outcome = outcomes
                 .get(bucket)
                 .ok_or_else(|| LimiterError::Reply(format!("no result for bucket {bucket}")))?;
-            let decision = match (outcome.admitted, shadow) {
-                (true, _) => Decision::Ok,
-                (false, true) => Decision::ShadowOverLimit,
-                (false, false) => Decision::OverLimit,
-            };
+            let (decision, verdict) = counted_verdict(outcome, rate, shadow, name);
             counters.record(decision);
-            Ok(DescriptorVerdict {
-                over_limit: decision == Decision::OverLimit,
-                limit: Some(AppliedLimit { rate, name }),
-                remaining: outcome.remaining,
-                reset_after: Some(if outcome.admitted {
-                    outcome.until_empty
-                } else {
-                    outcome.until_admitted
-                }),
-            })
+            Ok(verdict)
         }
     }
+}
+
+/// The decision on a counted bucket and the verdict reporting it: a refusal by a
+/// shadow-mode limit is recorded but allowed.
+pub(crate) fn counted_verdict(
+    outcome: &Outcome,
+    rate: Rate,
+    shadow: bool,
+    name: Option<String>,
+) -> (Decision, DescriptorVerdict) {
+    let decision = match (outcome.admitted, shadow) {
+        (true, _) => Decision::Ok,
+        (false, true) => Decision::ShadowOverLimit,
+        (false, false) => Decision::OverLimit,
+    };
+    let verdict = DescriptorVerdict {
+        over_limit: decision == Decision::OverLimit,
+        limit: Some(AppliedLimit { rate, name }),
+        remaining: outcome.remaining,
+        reset_after: Some(if outcome.admitted {
+            outcome.until_empty
+        } else {
+            outcome.until_admitted
+        }),
+    };
+    (decision, verdict)
 }
 
 fn parse_outcomes(reply: &[i64], buckets: usize) -> Result<Vec<Outcome>, LimiterError> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::metrics::DecisionCounters;
+use crate::metrics::{DecisionCounters, LeaseCounters};
 use crate::request::{Entry, MAX_DOMAIN_BYTES, MAX_ENTRIES, MAX_KEY_BYTES, MAX_VALUE_BYTES};
 
 /// Longest `rate_limit.name`.
@@ -65,6 +65,13 @@ pub struct Rate {
     pub unit: Unit,
 }
 
+impl Rate {
+    /// Requests per second, the rate leasing compares with its threshold.
+    pub fn per_second(self) -> f64 {
+        f64::from(self.requests_per_unit) / self.unit.period().as_secs_f64()
+    }
+}
+
 /// What a matched descriptor is held to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
@@ -86,6 +93,8 @@ pub struct LimitRule {
     /// `rate_limit.name`, echoed in `RateLimitResponse.RateLimit.name`.
     pub name: Option<String>,
     pub counters: DecisionCounters,
+    /// Items of lease calls (`LeaseService`) answered by this limit.
+    pub lease_counters: LeaseCounters,
 }
 
 /// What the configuration says about one request descriptor.
@@ -415,6 +424,11 @@ impl TreeBuilder<'_> {
             Arc::new(LimitRule {
                 domain: self.domain.to_owned(),
                 counters: DecisionCounters::new(self.domain, &label),
+                lease_counters: LeaseCounters::new(
+                    self.domain,
+                    &label,
+                    matches!(policy, Policy::Limited(_)),
+                ),
                 descriptor: label,
                 policy,
                 shadow: raw.shadow_mode,

@@ -1,9 +1,11 @@
 //! The rate limiter against a real Redis (`BULWARK_TEST_REDIS_URL`): the tower layer a
-//! service puts in front of its own handlers, and the limiter's shared connections.
+//! service puts in front of its own handlers, the limiter's shared connections, and
+//! leases shared by several edge instances.
 //! Each test has its own domain so runs do not collide.
 
 mod connections;
 mod layer;
+mod lease;
 
 use bulwark_kernel::testing::{closed_redis_url, test_redis_url, unique_domain};
 
