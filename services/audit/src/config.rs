@@ -1,6 +1,6 @@
 //! The `[audit]` configuration section (`BULWARK_AUDIT__*`): the key that signs
 //! checkpoints of the chain head, the keys older checkpoints verify under, where the
-//! checkpoint files go and how often one is taken.
+//! checkpoint files go and how often one is taken; and Audit's own limits file.
 //!
 //! The key is a secret from configuration, never stored in the database: whoever can
 //! rewrite the database must not be able to sign a checkpoint for the rewrite. It is
@@ -40,6 +40,10 @@ pub struct AuditConfig {
     pub checkpoint_dir: Option<PathBuf>,
     /// How often the head is checkpointed (when it moved); 60 s by default.
     pub checkpoint_interval_seconds: u64,
+    /// Audit's own limits file (domain `bulwark-audit`, see `limits.yaml`): how many
+    /// `VerifyChain` calls each caller may start. Counted in Redis, so it needs
+    /// `redis.url`.
+    pub limits_path: Option<PathBuf>,
 }
 
 impl Default for AuditConfig {
@@ -50,6 +54,7 @@ impl Default for AuditConfig {
             checkpoint_retired_public_keys: Vec::new(),
             checkpoint_dir: None,
             checkpoint_interval_seconds: 60,
+            limits_path: None,
         }
     }
 }
@@ -129,6 +134,43 @@ impl AuditConfig {
             dir,
             interval: Duration::from_secs(self.checkpoint_interval_seconds),
         }))
+    }
+
+    /// The limits file, when Audit holds callers to limits. `None` when it is unset,
+    /// which only `service.environment` `local` accepts: elsewhere anyone with
+    /// `audit:read` could keep Audit busy walking the whole log. The file is counted in
+    /// Redis, so it needs `redis.url` (`has_redis`).
+    pub fn limiting(
+        &self,
+        environment: &str,
+        has_redis: bool,
+    ) -> Result<Option<PathBuf>, ConfigError> {
+        let Some(path) = &self.limits_path else {
+            if environment == LOCAL_ENVIRONMENT {
+                return Ok(None);
+            }
+            return Err(invalid(
+                "audit.limits_path",
+                format!(
+                    "is required outside service.environment `{LOCAL_ENVIRONMENT}` (here it \
+                     is `{environment}`): without it every caller may start as many \
+                     VerifyChain walks of the whole log as it likes; set \
+                     BULWARK_AUDIT__LIMITS_PATH to Audit's limits file, e.g. \
+                     services/audit/limits.yaml (README, Per-service limits)"
+                ),
+            ));
+        };
+        if !has_redis {
+            return Err(invalid(
+                "redis.url",
+                format!(
+                    "is required with audit.limits_path ({}): Audit counts its limits in \
+                     Redis; set BULWARK_REDIS__URL",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(Some(path.clone()))
     }
 
     /// The configured key's 32 bytes, from the setting or the file.
@@ -290,6 +332,50 @@ mod tests {
                 "expected {key} / {rule}, got {error:?}"
             );
             assert!(!error.contains(SEED), "the key leaked into {error:?}");
+        }
+    }
+
+    fn limiting_error(config: &AuditConfig, environment: &str, has_redis: bool) -> String {
+        match config.limiting(environment, has_redis) {
+            Ok(path) => panic!("accepted in {environment} (redis: {has_redis}): {path:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn without_a_limits_file_only_local_runs_and_unlimited() {
+        let config = AuditConfig::default();
+        assert!(matches!(config.limiting("local", false), Ok(None)));
+        assert!(matches!(config.limiting("local", true), Ok(None)));
+        for environment in ["production", "compose", "Local"] {
+            let error = limiting_error(&config, environment, true);
+            assert!(
+                error.contains("`audit.limits_path`")
+                    && error.contains("is required outside service.environment `local`")
+                    && error.contains("BULWARK_AUDIT__LIMITS_PATH"),
+                "{environment}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_limits_file_needs_redis_in_every_environment() {
+        let config = AuditConfig {
+            limits_path: Some(PathBuf::from("services/audit/limits.yaml")),
+            ..AuditConfig::default()
+        };
+        for environment in ["local", "production"] {
+            let error = limiting_error(&config, environment, false);
+            assert!(
+                error.contains("`redis.url`")
+                    && error.contains("audit.limits_path")
+                    && error.contains("BULWARK_REDIS__URL"),
+                "{environment}: {error}"
+            );
+            let path = config
+                .limiting(environment, true)
+                .unwrap_or_else(|e| panic!("{environment}: refused with Redis: {e}"));
+            assert_eq!(path, config.limits_path, "{environment}");
         }
     }
 

@@ -1,5 +1,5 @@
 //! The Audit service: the append-only, hash-chained audit log, with signed checkpoints
-//! of its head kept outside the database.
+//! of its head kept outside the database, and a per-caller limit on verifying it.
 
 pub mod checkpoints;
 mod config;
@@ -9,6 +9,7 @@ mod error;
 mod grpc;
 mod schema;
 mod store;
+mod verify_limit;
 
 use std::sync::Arc;
 
@@ -18,11 +19,13 @@ use bulwark_kernel::{
     EmbeddedMigrations, GrpcServices, Kernel, Schema, ServiceSpec, embed_migrations,
 };
 use bulwark_proto::audit::v1::audit_service_server::AuditServiceServer;
+use verify_limit::VerifyLimit;
 
 pub use checkpoints::Checkpoints;
 pub use config::AuditConfig;
 pub use domain::{chain, checkpoint, checkpoint_file};
 pub use grpc::AuditHandlers;
+pub use verify_limit::VERIFY_CHAIN_PATH;
 
 /// Name and default ports (gRPC 50054, admin HTTP 9104).
 pub const SPEC: ServiceSpec = ServiceSpec::new("audit", 50054, 9104);
@@ -32,8 +35,9 @@ pub const SPEC: ServiceSpec = ServiceSpec::new("audit", 50054, 9104);
 pub const SCHEMA: Schema = Schema::new(&MIGRATIONS, include_str!("../grants.sql"));
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
-/// What Audit needs from outside: the bearer-token verifier and Authz for the
-/// `audit:read` check. Tests pass fakes.
+/// What Audit needs from outside: the bearer-token verifier (which also names the
+/// caller that `VerifyChain`'s limit counts) and Authz for the `audit:read` check.
+/// Tests pass fakes.
 pub struct Deps {
     pub verifier: Arc<TokenVerifier>,
     pub authz: Arc<dyn AuthzApi>,
@@ -65,6 +69,13 @@ pub async fn app(kernel: Kernel) -> anyhow::Result<GrpcServices> {
 
 /// [`app`] with its dependencies given.
 pub async fn app_with(kernel: Kernel, deps: Deps) -> anyhow::Result<GrpcServices> {
+    let limit = VerifyLimit::start(&kernel, deps.verifier.clone()).await?;
+    if limit.is_none() {
+        tracing::warn!(
+            "audit.limits_path is not set: any caller may start as many VerifyChain walks of \
+             the whole log as it likes (accepted in environment local only)"
+        );
+    }
     let checkpoints = match checkpoints(&kernel)? {
         Some((checkpoints, interval)) => {
             let checkpoints = Arc::new(checkpoints);
@@ -86,7 +97,10 @@ pub async fn app_with(kernel: Kernel, deps: Deps) -> anyhow::Result<GrpcServices
     };
     let handlers = AuditHandlers::new(kernel.clone(), deps.verifier, deps.authz, checkpoints);
     let server = bulwark_kernel::grpc_limits!(kernel, AuditServiceServer::new(handlers));
-    Ok(GrpcServices::new().with(server))
+    Ok(match limit {
+        Some(limit) => GrpcServices::new().with(limit.guard(server)),
+        None => GrpcServices::new().with(server),
+    })
 }
 
 /// The checkpoints of the `[audit]` configuration and how often to take one; `None`

@@ -1,7 +1,7 @@
 //! Starting Audit on a fresh database, with the kernel's test tokens standing in for
-//! Auth's keys (users' and service accounts') and a fake Authz, and a checkpoint key
-//! and directory of its own; building events, reading the stored chain, and asserting
-//! statuses.
+//! Auth's keys (users' and service accounts') and a fake Authz, a checkpoint key and
+//! directory of its own, and (when asked) its limits in the test Redis; building events,
+//! reading the stored chain, and asserting statuses.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -27,6 +27,7 @@ use bulwark_proto::authz::v1::{ListUserRolesResponse, ResolveRolesResponse};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures::future::BoxFuture;
+use secrecy::SecretString;
 use uuid::Uuid;
 
 /// Authz, faked: `audit:read` for the users listed in `readers`, and the
@@ -86,13 +87,34 @@ pub enum Checkpointing {
 
 /// The interval of [`TestAudit::start`]: long enough that only the test takes
 /// checkpoints (with [`TestAudit::checkpoint`]).
-const BY_HAND: Checkpointing = Checkpointing::Every {
+pub const BY_HAND: Checkpointing = Checkpointing::Every {
     interval_seconds: 3600,
 };
+
+/// Whether an instance holds callers to Audit's limits (`audit.limits_path`).
+#[derive(Debug, Clone)]
+pub enum Limiting {
+    /// No limits file (allowed in environment `local`).
+    Off,
+    /// The shipped `services/audit/limits.yaml`, counted in the Redis at `redis_url`.
+    Shipped { redis_url: String },
+    /// `limits_path`, and `redis.url` only if given.
+    Custom {
+        redis_url: Option<String>,
+        limits_path: std::path::PathBuf,
+    },
+}
+
+/// The limits file Audit ships with.
+pub fn shipped_limits() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("limits.yaml")
+}
 
 /// One Audit instance served in-process, and a user allowed to read the log.
 pub struct TestAudit {
     pub client: AuditServiceClient<Channel>,
+    /// The client's connection, for calls the generated client cannot make.
+    pub channel: Channel,
     /// Signs the tokens Audit accepts (`tokens.request(user, message)`).
     pub tokens: TestTokens,
     pub reader: Uuid,
@@ -126,12 +148,44 @@ impl TestAudit {
     }
 
     pub async fn start_with(checkpointing: Checkpointing) -> Self {
+        Self::launch(checkpointing, Limiting::Off)
+            .await
+            .unwrap_or_else(|e| panic!("audit did not start: {e:#}"))
+    }
+
+    /// An instance that holds `VerifyChain` to the shipped limits, counted in the Redis
+    /// at `redis_url`.
+    pub async fn start_limited(redis_url: &str) -> Self {
+        let limiting = Limiting::Shipped {
+            redis_url: redis_url.to_owned(),
+        };
+        Self::launch(BY_HAND, limiting)
+            .await
+            .unwrap_or_else(|e| panic!("audit did not start: {e:#}"))
+    }
+
+    /// Starts an instance; the error is why Audit refused to start.
+    pub async fn launch(checkpointing: Checkpointing, limiting: Limiting) -> anyhow::Result<Self> {
         let database = fresh_database(SPEC.name)
             .await
             .unwrap_or_else(|e| panic!("no test database: {e}"));
         let checkpoint_dir =
             tempfile::tempdir().unwrap_or_else(|e| panic!("no checkpoint directory: {e}"));
+        let (redis_url, limits_path) = match limiting {
+            Limiting::Off => (None, None),
+            Limiting::Shipped { redis_url } => (Some(redis_url), Some(shipped_limits())),
+            Limiting::Custom {
+                redis_url,
+                limits_path,
+            } => (redis_url, Some(limits_path)),
+        };
         let mut sections: Vec<(&str, serde_json::Value)> = Vec::new();
+        if let Some(path) = limits_path {
+            sections.push((
+                "audit.limits_path",
+                path.to_string_lossy().into_owned().into(),
+            ));
+        }
         if let Checkpointing::Every { interval_seconds } = checkpointing {
             sections.extend([
                 ("audit.checkpoint_key", hex(&CHECKPOINT_SEED).into()),
@@ -148,7 +202,12 @@ impl TestAudit {
             readers.insert(reader.to_string());
         }
         let tokens = TestTokens::new();
-        let settings = settings(&SPEC, database.clone(), |_| {}, &sections);
+        let settings = settings(
+            &SPEC,
+            database.clone(),
+            |config| config.redis.url = redis_url.map(SecretString::from),
+            &sections,
+        );
         let fake_authz = authz.clone();
         let (running, kernel) = start(settings, SCHEMA, |kernel| {
             let deps = Deps {
@@ -160,16 +219,19 @@ impl TestAudit {
             };
             app_with(kernel, deps)
         })
-        .await
-        .unwrap_or_else(|e| panic!("audit did not start: {e:#}"));
-        let client = AuditServiceClient::connect(format!("http://{}", running.grpc_addr))
+        .await?;
+        let channel = Channel::from_shared(format!("http://{}", running.grpc_addr))
+            .unwrap_or_else(|e| panic!("audit's address: {e}"))
+            .connect()
             .await
             .unwrap_or_else(|e| panic!("cannot connect to audit: {e}"));
+        let client = AuditServiceClient::new(channel.clone());
         let checkpoints = bulwark_audit::checkpoints(&kernel)
             .unwrap_or_else(|e| panic!("checkpoint settings refused: {e:#}"))
             .map(|(checkpoints, _)| checkpoints);
-        Self {
+        Ok(Self {
             client,
+            channel,
             tokens,
             reader,
             authz,
@@ -177,7 +239,16 @@ impl TestAudit {
             checkpoint_dir,
             checkpoints,
             running: Some(running),
+        })
+    }
+
+    /// Another user whom Authz lets read the log.
+    pub fn new_reader(&self) -> Uuid {
+        let reader = Uuid::new_v4();
+        if let Ok(mut readers) = self.authz.readers.lock() {
+            readers.insert(reader.to_string());
         }
+        reader
     }
 
     /// Signs a checkpoint of the head now; `None` when there is nothing new to sign.
