@@ -1,22 +1,101 @@
-//! Thin, panic-free wrappers over the proxy-wasm hostcalls the filter uses. The SDK's
-//! context-trait helpers unwrap host errors; these return or log them instead.
+//! Thin, panic-free wrappers over the proxy-wasm hostcalls the filter uses, and
+//! [`ProxyHost`], the logic crate's [`Host`] over them. The SDK's context-trait helpers
+//! unwrap host errors; these return or log them instead.
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use bulwark_gateway_logic::LocalResponse;
+use bulwark_gateway_logic::{Counter, Host, LocalResponse};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, GrpcStatusCode, MapType};
 
-/// The proxy's clock in Unix seconds. If the host cannot tell the time, 0 makes every
-/// token look not-yet-valid, so the filter fails closed rather than skipping `exp`.
-pub fn now_unix() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs())
+use crate::metrics::Metrics;
+
+/// Envoy, as the logic crate's flow sees it. Holds the counter ids of this VM.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyHost {
+    pub metrics: Metrics,
 }
 
-/// The proxy's clock in Unix milliseconds (0 if unknown), for the JWKS fetch schedule.
+impl Host for ProxyHost {
+    fn now_ms(&self) -> u64 {
+        now_unix_ms()
+    }
+
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        request_headers()
+    }
+
+    fn set_request_header(&self, name: &str, value: &str) {
+        set_request_header(name, value);
+    }
+
+    fn remove_request_header(&self, name: &str) {
+        remove_request_header(name);
+    }
+
+    fn source_address(&self) -> Option<String> {
+        source_address()
+    }
+
+    fn set_response_header(&self, name: &str, value: &str) {
+        set_response_header(name, value);
+    }
+
+    fn send_local_response(&self, response: &LocalResponse, grpc: bool) {
+        send_local_response(response, grpc);
+    }
+
+    fn resume_request(&self) {
+        resume_request();
+    }
+
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: Vec<(&str, &str)>,
+        timeout: Duration,
+    ) -> Option<u32> {
+        dispatch_http_call(cluster, headers, timeout)
+    }
+
+    fn http_call_response(
+        &self,
+        body_size: usize,
+        max_body: usize,
+    ) -> (Option<String>, Option<Vec<u8>>) {
+        http_call_response(body_size, max_body)
+    }
+
+    fn dispatch_grpc_call(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Option<u32> {
+        dispatch_grpc_call(cluster, service, method, message, timeout)
+    }
+
+    fn grpc_call_response(&self, size: usize) -> Option<Vec<u8>> {
+        grpc_call_response(size)
+    }
+
+    fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        shared_data(key)
+    }
+
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        set_shared_data(key, value, cas)
+    }
+
+    fn count(&self, counter: Counter) {
+        self.metrics.count(counter);
+    }
+}
+
+/// The proxy's clock in Unix milliseconds. If the host cannot tell the time, 0 makes
+/// every token look not-yet-valid, so the filter fails closed rather than skipping `exp`.
 pub fn now_unix_ms() -> u64 {
     hostcalls::get_current_time()
         .ok()

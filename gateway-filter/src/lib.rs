@@ -4,10 +4,13 @@
 //!
 //! Lifecycle: the root context parses the plugin configuration in `on_configure`, then on
 //! every tick syncs the JWKS from shared data and, when due, fetches it from the
-//! configured cluster (one worker per interval, see `jwks_sync`). Each HTTP context strips
-//! client-sent identity headers, lets public routes through, verifies the bearer token and
-//! either sets the identity headers or answers 401; a request that passes is then checked
-//! against the global rate-limit service (when configured) and answered 429 when over.
+//! configured cluster (one worker per interval, see `jwks_sync`), and sends the lease
+//! renewals its worker claimed. Each HTTP context strips client-sent identity headers,
+//! lets public routes through, verifies the bearer token and either sets the identity
+//! headers or answers 401; a request that passes then spends a hit of the instance's
+//! lease for its rate-limit descriptor, or asks the rate-limit service, and is answered
+//! 429 when over. The flow and the shared-data protocols are the logic crate's
+//! (`flow`, `worker`, `lease`), behind its `Host` trait, which `host::ProxyHost` implements.
 //!
 //! A second instance, configured with `oauth_token_errors` and placed before the gRPC-JSON
 //! transcoder, rewrites the token endpoint's error answers into RFC 6749 form
@@ -19,9 +22,7 @@ mod host;
 mod http;
 mod metrics;
 mod oauth_http;
-pub mod ratelimit_call;
 mod root;
-mod worker;
 
 use proxy_wasm::types::LogLevel;
 

@@ -1,5 +1,6 @@
 //! Envoy counters of the filter (`wasmcustom.bulwark_gateway.*` in Envoy's stats).
 
+use bulwark_gateway_logic::Counter;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
@@ -10,6 +11,8 @@ pub struct Metrics {
     unauthenticated: Option<u32>,
     rate_limited: Option<u32>,
     callout_failures: Option<u32>,
+    lease_spent: Option<u32>,
+    lease_renewals: Option<u32>,
 }
 
 fn define(name: &str) -> Option<u32> {
@@ -35,22 +38,19 @@ impl Metrics {
             unauthenticated: define("bulwark_gateway.unauthenticated"),
             rate_limited: define("bulwark_gateway.rate_limited"),
             callout_failures: define("bulwark_gateway.callout_failures"),
+            lease_spent: define("bulwark_gateway.lease_spent"),
+            lease_renewals: define("bulwark_gateway.lease_renewals"),
         }
     }
 
-    pub fn allowed(&self) {
-        increment(self.allowed);
-    }
-
-    pub fn unauthenticated(&self) {
-        increment(self.unauthenticated);
-    }
-
-    pub fn rate_limited(&self) {
-        increment(self.rate_limited);
-    }
-
-    pub fn callout_failure(&self) {
-        increment(self.callout_failures);
+    pub fn count(&self, counter: Counter) {
+        increment(match counter {
+            Counter::Allowed => self.allowed,
+            Counter::Unauthenticated => self.unauthenticated,
+            Counter::RateLimited => self.rate_limited,
+            Counter::CalloutFailure => self.callout_failures,
+            Counter::LeaseSpent => self.lease_spent,
+            Counter::LeaseRenewal => self.lease_renewals,
+        });
     }
 }

@@ -29,6 +29,12 @@ pub const DEFAULT_USER_ID_HEADER: &str = "x-bulwark-user-id";
 pub const DEFAULT_ROLES_HEADER: &str = "x-bulwark-roles";
 /// Default deadline of one rate-limit call; the limiter sits on every request's path.
 pub const DEFAULT_RATE_LIMIT_TIMEOUT_MS: u64 = 50;
+/// Default slots of the lease table: room for this many leased descriptors at once.
+pub const DEFAULT_LEASE_SLOTS: u64 = 16_384;
+/// Default interval of the batched lease renewals. A renewal starts when half a lease is
+/// left, 100 ms of hits at 100 per second with the service's default lease size, so it
+/// lands long before the lease runs out.
+pub const DEFAULT_RENEW_INTERVAL_MS: u64 = 25;
 
 const MAX_CLOCK_SKEW_SECONDS: u64 = 600;
 const MIN_TOKEN_BYTES: usize = 256;
@@ -37,8 +43,11 @@ const MAX_TOKEN_CACHE_SIZE: usize = 100_000;
 const MAX_JWKS_TIMEOUT_MS: u64 = 60_000;
 const MAX_JWKS_REFRESH_SECONDS: u64 = 86_400;
 const MAX_RATE_LIMIT_TIMEOUT_MS: u64 = 5_000;
+const MAX_LEASE_SLOTS: u64 = 1 << 20;
+const MIN_RENEW_INTERVAL_MS: u64 = 5;
+const MAX_RENEW_INTERVAL_MS: u64 = 1_000;
 /// The rate-limit service refuses a longer domain or descriptor value on every call
-/// (`MAX_DOMAIN_BYTES`, `MAX_VALUE_BYTES` in the kernel's `ratelimit::request`), so a
+/// (`MAX_DOMAIN_BYTES`, `MAX_VALUE_BYTES` in the limiter's `request` module), so a
 /// configuration that would send one is refused at load instead.
 const MAX_RATE_LIMIT_DOMAIN_BYTES: usize = 256;
 const MAX_DESCRIPTOR_VALUE_BYTES: usize = 1024;
@@ -122,6 +131,11 @@ pub struct RateLimitConfig {
     pub client_ip_routes: Vec<ClientIpRoute>,
     /// Failure mode of the per-user limit on bearer routes; `None` turns it off.
     pub per_user: Option<FailureMode>,
+    /// Slots of the lease table shared by the workers (one descriptor each; memory is
+    /// about 100 bytes a slot).
+    pub lease_slots: u64,
+    /// How often each worker sends the lease renewals it claimed, in one call.
+    pub renew_interval: Duration,
 }
 
 /// A public route limited per client IP.
@@ -292,6 +306,8 @@ struct RawRateLimit {
     timeout_ms: Option<u64>,
     client_ip_routes: Option<Vec<RawRoute>>,
     per_user: Option<RawPerUser>,
+    lease_slots: Option<u64>,
+    renew_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -738,11 +754,27 @@ fn validate_rate_limit(p: &mut Problems, raw: RawRateLimit) -> RateLimitConfig {
         }) => None,
         Some(RawPerUser { failure_mode, .. }) => Some(failure_mode.unwrap_or(FailureMode::Open)),
     };
+    let lease_slots = p.within(
+        "rate_limit.lease_slots",
+        raw.lease_slots,
+        DEFAULT_LEASE_SLOTS,
+        1,
+        MAX_LEASE_SLOTS,
+    );
+    let renew_interval_ms = p.within(
+        "rate_limit.renew_interval_ms",
+        raw.renew_interval_ms,
+        DEFAULT_RENEW_INTERVAL_MS,
+        MIN_RENEW_INTERVAL_MS,
+        MAX_RENEW_INTERVAL_MS,
+    );
     RateLimitConfig {
         cluster,
         domain,
         timeout: Duration::from_millis(timeout_ms),
         client_ip_routes,
         per_user,
+        lease_slots,
+        renew_interval: Duration::from_millis(renew_interval_ms),
     }
 }

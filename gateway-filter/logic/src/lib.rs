@@ -1,26 +1,33 @@
 //! Host-agnostic logic of Bulwark's Envoy gateway filter: plugin configuration, JWT
-//! verification against a JWKS, the 401/429 replies, rate-limit descriptors, and the
-//! OAuth 2.0 token endpoint's answers.
+//! verification against a JWKS, the 401/429 replies, rate-limit descriptors and leased
+//! quotas, the OAuth 2.0 token endpoint's answers, and the request flow itself (pause,
+//! callouts, resume) with the protocols the workers share (JWKS, leases).
 //!
 //! Token verification itself (claims, rules, JWKS keys) is the token contract,
 //! `bulwark-token`, shared with the services; this crate adds the cache of verified tokens.
 //!
 //! Nothing here calls proxy-wasm, so all of it is unit-tested natively. The host shows up
-//! only as plain arguments: the current time is passed in as Unix seconds (the glue reads
-//! the proxy's clock), and logging goes through the `log` facade, which proxy-wasm routes
-//! to Envoy's log.
+//! as the [`Host`] trait (headers, local replies, calls, shared data with
+//! compare-and-swap, the clock, counters), which the proxy-wasm adapter implements over
+//! Envoy's hostcalls and the tests over a mock; logging goes through the `log` facade,
+//! which proxy-wasm routes to Envoy's log.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod config;
 pub mod error;
+pub mod flow;
 pub mod gateway;
+pub mod host;
 pub mod jwks_sync;
+pub mod lease;
+pub mod lease_call;
 pub mod oauth;
 pub mod ratelimit;
 pub mod response;
 pub mod routes;
 pub mod verifier;
+pub mod worker;
 
 /// The signing keys: the token contract's JWKS parsing, re-exported for the filter.
 pub use bulwark_token::jwks;
@@ -30,7 +37,10 @@ mod cache;
 pub use cache::CacheStats;
 pub use config::{ConfigError, FailureMode, GatewayConfig, PluginConfig};
 pub use error::AuthError;
+pub use flow::RequestFlow;
 pub use gateway::{Access, Gateway, RequestHead};
+pub use host::{Action, Counter, Host};
 pub use jwks::{JwksError, KeyAlgorithm, KeyStore};
 pub use response::LocalResponse;
 pub use verifier::{TokenVerifier, VerifiedClaims};
+pub use worker::Worker;

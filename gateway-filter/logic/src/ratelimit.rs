@@ -25,7 +25,8 @@ pub struct DescriptorEntry {
 }
 
 impl DescriptorEntry {
-    fn new(key: &str, value: &str) -> Self {
+    /// An entry from its key and value.
+    pub fn new(key: &str, value: &str) -> Self {
         Self {
             key: key.to_owned(),
             value: value.to_owned(),
@@ -33,15 +34,14 @@ impl DescriptorEntry {
     }
 }
 
-/// What a request asks the rate-limit service (one `RateLimitRequest`).
+/// What a request asks the rate-limit service: its descriptors (one, in practice) and
+/// where and how to ask.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitCheck {
     /// `RateLimitRequest.domain`.
     pub domain: String,
     /// `RateLimitRequest.descriptors`, each a list of entries.
     pub descriptors: Vec<Vec<DescriptorEntry>>,
-    /// `RateLimitRequest.hits_addend`.
-    pub hits_addend: u32,
     /// Envoy cluster of the service.
     pub cluster: String,
     /// Call deadline.
@@ -71,7 +71,6 @@ pub fn plan(config: &RateLimitConfig, subject: &RateLimitSubject<'_>) -> Option<
     let check = |descriptor: Vec<DescriptorEntry>, failure_mode| RateLimitCheck {
         domain: config.domain.clone(),
         descriptors: vec![descriptor],
-        hits_addend: 1,
         cluster: config.cluster.clone(),
         timeout: config.timeout,
         failure_mode,

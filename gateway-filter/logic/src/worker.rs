@@ -1,21 +1,24 @@
 //! One worker's state, shared by its root context and its HTTP contexts (a proxy-wasm VM
-//! is single-threaded, so `Rc<RefCell<_>>` is enough): the gateway and the JWKS version
-//! it holds, plus the JWKS fetch protocol between workers.
+//! is single-threaded, so the adapter keeps it in an `Rc<RefCell<_>>`): the gateway and
+//! the JWKS version it holds, the JWKS fetch protocol between workers, and the lease
+//! renewals this worker claimed, sent in batches from its timer.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::time::Duration;
 
-use bulwark_gateway_logic::Gateway;
-use bulwark_gateway_logic::config::GatewayConfig;
-use bulwark_gateway_logic::jwks_sync::{
+use crate::config::GatewayConfig;
+use crate::gateway::Gateway;
+use crate::host::{Counter, Host};
+use crate::jwks_sync::{
     self, FetchReason, FetchRecord, FetchState, MAX_JWKS_BYTES, document_key, fetch_due,
     fetch_record_key,
 };
+use crate::lease::{self, LeaseTable};
+use crate::lease_call::{self, ItemRequest};
+use crate::ratelimit::DescriptorEntry;
 
-use crate::host;
-use crate::metrics::Metrics;
-
-pub type SharedWorker = Rc<RefCell<Worker>>;
+/// How often the JWKS shared data and fetch schedule are looked at; the schedule
+/// itself (refresh and refetch intervals) is in the configuration.
+pub const JWKS_TICK: Duration = Duration::from_secs(1);
 
 /// A JWKS call in flight, owned by the context that dispatched it.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +27,25 @@ pub struct PendingFetch {
     pub started_at_ms: u64,
 }
 
+/// A descriptor whose renewal this worker claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renewal {
+    /// Its key in the lease table.
+    pub key: String,
+    /// Its entries, for the call.
+    pub entries: Vec<DescriptorEntry>,
+}
+
+/// A batch of renewals in flight.
+#[derive(Debug, Clone)]
+struct PendingRenewal {
+    token: u32,
+    started_at_ms: u64,
+    items: Vec<Renewal>,
+}
+
+/// One worker's state.
+#[derive(Debug)]
 pub struct Worker {
     gateway: Gateway,
     /// CAS of the shared JWKS document installed here, so a tick re-parses only on change.
@@ -31,32 +53,228 @@ pub struct Worker {
     /// The JWKS document installed here: an unchanged refetch keeps the keys and the
     /// verified-token cache (installing keys clears it) and is not republished.
     installed_document: Option<Vec<u8>>,
-    pub metrics: Metrics,
+    /// The periodic JWKS fetch this worker's timer started.
+    pending_fetch: Option<PendingFetch>,
+    /// When the timer last looked at the JWKS.
+    last_jwks_tick_ms: Option<u64>,
+    /// The lease table, when rate limiting is configured.
+    leases: Option<LeaseTable>,
+    /// Renewals claimed and not yet sent.
+    renewals: Vec<Renewal>,
+    /// The batch in flight.
+    pending_renewal: Option<PendingRenewal>,
 }
 
 impl Worker {
-    pub fn new(config: GatewayConfig, metrics: Metrics) -> Self {
+    /// A worker for `config`, with no keys yet.
+    pub fn new(config: GatewayConfig) -> Self {
+        let leases = config.rate_limit.as_ref().map(|limits| {
+            LeaseTable::new(
+                &limits.domain,
+                limits.lease_slots,
+                limits.timeout + 2 * limits.renew_interval,
+            )
+        });
         Self {
             gateway: Gateway::new(config),
             jwks_version: None,
             installed_document: None,
-            metrics,
+            pending_fetch: None,
+            last_jwks_tick_ms: None,
+            leases,
+            renewals: Vec::new(),
+            pending_renewal: None,
         }
     }
 
+    /// The gateway.
     pub fn gateway(&self) -> &Gateway {
         &self.gateway
     }
 
+    /// The gateway, to decide with (the verified-token cache changes).
     pub fn gateway_mut(&mut self) -> &mut Gateway {
         &mut self.gateway
     }
 
+    /// The lease table, when rate limiting is configured.
+    pub fn leases(&self) -> Option<&LeaseTable> {
+        self.leases.as_ref()
+    }
+
+    /// How often the host should call [`Worker::on_tick`]: the renewal interval when
+    /// leases are in use, else the JWKS tick.
+    pub fn tick_period(&self) -> Duration {
+        self.gateway
+            .config()
+            .rate_limit
+            .as_ref()
+            .map_or(JWKS_TICK, |limits| limits.renew_interval.min(JWKS_TICK))
+    }
+
+    /// Queues a renewal this worker claimed; the next tick sends it.
+    pub fn queue_renewal(&mut self, renewal: Renewal) {
+        self.renewals.push(renewal);
+    }
+
+    /// Renewals claimed and not yet answered (queued or in flight).
+    pub fn renewals_outstanding(&self) -> usize {
+        self.renewals.len() + self.pending_renewal.as_ref().map_or(0, |p| p.items.len())
+    }
+
+    /// The timer: JWKS sync and fetch (every [`JWKS_TICK`]), then the queued renewals in
+    /// one call.
+    pub fn on_tick(&mut self, host: &impl Host) {
+        let now_ms = host.now_ms();
+        let jwks_due = self.last_jwks_tick_ms.is_none_or(|last| {
+            now_ms < last
+                || now_ms - last >= millis(JWKS_TICK).saturating_sub(millis(self.tick_period()) / 2)
+        });
+        if jwks_due {
+            self.last_jwks_tick_ms = Some(now_ms);
+            self.jwks_tick(host, now_ms);
+        }
+        self.send_renewals(host, now_ms);
+    }
+
+    fn jwks_tick(&mut self, host: &impl Host, now_ms: u64) {
+        self.sync_jwks(host);
+        // Envoy answers every call (with no headers on timeout); this only guards against
+        // a lost answer blocking this worker's fetches for good.
+        let timeout = self.gateway.config().jwks.timeout + 2 * JWKS_TICK;
+        if self
+            .pending_fetch
+            .is_some_and(|p| now_ms > p.started_at_ms.saturating_add(millis(timeout)))
+        {
+            self.pending_fetch = None;
+        }
+        if self.pending_fetch.is_none() {
+            self.pending_fetch = self.start_fetch(host, FetchReason::Periodic, now_ms);
+        }
+    }
+
+    fn send_renewals(&mut self, host: &impl Host, now_ms: u64) {
+        let Some(limits) = self.gateway.config().rate_limit.clone() else {
+            return;
+        };
+        if let Some(pending) = &self.pending_renewal {
+            // Envoy answers every call by its deadline; this only guards against a lost one.
+            let deadline = limits.timeout + 2 * limits.renew_interval;
+            if now_ms <= pending.started_at_ms.saturating_add(millis(deadline)) {
+                return;
+            }
+            self.pending_renewal = None;
+        }
+        let Some(table) = &self.leases else { return };
+        if self.renewals.is_empty() {
+            return;
+        }
+        let take = self.renewals.len().min(lease::MAX_ITEMS);
+        let items: Vec<Renewal> = self.renewals.drain(..take).collect();
+        let held: Vec<u32> = items
+            .iter()
+            .map(|item| table.held(host, &item.key, now_ms))
+            .collect();
+        let requests: Vec<ItemRequest<'_>> = items
+            .iter()
+            .zip(&held)
+            .map(|(item, held)| ItemRequest {
+                entries: &item.entries,
+                held: *held,
+                spend: 0,
+            })
+            .collect();
+        let message = lease_call::encode(&limits.domain, &requests);
+        host.count(Counter::LeaseRenewal);
+        match host.dispatch_grpc_call(
+            &limits.cluster,
+            lease::LEASE_SERVICE,
+            lease::LEASE_METHOD,
+            &message,
+            limits.timeout,
+        ) {
+            Some(token) => {
+                self.pending_renewal = Some(PendingRenewal {
+                    token,
+                    started_at_ms: now_ms,
+                    items,
+                });
+            }
+            None => {
+                host.count(Counter::CalloutFailure);
+                for item in &items {
+                    table.release(host, &item.key, now_ms);
+                }
+            }
+        }
+    }
+
+    /// The answer to a call the timer made (a renewal batch). `false` when the token is
+    /// not this worker's.
+    pub fn on_grpc_call_response(
+        &mut self,
+        host: &impl Host,
+        token: u32,
+        status_code: u32,
+        size: usize,
+    ) -> bool {
+        let Some(pending) = self.pending_renewal.take_if(|p| p.token == token) else {
+            return false;
+        };
+        let Some(table) = &self.leases else {
+            return true;
+        };
+        let now_ms = host.now_ms();
+        let grants = match status_code {
+            0 => host
+                .grpc_call_response(size)
+                .ok_or_else(|| "no response message".to_owned())
+                .and_then(|bytes| {
+                    lease_call::decode(&bytes, pending.items.len()).map_err(|e| e.to_string())
+                }),
+            code => Err(format!("gRPC status {code}")),
+        };
+        match grants {
+            Ok(grants) => {
+                for (item, grant) in pending.items.iter().zip(&grants) {
+                    table.apply(host, &item.key, grant, 0, true, now_ms);
+                }
+            }
+            Err(why) => {
+                host.count(Counter::CalloutFailure);
+                log::warn!(
+                    "bulwark gateway: lease renewal of {} descriptors failed ({why}); \
+                     held hits are spent, then the route's failure mode applies",
+                    pending.items.len()
+                );
+                for item in &pending.items {
+                    table.release(host, &item.key, now_ms);
+                }
+            }
+        }
+        true
+    }
+
+    /// The answer to an HTTP call the timer made (the periodic JWKS fetch). `false`
+    /// when the token is not this worker's.
+    pub fn on_http_call_response(
+        &mut self,
+        host: &impl Host,
+        token: u32,
+        body_size: usize,
+    ) -> bool {
+        let Some(fetch) = self.pending_fetch.take_if(|p| p.token == token) else {
+            return false;
+        };
+        self.finish_fetch(host, fetch, body_size);
+        true
+    }
+
     /// Installs the JWKS another worker published, if it changed. `true` if new keys
     /// were installed.
-    pub fn sync_jwks(&mut self) -> bool {
+    pub fn sync_jwks(&mut self, host: &impl Host) -> bool {
         let key = document_key(&self.gateway.config().jwks);
-        let (Some(document), Some(version)) = host::shared_data(&key) else {
+        let (Some(document), Some(version)) = host.shared_data(&key) else {
             return false;
         };
         if self.jwks_version == Some(version) {
@@ -86,10 +304,15 @@ impl Worker {
 
     /// Starts a JWKS fetch from the active context if one is due and this worker wins the
     /// claim on the shared fetch record.
-    pub fn start_fetch(&mut self, reason: FetchReason, now_ms: u64) -> Option<PendingFetch> {
+    pub fn start_fetch(
+        &mut self,
+        host: &impl Host,
+        reason: FetchReason,
+        now_ms: u64,
+    ) -> Option<PendingFetch> {
         let source = &self.gateway.config().jwks;
         let record_key = fetch_record_key(source);
-        let (stored, cas) = host::shared_data(&record_key);
+        let (stored, cas) = host.shared_data(&record_key);
         let last = stored.as_deref().and_then(FetchRecord::decode);
         let have_keys = self.installed_document.is_some();
         if !fetch_due(last.as_ref(), reason, source, now_ms, have_keys) {
@@ -100,14 +323,14 @@ impl Worker {
             state: FetchState::InFlight,
         };
         // With the CAS just read, only one worker's claim succeeds.
-        if !host::set_shared_data(&record_key, &claim.encode(), cas) {
+        if !host.set_shared_data(&record_key, &claim.encode(), cas) {
             return None;
         }
         log::debug!(
             "bulwark gateway: fetching JWKS from cluster {} ({reason:?})",
             source.cluster
         );
-        match host::dispatch_http_call(
+        match host.dispatch_http_call(
             &source.cluster,
             jwks_sync::request_headers(source),
             source.timeout,
@@ -117,8 +340,8 @@ impl Worker {
                 started_at_ms: now_ms,
             }),
             None => {
-                self.metrics.callout_failure();
-                self.record_outcome(now_ms, FetchState::Failed);
+                host.count(Counter::CalloutFailure);
+                self.record_outcome(host, now_ms, FetchState::Failed);
                 None
             }
         }
@@ -126,8 +349,8 @@ impl Worker {
 
     /// Handles the JWKS answer being delivered: a usable key set is installed here and
     /// published to the other workers; anything else keeps the current keys.
-    pub fn finish_fetch(&mut self, fetch: PendingFetch, body_size: usize) {
-        let (status, body) = host::http_call_response(body_size, MAX_JWKS_BYTES);
+    pub fn finish_fetch(&mut self, host: &impl Host, fetch: PendingFetch, body_size: usize) {
+        let (status, body) = host.http_call_response(body_size, MAX_JWKS_BYTES);
         let source = self.gateway.config().jwks.clone();
         let outcome = match (status.as_deref(), body) {
             (Some("200"), Some(body)) if self.installed_document.as_ref() == Some(&body) => {
@@ -135,7 +358,7 @@ impl Worker {
                     "bulwark gateway: JWKS from cluster {} unchanged",
                     source.cluster
                 );
-                self.record_outcome(fetch.started_at_ms, FetchState::Succeeded);
+                self.record_outcome(host, fetch.started_at_ms, FetchState::Succeeded);
                 return;
             }
             (Some("200"), Some(body)) => self
@@ -151,8 +374,8 @@ impl Worker {
         match outcome {
             Ok((loaded, body)) => {
                 let document = document_key(&source);
-                if host::set_shared_data(&document, &body, None) {
-                    self.jwks_version = host::shared_data(&document).1;
+                if host.set_shared_data(&document, &body, None) {
+                    self.jwks_version = host.shared_data(&document).1;
                 }
                 self.installed_document = Some(body);
                 for skipped in &loaded.skipped {
@@ -163,28 +386,28 @@ impl Worker {
                     source.cluster,
                     loaded.store.kids()
                 );
-                self.record_outcome(fetch.started_at_ms, FetchState::Succeeded);
+                self.record_outcome(host, fetch.started_at_ms, FetchState::Succeeded);
             }
             Err(reason) => {
-                self.metrics.callout_failure();
+                host.count(Counter::CalloutFailure);
                 log::warn!(
                     "bulwark gateway: JWKS fetch from cluster {} failed: {reason}",
                     source.cluster
                 );
-                self.record_outcome(fetch.started_at_ms, FetchState::Failed);
+                self.record_outcome(host, fetch.started_at_ms, FetchState::Failed);
             }
         }
     }
 
     /// Marks this worker's fetch as finished, unless a newer fetch has been claimed since.
-    fn record_outcome(&self, started_at_ms: u64, state: FetchState) {
+    fn record_outcome(&self, host: &impl Host, started_at_ms: u64, state: FetchState) {
         let record_key = fetch_record_key(&self.gateway.config().jwks);
-        let (stored, cas) = host::shared_data(&record_key);
+        let (stored, cas) = host.shared_data(&record_key);
         let current = stored.as_deref().and_then(FetchRecord::decode);
         if current.is_some_and(|r| r.started_at_ms != started_at_ms) {
             return;
         }
-        let _ = host::set_shared_data(
+        let _ = host.set_shared_data(
             &record_key,
             &FetchRecord {
                 started_at_ms,
@@ -194,4 +417,8 @@ impl Worker {
             cas,
         );
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -1,7 +1,9 @@
-//! A stub of the global rate-limit service (`envoy.service.ratelimit.v3`), in-process on
-//! a free port: each descriptor gets a fixed limit counted in memory, and a `route`
-//! descriptor whose value starts with `broken` answers UNAVAILABLE, to exercise the
-//! filter's failure modes.
+//! A stub of the rate-limit service's lease protocol (`bulwark.ratelimit.v1.LeaseService`),
+//! in-process on a free port: every descriptor has a fixed limit counted in memory and
+//! decided exactly (EXACT grants, one hit per request, as the service answers for small
+//! limits), and a `route` descriptor whose value starts with `broken` answers
+//! UNAVAILABLE, to exercise the filter's failure modes. Leasing itself is tested against
+//! the real service in the e2e suite.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,10 +11,8 @@ use std::sync::Mutex;
 use bulwark_proto::envoy::service::ratelimit::v3::rate_limit_response::{
     self, DescriptorStatus, RateLimit,
 };
-use bulwark_proto::envoy::service::ratelimit::v3::rate_limit_service_server::{
-    RateLimitService, RateLimitServiceServer,
-};
-use bulwark_proto::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+use bulwark_proto::ratelimit::v1::lease_service_server::{LeaseService, LeaseServiceServer};
+use bulwark_proto::ratelimit::v1::{Grant, LeaseRequest, LeaseResponse, grant};
 use tonic::{Request, Response, Status};
 
 use crate::harness::free_port;
@@ -26,62 +26,61 @@ struct Stub {
 }
 
 #[tonic::async_trait]
-impl RateLimitService for Stub {
-    async fn should_rate_limit(
+impl LeaseService for Stub {
+    async fn lease(
         &self,
-        request: Request<RateLimitRequest>,
-    ) -> Result<Response<RateLimitResponse>, Status> {
+        request: Request<LeaseRequest>,
+    ) -> Result<Response<LeaseResponse>, Status> {
         let request = request.into_inner();
-        let mut statuses = Vec::new();
-        for descriptor in &request.descriptors {
-            let key: Vec<String> = descriptor
-                .entries
-                .iter()
-                .map(|e| format!("{}={}", e.key, e.value))
-                .collect();
-            if descriptor
-                .entries
+        let mut grants = Vec::new();
+        for item in &request.items {
+            let entries = item
+                .descriptor
+                .as_ref()
+                .map(|d| d.entries.as_slice())
+                .unwrap_or_default();
+            if entries
                 .iter()
                 .any(|e| e.key == "route" && e.value.starts_with("broken"))
             {
                 return Err(Status::unavailable("stub: broken route"));
             }
+            let key: Vec<String> = entries
+                .iter()
+                .map(|e| format!("{}={}", e.key, e.value))
+                .collect();
             let mut hits = self.hits.lock().unwrap();
             let count = hits
                 .entry(format!("{}|{}", request.domain, key.join(",")))
                 .or_default();
-            *count += request.hits_addend.max(1);
-            let over = *count > LIMIT;
-            statuses.push(DescriptorStatus {
-                code: if over {
-                    rate_limit_response::Code::OverLimit
-                } else {
-                    rate_limit_response::Code::Ok
-                } as i32,
-                current_limit: Some(RateLimit {
-                    name: String::new(),
-                    requests_per_unit: LIMIT,
-                    unit: rate_limit_response::rate_limit::Unit::Minute as i32,
+            let fits = *count + item.spend <= LIMIT;
+            if fits {
+                *count += item.spend;
+            }
+            grants.push(Grant {
+                mode: grant::Mode::Exact as i32,
+                granted: if fits { item.spend } else { 0 },
+                status: Some(DescriptorStatus {
+                    code: if fits {
+                        rate_limit_response::Code::Ok
+                    } else {
+                        rate_limit_response::Code::OverLimit
+                    } as i32,
+                    current_limit: Some(RateLimit {
+                        name: String::new(),
+                        requests_per_unit: LIMIT,
+                        unit: rate_limit_response::rate_limit::Unit::Minute as i32,
+                    }),
+                    limit_remaining: LIMIT.saturating_sub(*count),
+                    duration_until_reset: Some(prost_types::Duration {
+                        seconds: 30,
+                        nanos: 0,
+                    }),
                 }),
-                limit_remaining: LIMIT.saturating_sub(*count),
-                duration_until_reset: Some(prost_types::Duration {
-                    seconds: 30,
-                    nanos: 0,
-                }),
+                ..Default::default()
             });
         }
-        let over = statuses
-            .iter()
-            .any(|s| s.code == rate_limit_response::Code::OverLimit as i32);
-        Ok(Response::new(RateLimitResponse {
-            overall_code: if over {
-                rate_limit_response::Code::OverLimit
-            } else {
-                rate_limit_response::Code::Ok
-            } as i32,
-            statuses,
-            ..Default::default()
-        }))
+        Ok(Response::new(LeaseResponse { grants }))
     }
 }
 
@@ -97,7 +96,7 @@ pub fn start() -> u16 {
             .unwrap();
         runtime.block_on(async move {
             tonic::transport::Server::builder()
-                .add_service(RateLimitServiceServer::new(Stub::default()))
+                .add_service(LeaseServiceServer::new(Stub::default()))
                 .serve(([127, 0, 0, 1], port).into())
                 .await
                 .unwrap();

@@ -4,9 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod config;
+mod flow;
 mod gateway;
 mod jwks;
 mod jwks_sync;
 mod jwt;
+mod mock_host;
 mod ratelimit;
 mod support;

@@ -44,7 +44,6 @@ fn login_is_limited_per_route_and_client_ip_and_fails_closed() {
     assert_eq!(check.domain, "bulwark");
     assert_eq!(check.cluster, "ratelimit");
     assert_eq!(check.timeout, Duration::from_millis(50));
-    assert_eq!(check.hits_addend, 1);
     assert_eq!(check.failure_mode, FailureMode::Closed);
     assert_eq!(
         check.descriptors,
