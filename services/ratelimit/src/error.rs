@@ -3,10 +3,11 @@
 use bulwark_kernel::tonic::Status;
 use bulwark_limiter::{InvalidRequest, LimiterError};
 
-/// Everything `ShouldRateLimit` can fail with.
+/// Everything `ShouldRateLimit` and `Lease` can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// `field: rule`, e.g. `descriptors[0].entries: must hold 1 to 16 entries`.
+    /// `field: rule`, e.g. `descriptors[0].entries: must hold 1 to 16 entries` or
+    /// `items[2].spend: must be 0 or 1`.
     #[error(transparent)]
     InvalidArgument(#[from] InvalidRequest),
     #[error(transparent)]

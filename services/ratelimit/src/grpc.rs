@@ -1,5 +1,6 @@
 //! gRPC handlers of `envoy.service.ratelimit.v3.RateLimitService`, the protocol Envoy's
-//! ratelimit filter and the gateway filter speak.
+//! ratelimit filter and the gateway filter speak, and the failure reporting that
+//! `LeaseService` (in `lease.rs`) shares with them.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,6 +50,10 @@ impl RateLimitHandlers {
         }
     }
 
+    pub(crate) fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
     async fn decide(&self, request: RateLimitRequest) -> Result<RateLimitResponse, Error> {
         let request = check_request(request)?;
         let verdict = self.limiter.check(&request).await?;
@@ -57,7 +62,7 @@ impl RateLimitHandlers {
 
     /// Answers `result`; failures are counted, outages reported to the error bus at
     /// most every [`OUTAGE_REPORT_PERIOD`], internal errors every time.
-    fn reply<T>(&self, result: Result<T, Error>) -> Result<Response<T>, Status> {
+    pub(crate) fn reply<T>(&self, result: Result<T, Error>) -> Result<Response<T>, Status> {
         result.map(Response::new).map_err(|error| {
             if error.is_unavailable() {
                 metrics::counter!(REDIS_ERRORS_TOTAL, "kind" => "unavailable").increment(1);
@@ -105,19 +110,22 @@ pub fn check_request(request: RateLimitRequest) -> Result<CheckRequest, InvalidR
         .descriptors
         .into_iter()
         .enumerate()
-        .map(|(index, descriptor)| descriptor_from_proto(index, descriptor))
+        .map(|(index, descriptor)| {
+            descriptor_from_proto(&format!("descriptors[{index}]"), descriptor)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     CheckRequest::new(request.domain, descriptors, request.hits_addend)
 }
 
-fn descriptor_from_proto(
-    index: usize,
+/// Envoy's descriptor as the limiter's; `at` names it in errors (`descriptors[0]`).
+pub(crate) fn descriptor_from_proto(
+    at: &str,
     descriptor: RateLimitDescriptor,
 ) -> Result<Descriptor, InvalidRequest> {
     let limit_override = match descriptor.limit {
         None => None,
         Some(limit) => {
-            let field = |name: &str| format!("descriptors[{index}].limit.{name}");
+            let field = |name: &str| format!("{at}.limit.{name}");
             let unit = match RateLimitUnit::try_from(limit.unit) {
                 Ok(RateLimitUnit::Second) => Unit::Second,
                 Ok(RateLimitUnit::Minute) => Unit::Minute,
@@ -171,7 +179,7 @@ fn code(over_limit: bool) -> Code {
     }
 }
 
-fn descriptor_status(status: &DescriptorVerdict) -> DescriptorStatus {
+pub(crate) fn descriptor_status(status: &DescriptorVerdict) -> DescriptorStatus {
     DescriptorStatus {
         code: code(status.over_limit).into(),
         current_limit: status
@@ -183,10 +191,14 @@ fn descriptor_status(status: &DescriptorVerdict) -> DescriptorStatus {
                 unit: unit(limit.rate.unit).into(),
             }),
         limit_remaining: status.remaining,
-        duration_until_reset: status.reset_after.map(|after| prost_types::Duration {
-            seconds: i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
-            nanos: i32::try_from(after.subsec_nanos()).unwrap_or(0),
-        }),
+        duration_until_reset: status.reset_after.map(duration),
+    }
+}
+
+pub(crate) fn duration(after: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(after.subsec_nanos()).unwrap_or(0),
     }
 }
 

@@ -4,6 +4,7 @@
 mod concurrency;
 mod decisions;
 mod edge_limits;
+mod leases;
 mod outage;
 mod reload;
 mod startup;

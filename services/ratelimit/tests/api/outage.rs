@@ -6,7 +6,11 @@ use std::time::{Duration, Instant};
 use bulwark_kernel::tonic::Code as GrpcCode;
 use bulwark_proto::envoy::service::ratelimit::v3::rate_limit_response::Code;
 
-use crate::support::{Service, closed_redis_url, descriptor, request, unique_domain};
+use bulwark_proto::ratelimit::v1::grant::Mode;
+
+use crate::support::{
+    Service, closed_redis_url, descriptor, lease_item, lease_request, request, unique_domain,
+};
 
 fn limits(domain: &str) -> String {
     format!(
@@ -51,6 +55,58 @@ async fn unlimited_and_unknown_descriptors_need_no_redis() {
             "{entries:?}: {response:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_lease_with_redis_down_answers_unavailable_quickly() {
+    let domain = unique_domain("lease-down");
+    let service = Service::start_on(&closed_redis_url(), &limits(&domain)).await;
+    for items in [
+        vec![lease_item(&[("user_id", "u1")], 0, 1)],
+        // One counted item fails the whole call, unlimited ones with it.
+        vec![
+            lease_item(&[("user_id", "admin")], 0, 1),
+            lease_item(&[("user_id", "u1")], 0, 0),
+        ],
+    ] {
+        let started = Instant::now();
+        let status = service.lease_err(lease_request(&domain, items)).await;
+        let took = started.elapsed();
+        assert_eq!(status.code(), GrpcCode::Unavailable, "{status:?}");
+        assert!(
+            took < Duration::from_millis(1_500),
+            "UNAVAILABLE took {took:?}; the caller's own deadline would expire first"
+        );
+        assert!(
+            !status.message().contains("127.0.0.1"),
+            "the message leaks internals: {:?}",
+            status.message()
+        );
+    }
+    let (_, metrics) = service.admin_get("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("ratelimit_redis_errors_total{kind=\"unavailable\"}")),
+        "the outage was not counted:\n{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn unlimited_lease_items_need_no_redis() {
+    let domain = unique_domain("lease-noredis");
+    let service = Service::start_on(&closed_redis_url(), &limits(&domain)).await;
+    let response = service
+        .lease(lease_request(
+            &domain,
+            vec![
+                lease_item(&[("user_id", "admin")], 0, 1),
+                lease_item(&[("tenant", "t1")], 0, 1),
+            ],
+        ))
+        .await;
+    let modes: Vec<Mode> = response.grants.iter().map(|grant| grant.mode()).collect();
+    assert_eq!(modes, [Mode::Unlimited, Mode::Unlimited], "{response:?}");
 }
 
 #[tokio::test]

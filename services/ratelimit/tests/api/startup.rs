@@ -61,3 +61,44 @@ async fn a_directory_holds_one_domain_per_file_and_refuses_duplicates() {
         .unwrap_or_else(|e| panic!("a directory of two domains refused: {e:#}"));
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn bad_lease_settings_stop_the_start_naming_the_key() {
+    let limits = LimitsFile::new("domain: d\n");
+    for (key, value, rule) in [
+        (
+            "min_rate_per_second",
+            serde_json::json!(-1.0),
+            "must be a finite number of at least 0",
+        ),
+        (
+            "lease_seconds",
+            serde_json::json!(0),
+            "must be a finite number greater than 0",
+        ),
+        (
+            "valid_for_ms",
+            serde_json::json!(0),
+            "must be greater than 0",
+        ),
+        ("max_items", serde_json::json!(0), "must be 1 to 1024"),
+        ("max_items", serde_json::json!(5000), "must be 1 to 1024"),
+    ] {
+        let setting = format!("ratelimit.lease.{key}");
+        let message = start_error(
+            try_start(
+                Some(&redis_url()),
+                Some(&limits.path),
+                &[(setting.as_str(), value.clone())],
+            )
+            .await,
+        );
+        let variable = format!("BULWARK_RATELIMIT__LEASE__{}", key.to_ascii_uppercase());
+        assert!(
+            message.contains(&format!("configuration key `{setting}` {rule}"))
+                && message.contains(&variable),
+            "{setting} = {value}: the message does not name the key, the rule and \
+             {variable}: {message:?}"
+        );
+    }
+}

@@ -1,9 +1,11 @@
-//! What the limiter leaves in Redis: namespaced keys that expire, and a script that is
-//! reloaded when Redis forgot it.
+//! What the limiter leaves in Redis: namespaced keys that expire, and scripts that are
+//! reloaded when Redis forgot them.
 
 use bulwark_proto::envoy::service::ratelimit::v3::rate_limit_response::Code;
 
-use crate::support::{Service, descriptor, redis_url, request, unique_domain};
+use crate::support::{
+    Service, descriptor, lease_item, lease_request, redis_url, request, unique_domain,
+};
 
 async fn redis() -> redis::aio::MultiplexedConnection {
     redis::Client::open(redis_url())
@@ -59,4 +61,40 @@ async fn a_flushed_script_cache_falls_back_to_eval() {
         "NOSCRIPT was not handled: {after:?}"
     );
     assert_eq!(after.statuses[0].limit_remaining, 3);
+}
+
+#[tokio::test]
+async fn a_lease_fills_the_bucket_key_and_survives_a_flushed_script_cache() {
+    let domain = unique_domain("lease-noscript");
+    // 6000/minute: leased, 20 hits at a time.
+    let service = Service::start(&per_minute(&domain, 6_000)).await;
+    let lease = || {
+        service.lease(lease_request(
+            &domain,
+            vec![lease_item(&[("user_id", "u1")], 0, 0)],
+        ))
+    };
+    assert_eq!(lease().await.grants[0].granted, 20);
+    let key = format!("bulwark:rl:{domain}:user_id=u1");
+    let mut redis = redis().await;
+    let ttl_ms: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap_or_else(|e| panic!("PTTL: {e}"));
+    // 20 hits of 100/s drain in 200 ms.
+    assert!(
+        (1..=200).contains(&ttl_ms),
+        "{key} should expire within 200 ms, PTTL says {ttl_ms} ms (-2: missing)"
+    );
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut redis)
+        .await
+        .unwrap_or_else(|e| panic!("SCRIPT FLUSH: {e}"));
+    let after = lease().await;
+    assert_eq!(
+        after.grants[0].granted, 20,
+        "NOSCRIPT was not handled: {after:?}"
+    );
 }

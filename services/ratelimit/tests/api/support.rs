@@ -14,6 +14,8 @@ use bulwark_proto::envoy::extensions::common::ratelimit::v3::{
 };
 use bulwark_proto::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
 use bulwark_proto::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+use bulwark_proto::ratelimit::v1::lease_service_client::LeaseServiceClient;
+use bulwark_proto::ratelimit::v1::{LeaseItem, LeaseRequest, LeaseResponse};
 use bulwark_ratelimit::SPEC;
 use secrecy::SecretString;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -48,11 +50,12 @@ impl LimitsFile {
     }
 }
 
-/// An in-process service and a client connected to it.
+/// An in-process service and clients connected to it.
 #[derive(Debug)]
 pub struct Service {
     pub running: Running,
     pub client: RateLimitServiceClient<Channel>,
+    pub leases: LeaseServiceClient<Channel>,
     pub limits: LimitsFile,
 }
 
@@ -63,15 +66,46 @@ impl Service {
     }
 
     pub async fn start_on(redis: &str, limits: &str) -> Self {
+        Self::start_with(redis, limits, &[]).await
+    }
+
+    /// Starts with extra settings, e.g. `("ratelimit.lease.lease_seconds", 1.0.into())`.
+    pub async fn start_with(
+        redis: &str,
+        limits: &str,
+        extra: &[(&str, serde_json::Value)],
+    ) -> Self {
         let limits = LimitsFile::new(limits);
-        let running = try_start(Some(redis), Some(&limits.path), &[])
+        let running = try_start(Some(redis), Some(&limits.path), extra)
             .await
             .unwrap_or_else(|e| panic!("service did not start: {e:#}"));
         let client = connect(&running).await;
+        let leases = LeaseServiceClient::connect(format!("http://{}", running.grpc_addr))
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the lease service: {e}"));
         Self {
             running,
             client,
+            leases,
             limits,
+        }
+    }
+
+    /// Leases and expects an answer.
+    pub async fn lease(&self, request: LeaseRequest) -> LeaseResponse {
+        self.leases
+            .clone()
+            .lease(request)
+            .await
+            .unwrap_or_else(|status| panic!("Lease failed: {status:?}"))
+            .into_inner()
+    }
+
+    /// Leases and expects a failure.
+    pub async fn lease_err(&self, request: LeaseRequest) -> bulwark_kernel::tonic::Status {
+        match self.leases.clone().lease(request).await {
+            Ok(response) => panic!("expected an error, got {:?}", response.into_inner()),
+            Err(status) => status,
         }
     }
 
@@ -157,6 +191,22 @@ pub fn request(domain: &str, descriptors: Vec<RateLimitDescriptor>) -> RateLimit
         domain: domain.to_owned(),
         descriptors,
         hits_addend: 0,
+    }
+}
+
+/// A lease item for `entries`, holding `held` hits and needing `spend` now.
+pub fn lease_item(entries: &[(&str, &str)], held: u32, spend: u32) -> LeaseItem {
+    LeaseItem {
+        descriptor: Some(descriptor(entries)),
+        held,
+        spend,
+    }
+}
+
+pub fn lease_request(domain: &str, items: Vec<LeaseItem>) -> LeaseRequest {
+    LeaseRequest {
+        domain: domain.to_owned(),
+        items,
     }
 }
 
