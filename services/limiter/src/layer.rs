@@ -15,6 +15,10 @@ use crate::limiter::Limiter;
 use crate::request::{CheckRequest, Descriptor};
 use crate::verdict::{DescriptorVerdict, Verdict};
 
+/// The message of every refusal over a limit: the edge's words, so that a client reads
+/// the same whichever limit refused it.
+pub const RATE_LIMITED_MESSAGE: &str = "rate limit exceeded, retry later";
+
 /// What to do with a request when the limiter cannot decide (Redis down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureMode {
@@ -184,8 +188,7 @@ impl<D> Shared<D> {
         match self.limiter.check(&request).await {
             Ok(verdict) if verdict.over_limit() => {
                 let mut response =
-                    tonic::Status::resource_exhausted("rate limit exceeded; retry later")
-                        .into_http::<RB>();
+                    tonic::Status::resource_exhausted(RATE_LIMITED_MESSAGE).into_http::<RB>();
                 response.headers_mut().extend(headers(&verdict));
                 Gate::Refuse(response)
             }

@@ -76,6 +76,12 @@ fn assert_limited(result: Result<Response<VerifyChainResponse>, Status>, what: &
         Err(status) => status,
     };
     assert_eq!(status.code(), Code::ResourceExhausted, "{what}: {status:?}");
+    // The edge's words for its own limits: one message whichever limit refused.
+    assert_eq!(
+        status.message(),
+        "rate limit exceeded, retry later",
+        "{what}"
+    );
     let metadata = status.metadata();
     let retry_after: u64 = header(metadata, "retry-after")
         .and_then(|value| value.parse().ok())
