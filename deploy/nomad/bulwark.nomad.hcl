@@ -20,7 +20,8 @@
 #                                      rest")
 #   nomad/jobs/bulwark/audit           also checkpoint_key: the Ed25519 key that signs the
 #                                      audit chain's checkpoints (32 random bytes in hex);
-#                                      Audit refuses to start in production without one
+#                                      Audit refuses to start in production without one;
+#                                      redis_url: where Audit counts its own limits
 #   nomad/jobs/bulwark/ratelimit       redis_url
 # (README, "Service accounts", has the commands that write them and rotate a secret.)
 # Checked by tests/tests/e2e/deploy_files/nomad.rs (no Nomad runs there).
@@ -515,6 +516,9 @@ EOT
         # The checkpoint files, on the allocation's sticky disk; ship them off the
         # host (README, Audit checkpoints).
         BULWARK_AUDIT__CHECKPOINT_DIR = "${NOMAD_ALLOC_DIR}/data/audit-checkpoints"
+        # Audit's own limits (VerifyChain per caller), counted in Redis (redis_url,
+        # dialled directly like the rate-limit service does); required in production.
+        BULWARK_AUDIT__LIMITS_PATH = "/local/limits.yaml"
       }
 
       template {
@@ -525,7 +529,37 @@ EOT
 BULWARK_DATABASE__URL={{ .database_url }}
 BULWARK_SERVICE_ACCOUNT__CLIENT_SECRET={{ .client_secret }}
 BULWARK_AUDIT__CHECKPOINT_KEY={{ .checkpoint_key }}
+BULWARK_REDIS__URL={{ .redis_url }}
 {{ end }}
+EOT
+      }
+
+      # services/audit/limits.yaml, word for word (the tests keep the two in step);
+      # change_mode = "noop": Audit reads the file again every second and swaps in
+      # changed limits itself.
+      template {
+        destination = "local/limits.yaml"
+        change_mode = "noop"
+        data        = <<EOT
+# Audit's own limits, read by bulwark-audit from audit.limits_path
+# (BULWARK_AUDIT__LIMITS_PATH), reloaded on change and counted in Redis (redis.url), so
+# they hold across every Audit instance.
+#
+# The format is Envoy ratelimit's, as in services/ratelimit/limits.yaml. For each
+# VerifyChain call whose bearer token verifies, Audit (domain "bulwark-audit") sends
+#   [("rpc", "VerifyChain"), ("caller", "<user id, or client:<id> for a service>")]
+# and answers a call over the limit RESOURCE_EXHAUSTED with retry-after (429 at the
+# edge). Audit refuses to start with a file that sets no limit for VerifyChain; to
+# lift it, say so with `unlimited: true` in place of the rate_limit.
+domain: bulwark-audit
+descriptors:
+  # VerifyChain reads and re-hashes the whole audit log: 6 per minute per caller (a
+  # burst of 6, then one every 10 s). Checking the log every few minutes needs far less.
+  - key: rpc
+    value: VerifyChain
+    descriptors:
+      - key: caller
+        rate_limit: { unit: minute, requests_per_unit: 6 }
 EOT
       }
 
@@ -589,7 +623,9 @@ EOT
         destination = "secrets/redis.env"
         env         = true
         data        = <<EOT
-{{ with nomadVar "nomad/jobs/bulwark/ratelimit" }}BULWARK_REDIS__URL={{ .redis_url }}{{ end }}
+{{ with nomadVar "nomad/jobs/bulwark/ratelimit" }}
+BULWARK_REDIS__URL={{ .redis_url }}
+{{ end }}
 EOT
       }
 

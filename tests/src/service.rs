@@ -256,6 +256,13 @@ fn service_command(launch: &ServiceLaunch) -> anyhow::Result<Command> {
             workspace_root().join("services/ratelimit/limits.yaml"),
         );
     }
+    // Audit's own limits (VerifyChain per caller), as every deployment sets them.
+    if launch.kind == ServiceKind::Audit {
+        command.env(
+            "BULWARK_AUDIT__LIMITS_PATH",
+            workspace_root().join("services/audit/limits.yaml"),
+        );
+    }
     for (kind, url) in &launch.clients {
         command.env(
             format!("BULWARK_CLIENTS__{}", kind.name().to_uppercase()),

@@ -22,6 +22,42 @@ pub fn signs_checkpoints(service: &str) -> bool {
 pub const CHECKPOINT_KEY: &str = "BULWARK_AUDIT__CHECKPOINT_KEY";
 pub const CHECKPOINT_DIR: &str = "BULWARK_AUDIT__CHECKPOINT_DIR";
 
+/// A service that holds requests to limits counted in Redis (`redis.url`): the setting
+/// naming its limits file, the file the repository ships, and the domain the file must
+/// be for (the one the service, or for the rate-limit service the gateway filter, asks
+/// about).
+#[derive(Debug, Clone, Copy)]
+pub struct LimitsFile {
+    pub service: &'static str,
+    pub setting: &'static str,
+    pub shipped: &'static str,
+    pub domain: &'static str,
+}
+
+/// The rate-limit service's edge limits (required by it everywhere) and Audit's own
+/// limits (`audit.limits_path`, required outside environment `local`).
+pub const LIMITS_FILES: [LimitsFile; 2] = [
+    LimitsFile {
+        service: "ratelimit",
+        setting: "BULWARK_RATELIMIT__CONFIG_PATH",
+        shipped: "services/ratelimit/limits.yaml",
+        domain: "bulwark-edge",
+    },
+    LimitsFile {
+        service: "audit",
+        setting: "BULWARK_AUDIT__LIMITS_PATH",
+        shipped: "services/audit/limits.yaml",
+        domain: "bulwark-audit",
+    },
+];
+
+/// The limits file `service` reads, if it has one.
+pub fn limits_file(service: &str) -> Option<LimitsFile> {
+    LIMITS_FILES
+        .into_iter()
+        .find(|file| file.service == service)
+}
+
 mod compose;
 mod compose_edge;
 mod dockerfile;

@@ -1,6 +1,7 @@
-//! `deploy/compose/compose.yaml`: every service, its settings, files and dependencies,
-//! and the service accounts, bootstrap admin and Audit's checkpoint key, whose secrets
-//! the user must supply.
+//! `deploy/compose/compose.yaml`: every service, its settings, files and dependencies
+//! (the limits files of the rate-limit service and Audit among them), and the service
+//! accounts, bootstrap admin and Audit's checkpoint key, whose secrets the user must
+//! supply.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -8,7 +9,10 @@ use std::path::PathBuf;
 use bulwark_e2e::workspace_root;
 use bulwark_kernel::bootstrap::LOCAL_ENVIRONMENT;
 
-use super::{CHECKPOINT_DIR, CHECKPOINT_KEY, reads_admin_password, signs_checkpoints};
+use super::{
+    CHECKPOINT_DIR, CHECKPOINT_KEY, LIMITS_FILES, LimitsFile, reads_admin_password,
+    signs_checkpoints,
+};
 use serde_json::{Map, Value};
 
 use super::{CORE, EDGE_PORT, EVERY, Problems, check_env_key, kernel_keys, read, spec};
@@ -413,38 +417,42 @@ fn check_no_account(name: &str, service: &Value, problems: &mut Problems) {
     );
 }
 
-/// The rate-limit service counts in the Compose Redis and reads a mounted limits file
-/// for the domain the gateway filter asks for.
-fn check_ratelimit(service: &Value, problems: &mut Problems) {
+/// A service with limits of its own (the rate-limit service, Audit) counts them in the
+/// Compose Redis, once it is healthy, and reads the repository's limits file, mounted,
+/// for the domain it asks about.
+fn check_limits(service: &Value, limits: LimitsFile, problems: &mut Problems) {
+    let name = limits.service;
     let env = env_of(service);
     problems.expect(
-        "ratelimit: BULWARK_REDIS__URL",
+        format_args!("{name}: BULWARK_REDIS__URL"),
         env.get("BULWARK_REDIS__URL").map(String::as_str),
         Some("redis://redis:6379"),
     );
     if !healthy(service, "redis") {
-        problems.push("ratelimit does not wait for a healthy redis");
+        problems.push(format!("{name} does not wait for a healthy redis"));
     }
-    let limits_path = env
-        .get("BULWARK_RATELIMIT__CONFIG_PATH")
-        .cloned()
-        .unwrap_or_default();
+    let limits_path = env.get(limits.setting).cloned().unwrap_or_default();
     let Some((source, _)) = bind_mounts(service)
         .into_iter()
         .find(|(_, target)| *target == limits_path)
     else {
         problems.push(format!(
-            "ratelimit reads its limits from {limits_path:?}, which no volume mounts"
+            "{name} reads its limits from {limits_path:?} ({}), which no volume mounts",
+            limits.setting
         ));
         return;
     };
+    problems.expect(
+        format_args!("{name}: the file mounted at {limits_path}"),
+        compose_dir().join(&source).canonicalize().ok(),
+        workspace_root().join(limits.shipped).canonicalize().ok(),
+    );
     let text = std::fs::read_to_string(compose_dir().join(&source)).unwrap_or_default();
-    let limits: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap_or_default();
-    // envoy/edge.yaml configures the gateway filter with rate_limit.domain "bulwark-edge".
+    let file: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap_or_default();
     problems.expect(
         format_args!("the domain of the limits file {source}"),
-        limits["domain"].as_str(),
-        Some("bulwark-edge"),
+        file["domain"].as_str(),
+        Some(limits.domain),
     );
 }
 
@@ -530,7 +538,9 @@ fn compose_file_runs_every_service_with_consistent_settings() {
             .and_then(|value| required_variable(value).map(str::to_owned)),
         Some("BULWARK_AUTH_KEK".to_owned()),
     );
-    check_ratelimit(&services["ratelimit"], &mut problems);
+    for limits in LIMITS_FILES {
+        check_limits(&services[limits.service], limits, &mut problems);
+    }
     check_no_account("ratelimit", &services["ratelimit"], &mut problems);
     check_edge(&services["edge"], &mut problems);
     problems.assert_none(COMPOSE);

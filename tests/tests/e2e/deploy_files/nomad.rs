@@ -1,24 +1,20 @@
 //! `deploy/nomad/bulwark.nomad.hcl`: one group per Consul service, each with its
 //! Connect sidecar and upstreams as in `consul/services/`, readiness checks on the
 //! admin port, secrets (database, service-account secrets, Identity's admin password,
-//! Audit's checkpoint key) from its own Nomad variable only, outside the `local` environment, only settings the
-//! service reads, and the rate-limit service's default limits embedded as they are in
-//! the repository.
+//! Audit's checkpoint key, Redis) from its own Nomad variable only, outside the `local`
+//! environment, only settings the service reads, and the default limits of the
+//! rate-limit service and Audit embedded as they are in the repository.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use bulwark_kernel::bootstrap::LOCAL_ENVIRONMENT;
 
-use super::{CHECKPOINT_DIR, CHECKPOINT_KEY, reads_admin_password, signs_checkpoints};
+use super::{CHECKPOINT_DIR, CHECKPOINT_KEY, limits_file, reads_admin_password, signs_checkpoints};
 use serde_json::Value;
 
 use super::{CORE, EVERY, Problems, check_env_key, kernel_keys, port_of, read, spec};
 
 const NOMAD_JOB: &str = "deploy/nomad/bulwark.nomad.hcl";
-/// The rate-limit service's default limits, which the job embeds in a template.
-const DEFAULT_LIMITS: &str = "services/ratelimit/limits.yaml";
-/// Where the rate-limit service reads its limits (`ratelimit.config_path`).
-const LIMITS_SETTING: &str = "BULWARK_RATELIMIT__CONFIG_PATH";
 
 type Upstreams = BTreeSet<(String, u16)>;
 
@@ -93,17 +89,20 @@ fn needs_admin_password(name: &str) -> bool {
 
 /// The settings a service cannot run without, set in `env` or by a template: the core
 /// services' database and service account (and Auth's copy of every built-in client's
-/// secret), Identity's admin password, Audit's checkpoint key and directory, the
-/// rate-limit service's Redis and limits file.
+/// secret), Identity's admin password, Audit's checkpoint key and directory, and the
+/// Redis and limits file of the rate-limit service and Audit.
 fn required_settings(name: &str) -> Vec<String> {
     let mut settings: Vec<String> = match name {
-        "ratelimit" => vec!["BULWARK_REDIS__URL".into(), LIMITS_SETTING.into()],
+        "ratelimit" => Vec::new(),
         _ => vec![
             "BULWARK_DATABASE__URL".into(),
             CLIENT_ID.into(),
             CLIENT_SECRET.into(),
         ],
     };
+    if let Some(limits) = limits_file(name) {
+        settings.extend(["BULWARK_REDIS__URL".into(), limits.setting.into()]);
+    }
     if name == "auth" {
         settings.extend(
             CORE.iter()
@@ -157,9 +156,13 @@ fn template_items(data: &str) -> BTreeMap<String, String> {
 /// The item of the group's Nomad variable that each secret setting comes from: the
 /// service's own `client_secret`; for Auth also `<id>_client_secret` of every other
 /// core service (which holds the value of that service's `client_secret`); for Identity
-/// also `admin_password`; for Audit also `checkpoint_key`.
+/// also `admin_password`; for Audit also `checkpoint_key`; for the services with limits
+/// of their own (the rate-limit service, Audit) `redis_url`.
 fn expected_secret_items(name: &str) -> BTreeMap<String, String> {
     let mut items = BTreeMap::new();
+    if limits_file(name).is_some() {
+        items.insert("BULWARK_REDIS__URL".to_owned(), "redis_url".to_owned());
+    }
     if name == "ratelimit" {
         return items;
     }
@@ -329,8 +332,9 @@ fn check_task(
             written.extend(check_file_template(name, template, &env, problems));
         }
     }
-    if let Some(path) = env.get(LIMITS_SETTING)
-        && !written.iter().any(|key| key == LIMITS_SETTING)
+    if let Some(limits) = limits_file(name)
+        && let Some(path) = env.get(limits.setting)
+        && !written.iter().any(|key| key == limits.setting)
     {
         problems.push(format!(
             "{name} reads its limits from {path:?}, which no template writes"
@@ -522,8 +526,8 @@ fn check_env_template(name: &str, template: &hcl::Body, problems: &mut Problems)
 }
 
 /// A template that writes a file writes one a setting points at (returned; the docker
-/// driver mounts the task's `local/` at `/local`); the rate-limit service's limits file
-/// is the repository's default limits, left to the service's own reload.
+/// driver mounts the task's `local/` at `/local`); a limits file is the repository's
+/// default limits of that service, left to the service's own reload.
 fn check_file_template(
     name: &str,
     template: &hcl::Body,
@@ -538,29 +542,29 @@ fn check_file_template(
         ));
         return None;
     };
-    if key == LIMITS_SETTING {
-        check_limits_template(name, template, problems);
+    if let Some(limits) = limits_file(name).filter(|limits| limits.setting == key) {
+        check_limits_template(name, template, limits.shipped, problems);
     }
     Some(key.clone())
 }
 
-fn check_limits_template(name: &str, template: &hcl::Body, problems: &mut Problems) {
+fn check_limits_template(name: &str, template: &hcl::Body, shipped: &str, problems: &mut Problems) {
     problems.expect(
         format_args!("{name}: change_mode of the limits template (the service reloads the file)"),
         attribute(template, "change_mode"),
         Some("noop".to_owned()),
     );
-    let limits = read(DEFAULT_LIMITS);
+    let limits = read(shipped);
     if attribute(template, "data").as_deref() != Some(limits.as_str()) {
         problems.push(format!(
-            "{name}: the limits template's data is not {DEFAULT_LIMITS} word for word"
+            "{name}: the limits template's data is not {shipped} word for word"
         ));
     }
     // Embedded verbatim, the text must mean itself to HCL and to Nomad's Go templates.
     for marker in ["${", "%{", "{{"] {
         if limits.contains(marker) {
             problems.push(format!(
-                "{DEFAULT_LIMITS} contains {marker:?}, which the job's template would expand"
+                "{shipped} contains {marker:?}, which the job's template would expand"
             ));
         }
     }
