@@ -1,7 +1,8 @@
 //! The audit log as clients see it: one event per audited action, listed with
 //! filters and pages, carrying the caller's trace id; delivered exactly once across an
-//! outage of Audit; a tampered row found by `VerifyChain`; and signed checkpoints,
-//! listed and written as files, that make `VerifyChain` report a truncated log.
+//! outage of Audit; a tampered row found by `VerifyChain`, which each caller may start
+//! only a few times a minute; and signed checkpoints, listed and written as files, that
+//! make `VerifyChain` report a truncated log.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -567,6 +568,46 @@ async fn tampered_audit_row_is_found_by_verify_chain() {
         broken.first_broken_event_id, victim,
         "VerifyChain named another event than the tampered one: {broken:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_chain_over_audits_own_limit_is_429_with_retry_after() {
+    let mesh = start_mesh().await;
+    let edge = Edge::new(&mesh);
+    let admin = mesh.admin();
+    // Audit's limit (services/audit/limits.yaml): 6 a minute per caller, far inside the
+    // edge's 100 a second per user.
+    for n in 1..=6 {
+        let report = verify_rest(&edge, &admin.access, Vec::new()).await;
+        assert_eq!(report["ok"], json!(true), "VerifyChain {n}: {report}");
+    }
+    let refused = edge
+        .post("/v1/audit/chain/verify", json!({"checkpoints": []}))
+        .bearer(&admin.access)
+        .send()
+        .await;
+    let retry_after = refused
+        .headers
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    assert!(
+        retry_after.is_some_and(|seconds| (1..=10).contains(&seconds)),
+        "the 7th VerifyChain in a minute: retry-after {retry_after:?} (6 a minute lets one \
+         in every 10 s); headers {:?}",
+        refused.headers
+    );
+    let message = refused.error(StatusCode::TOO_MANY_REQUESTS, 8);
+    assert_eq!(message, "rate limit exceeded, retry later");
+
+    // The limit is the admin's own: another caller is answered by the handler as before.
+    edge.register("limit-other@example.com", "Other").await;
+    let other = edge.login("limit-other@example.com", PASSWORD).await;
+    edge.post("/v1/audit/chain/verify", json!({"checkpoints": []}))
+        .bearer(&other.access)
+        .send()
+        .await
+        .error(StatusCode::FORBIDDEN, 7);
 }
 
 /// How long Audit (checkpointing every second in the harness) may take to sign a head.
