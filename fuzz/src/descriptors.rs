@@ -21,7 +21,8 @@ use bulwark_gateway_logic::ratelimit::{
     self, CLIENT_IP_KEY, ROUTE_KEY, RateLimitSubject, USER_ID_KEY, client_ip_from_address,
 };
 use bulwark_gateway_logic::routes::{RouteRule, canonical_path};
-use bulwark_limiter::{CheckRequest, Descriptor};
+use bulwark_limiter::lease::DEFAULT_MAX_LEASE_ITEMS;
+use bulwark_limiter::{CheckRequest, Descriptor, LeaseItem, LeaseRequest};
 use serde_json::{Value, json};
 
 /// A configuration's routes and one request.
@@ -296,7 +297,6 @@ fn check_plan(config: GatewayConfig, path: &str, ip: &str, user: Option<&str>) {
         };
         assert_eq!(check.domain, limits.domain);
         assert_eq!(check.failure_mode, failure_mode);
-        assert_eq!(check.hits_addend, 1);
         let built: Vec<Vec<(&str, &str)>> = check
             .descriptors
             .iter()
@@ -307,14 +307,26 @@ fn check_plan(config: GatewayConfig, path: &str, ip: &str, user: Option<&str>) {
             })
             .collect();
         assert_eq!(built, vec![entries]);
-        // The rate-limit service must take what the edge sends.
-        let descriptors = check
+        // The rate-limit service must take what the edge sends: a lease call for the
+        // request's descriptor (what the filter asks), and the same as a check.
+        let descriptors: Vec<Descriptor> = check
             .descriptors
             .iter()
             .map(|d| Descriptor::new(d.iter().map(|e| (e.key.clone(), e.value.clone()))))
             .collect();
-        if let Err(error) = CheckRequest::new(check.domain.clone(), descriptors, check.hits_addend)
+        let items = descriptors
+            .iter()
+            .map(|descriptor| LeaseItem {
+                descriptor: descriptor.clone(),
+                held: 0,
+                spend: 1,
+            })
+            .collect();
+        if let Err(error) = LeaseRequest::new(check.domain.clone(), items, DEFAULT_MAX_LEASE_ITEMS)
         {
+            panic!("the rate-limit service refuses the edge's lease call {check:?}: {error}");
+        }
+        if let Err(error) = CheckRequest::new(check.domain.clone(), descriptors, 1) {
             panic!("the rate-limit service refuses the edge's check {check:?}: {error}");
         }
     }

@@ -30,11 +30,13 @@ pub fn render(template: &str, values: &[(String, String)]) -> anyhow::Result<Str
 }
 
 impl Envoy {
-    /// Renders `envoy/edge.yaml` into `dir` with the services' gRPC ports and starts Envoy.
+    /// Renders `envoy/edge.yaml` into `dir` with the services' gRPC ports and starts Envoy
+    /// with `workers` worker threads.
     /// A service without a port points at a closed port (Envoy answers 503 for it).
     pub(crate) fn spawn(
         dir: &Path,
         ports: (u16, u16),
+        workers: u32,
         upstreams: &[(ServiceKind, u16)],
         descriptor: &Path,
         log: &Path,
@@ -63,13 +65,12 @@ impl Envoy {
         let config = dir.join("edge.yaml");
         std::fs::write(&config, render(&template, &values)?)?;
         let mut command = Command::new(envoy_binary()?);
-        command.arg("-c").arg(&config).args([
-            "--disable-hot-restart",
-            "--concurrency",
-            "1",
-            "-l",
-            "warning",
-        ]);
+        command
+            .arg("-c")
+            .arg(&config)
+            .args(["--disable-hot-restart", "--concurrency"])
+            .arg(workers.to_string())
+            .args(["-l", "warning"]);
         let process = ManagedChild::spawn("envoy", &mut command, log)?;
         Ok(Self {
             port,

@@ -24,7 +24,8 @@ pub struct MeshBuilder {
     postgres: bool,
     redis: bool,
     services: Vec<ServiceKind>,
-    envoy: bool,
+    /// Envoy instances and the workers of each.
+    envoys: (usize, u32),
     service_env: Vec<(ServiceKind, String, String)>,
 }
 
@@ -58,8 +59,15 @@ impl MeshBuilder {
 
     /// The Envoy edge in front of whichever services run (the others answer 503),
     /// with the gateway filter and the rate-limit service (and Redis) it calls.
-    pub fn envoy(mut self) -> Self {
-        self.envoy = true;
+    pub fn envoy(self) -> Self {
+        self.envoys(1, 1)
+    }
+
+    /// `count` Envoy instances of `workers` worker threads each, every one a whole edge
+    /// in front of the same services, rate-limit service and Redis (the fleet that
+    /// shares one set of global limits).
+    pub fn envoys(mut self, count: usize, workers: u32) -> Self {
+        self.envoys = (count.max(1), workers.max(1));
         self.service(ServiceKind::Ratelimit)
     }
 
@@ -85,7 +93,7 @@ impl MeshBuilder {
             .timeout(Duration::from_secs(10))
             .build()?;
         let mut mesh = Mesh {
-            envoy: None,
+            envoys: Vec::new(),
             services: Vec::new(),
             redis: None,
             postgres: None,
@@ -178,19 +186,30 @@ impl MeshBuilder {
                 .await?;
         }
 
-        if self.envoy {
+        let (envoys, workers) = self.envoys;
+        if envoys > 0 {
             let descriptor = mesh.dir.path().join("bulwark.pb");
             std::fs::write(&descriptor, bulwark_proto::FILE_DESCRIPTOR_SET)
                 .context("writing the descriptor set for Envoy")?;
-            let mut envoy = Envoy::spawn(
-                mesh.dir.path(),
-                (free_port()?, free_port()?),
-                &grpc_ports,
-                &descriptor,
-                &mesh.logs.join("envoy.log"),
-            )?;
-            envoy.wait_ready(&mesh.http, ENVOY_READY_TIMEOUT).await?;
-            mesh.envoy = Some(envoy);
+            for index in 0..envoys {
+                let dir = mesh.dir.path().join(format!("envoy-{index}"));
+                std::fs::create_dir_all(&dir)?;
+                let name = if index == 0 {
+                    "envoy.log".to_owned()
+                } else {
+                    format!("envoy-{index}.log")
+                };
+                let mut envoy = Envoy::spawn(
+                    &dir,
+                    (free_port()?, free_port()?),
+                    workers,
+                    &grpc_ports,
+                    &descriptor,
+                    &mesh.logs.join(name),
+                )?;
+                envoy.wait_ready(&mesh.http, ENVOY_READY_TIMEOUT).await?;
+                mesh.envoys.push(envoy);
+            }
         }
         Ok(mesh)
     }
@@ -201,7 +220,7 @@ impl MeshBuilder {
 #[derive(Debug)]
 pub struct Mesh {
     // Fields drop in this order.
-    envoy: Option<Envoy>,
+    envoys: Vec<Envoy>,
     services: Vec<Service>,
     redis: Option<Redis>,
     postgres: Option<Postgres>,
@@ -291,9 +310,14 @@ impl Mesh {
     /// # Panics
     /// If the test did not ask the builder for it.
     pub fn envoy(&self) -> &Envoy {
-        self.envoy
-            .as_ref()
+        self.envoys
+            .first()
             .unwrap_or_else(|| panic!("the test did not start envoy"))
+    }
+
+    /// Every Envoy instance, in start order (the first is [`Mesh::envoy`]).
+    pub fn envoys(&self) -> &[Envoy] {
+        &self.envoys
     }
 
     /// `http://127.0.0.1:<edge port><path>`.

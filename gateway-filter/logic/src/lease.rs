@@ -462,9 +462,10 @@ impl LeaseTable {
                     next.valid_until_ms = now_ms + millis(grant.valid_for);
                 }
                 GrantMode::Leased => {
-                    let (limit, unit) = grant.status.limit.unwrap_or((0, LimitUnit::Unknown));
-                    next.limit = limit;
-                    next.unit = unit;
+                    if let Some((limit, unit)) = grant.status.limit {
+                        next.limit = limit;
+                        next.unit = unit;
+                    }
                     let reset_at = now_ms + grant.status.reset_after.map_or(0, millis);
                     if grant.status.over_limit || grant.granted == 0 {
                         if grant.status.over_limit {

@@ -13,6 +13,7 @@ mod bad_tokens;
 mod forged_burst;
 mod identity_headers;
 mod key_rotation;
+mod leases;
 mod methods;
 mod rate_limits;
 mod redis_outage;
@@ -51,15 +52,21 @@ pub async fn start_mesh(limits: Option<&Path>) -> Mesh {
 /// The first rate-limit decisions after a start pay for connections (Envoy to the
 /// rate-limit service, the service to Redis) and can overrun the filter's 50 ms budget
 /// on a loaded machine, which fails a login closed (503). Fail-open refresh calls, whose
-/// budget no test uses, warm the path until one comes back counted.
+/// budget no test uses, warm the path of every Envoy until one comes back counted.
 async fn warm_rate_limit_path(mesh: &Mesh) {
+    for envoy in mesh.envoys() {
+        warm_envoy(mesh, envoy).await;
+    }
+}
+
+async fn warm_envoy(mesh: &Mesh, envoy: &bulwark_e2e::Envoy) {
     poll_until(
         "a refresh call counted by the rate-limit service",
         Duration::from_secs(30),
         || async {
             let reply = Reply::of(
                 mesh.http()
-                    .post(mesh.edge_url("/v1/auth/refresh"))
+                    .post(envoy.url("/v1/auth/refresh"))
                     .header("content-type", "application/json")
                     .body(r#"{"refresh_token":"warm-up"}"#),
                 "warm-up refresh",
