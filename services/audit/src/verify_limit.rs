@@ -42,7 +42,8 @@ const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 /// Without Redis, `VerifyChain` goes ahead uncounted: it only reads, the edge's
 /// per-user limit still holds, and a Redis outage must not also keep auditors from
-/// checking the log, which is when they may most want to.
+/// checking the log, which is when they may most want to. For the same reason Redis
+/// does not make Audit unready.
 const FAILURE_MODE: FailureMode = FailureMode::Open;
 
 /// One `VerifyChain` call by `caller` (a user id or `client:<id>`).
@@ -82,6 +83,9 @@ impl VerifyLimit {
             .redis
             .as_ref()
             .context("redis.url is not set, which limiting() refuses")?;
+        // Audit works without Redis (the limit fails open): `/ready` shows it down but
+        // does not take Audit out of the mesh for it.
+        kernel.readiness.tolerate(redis);
         let watch = LimitsWatch::start(path.clone(), RELOAD_INTERVAL, kernel.errors.clone())
             .await
             .map_err(|error| invalid_file(error.to_string()))?;

@@ -1,7 +1,8 @@
 //! Liveness and readiness. `/healthz` says the process is up; `/ready` makes a real
 //! round trip to every dependency (Postgres, Redis, ...) and answers 503 naming the
-//! ones that failed.
+//! ones that failed, except those the service works without, which it only reports.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -23,6 +24,9 @@ pub trait ReadinessCheck: Send + Sync {
 pub struct CheckOutcome {
     pub name: String,
     pub ok: bool,
+    /// Whether a failure makes the service unready; `false` for a dependency the service
+    /// works without ([`Readiness::tolerate`]).
+    pub required: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub latency_ms: u64,
@@ -42,6 +46,8 @@ pub struct ReadinessReport {
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: Arc<RwLock<Vec<Arc<dyn ReadinessCheck>>>>,
+    /// Names of the checks that are reported but never make the service unready.
+    tolerated: Arc<RwLock<HashSet<String>>>,
     draining: Arc<AtomicBool>,
 }
 
@@ -59,6 +65,16 @@ impl Readiness {
         }
     }
 
+    /// Keeps `check` on `/ready` but no longer lets its failure make the service unready:
+    /// for a dependency the service works without, such as Audit's Redis (only its
+    /// limits count there, and calls go through while it is down). Unready for it,
+    /// the service would be taken out of the mesh for no reason.
+    pub fn tolerate(&self, check: &dyn ReadinessCheck) {
+        if let Ok(mut tolerated) = self.tolerated.write() {
+            tolerated.insert(check.name().to_owned());
+        }
+    }
+
     fn checks(&self) -> Vec<Arc<dyn ReadinessCheck>> {
         self.checks.read().map(|c| c.clone()).unwrap_or_default()
     }
@@ -71,6 +87,8 @@ impl Readiness {
     /// Runs every check concurrently, each bounded by a timeout.
     pub async fn report(&self) -> ReadinessReport {
         let checks = self.checks();
+        let tolerated = self.tolerated.read().map(|t| t.clone()).unwrap_or_default();
+        let tolerated = &tolerated;
         let outcomes = futures::future::join_all(checks.iter().map(|check| async move {
             let started = Instant::now();
             let result = match tokio::time::timeout(CHECK_TIMEOUT, check.check()).await {
@@ -80,6 +98,7 @@ impl Readiness {
             CheckOutcome {
                 name: check.name().to_owned(),
                 ok: result.is_ok(),
+                required: !tolerated.contains(check.name()),
                 error: result.err(),
                 latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             }
@@ -87,7 +106,7 @@ impl Readiness {
         .await;
         let draining = self.draining.load(Ordering::SeqCst);
         ReadinessReport {
-            ready: !draining && outcomes.iter().all(|o| o.ok),
+            ready: !draining && outcomes.iter().all(|o| o.ok || !o.required),
             reason: draining.then_some("shutting down"),
             checks: outcomes,
         }
@@ -132,6 +151,32 @@ mod tests {
         assert_eq!(
             redis.and_then(|c| c.error.as_deref()),
             Some("connection refused")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tolerated_dependency_is_reported_but_leaves_the_service_ready() {
+        let readiness = Readiness::default();
+        let redis = Arc::new(Fixed("redis", Err("connection refused".into())));
+        readiness.add(Arc::new(Fixed("postgres", Ok(()))));
+        readiness.add(redis.clone());
+        readiness.tolerate(redis.as_ref());
+        let report = readiness.report().await;
+        assert!(
+            report.ready,
+            "unready for a tolerated dependency: {report:?}"
+        );
+        let outcome = report.checks.iter().find(|c| c.name == "redis");
+        assert_eq!(
+            outcome.map(|c| (c.ok, c.required, c.error.as_deref())),
+            Some((false, false, Some("connection refused"))),
+            "{report:?}"
+        );
+
+        readiness.add(Arc::new(Fixed("postgres-2", Err("down".into()))));
+        assert!(
+            !readiness.report().await.ready,
+            "a required dependency that failed left the service ready"
         );
     }
 

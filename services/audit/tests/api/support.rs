@@ -12,6 +12,7 @@ use bulwark_kernel::Running;
 use bulwark_kernel::caller::TokenVerifier;
 use bulwark_kernel::clients::AuthzApi;
 use bulwark_kernel::config::DatabaseConfig;
+use bulwark_kernel::health::Readiness;
 use bulwark_kernel::testing::{TestTokens, fresh_database, settings, start};
 // Shared with the other services' tests: one definition of the forged headers.
 pub use bulwark_kernel::testing::{assert_status, with_edge_headers};
@@ -115,6 +116,8 @@ pub struct TestAudit {
     pub client: AuditServiceClient<Channel>,
     /// The client's connection, for calls the generated client cannot make.
     pub channel: Channel,
+    /// What `/ready` reports.
+    pub readiness: Readiness,
     /// Signs the tokens Audit accepts (`tokens.request(user, message)`).
     pub tokens: TestTokens,
     pub reader: Uuid,
@@ -232,6 +235,7 @@ impl TestAudit {
         Ok(Self {
             client,
             channel,
+            readiness: kernel.readiness.clone(),
             tokens,
             reader,
             authz,

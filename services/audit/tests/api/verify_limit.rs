@@ -297,6 +297,13 @@ async fn other_rpcs_and_other_spellings_of_verify_chain_are_not_limited() {
 #[tokio::test]
 async fn verify_chain_goes_through_uncounted_while_redis_is_down() {
     let audit = TestAudit::start_limited(&closed_redis_url()).await;
+    // Reported, but Audit stays in service: it works without Redis.
+    let report = audit.readiness.report().await;
+    let redis = report.checks.iter().find(|check| check.name == "redis");
+    assert!(
+        report.ready && redis.is_some_and(|check| !check.ok && !check.required),
+        "with Redis down, /ready should list it failed and still be ready: {report:?}"
+    );
     for n in 0..2 * LIMIT {
         let response = verify(&audit, as_caller(&audit, audit.reader))
             .await
