@@ -17,7 +17,7 @@ use crate::config::FailureMode;
 use crate::gateway::{Access, RequestHead};
 use crate::host::{Action, Counter, Host};
 use crate::jwks_sync::FetchReason;
-use crate::lease::{self, Grant, GrantMode, Spend};
+use crate::lease::{self, Claim, Grant, GrantMode, Spend};
 use crate::lease_call::{self, ItemRequest};
 use crate::ratelimit::{self, DescriptorEntry, RateLimitSubject, RateLimitVerdict};
 use crate::response::{answers_in_grpc, internal_error, unauthorized};
@@ -45,8 +45,8 @@ impl PausedRequest {
 struct PendingLease {
     token: u32,
     key: String,
-    /// Whether the call carries this worker's renewal claim.
-    claimed: bool,
+    /// The renewal claim the call carries, if this request took it.
+    claim: Option<Claim>,
     failure_mode: FailureMode,
 }
 
@@ -178,15 +178,13 @@ impl RequestFlow {
         let action = match grant {
             Ok(grant) => {
                 if let Some(table) = worker.leases() {
-                    table.apply(host, &pending.key, &grant, 1, pending.claimed, now_ms);
+                    table.apply(host, &pending.key, &grant, 1, pending.claim, now_ms);
                 }
                 self.on_grant(host, &grant)
             }
             Err(why) => {
-                if pending.claimed
-                    && let Some(table) = worker.leases()
-                {
-                    table.release(host, &pending.key, now_ms);
+                if let (Some(claim), Some(table)) = (pending.claim, worker.leases()) {
+                    table.release(host, &pending.key, claim, now_ms);
                 }
                 host.count(Counter::CalloutFailure);
                 log::warn!(
@@ -265,13 +263,17 @@ impl RequestFlow {
             Some(table) => table.spend(host, &key, now_ms),
             None => Spend::Ask(None),
         };
-        let held = match spend {
+        let claim = match spend {
             Spend::Admitted { headers, renew } => {
                 self.response_headers = headers;
                 host.count(Counter::LeaseSpent);
                 host.count(Counter::Allowed);
-                if renew {
-                    worker.queue_renewal(Renewal { key, entries });
+                if let Some(claim) = renew {
+                    worker.queue_renewal(Renewal {
+                        key,
+                        entries,
+                        claim,
+                    });
                 }
                 return Action::Continue;
             }
@@ -284,13 +286,14 @@ impl RequestFlow {
                 host.send_local_response(&reply, self.grpc);
                 return Action::Pause;
             }
-            Spend::Ask(held) => held,
+            Spend::Ask(claim) => claim,
         };
         let message = lease_call::encode(
             &check.domain,
             &[ItemRequest {
                 entries: &entries,
-                held: held.unwrap_or(u32::MAX),
+                // A claim tops the lease up from nothing held; without one, no top-up.
+                held: if claim.is_some() { 0 } else { u32::MAX },
                 spend: 1,
             }],
         );
@@ -305,16 +308,14 @@ impl RequestFlow {
                 self.lease = Some(PendingLease {
                     token,
                     key,
-                    claimed: held.is_some(),
+                    claim,
                     failure_mode: check.failure_mode,
                 });
                 Action::Pause
             }
             None => {
-                if held.is_some()
-                    && let Some(table) = worker.leases()
-                {
-                    table.release(host, &key, now_ms);
+                if let (Some(claim), Some(table)) = (claim, worker.leases()) {
+                    table.release(host, &key, claim, now_ms);
                 }
                 host.count(Counter::CalloutFailure);
                 self.on_failure(host, check.failure_mode)

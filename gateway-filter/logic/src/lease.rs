@@ -282,6 +282,11 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// A renewal claim: the deadline it wrote into the slot. A later claim (a takeover after
+/// the deadline) writes a later one, so the deadline tells whose claim a slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim(pub u64);
+
 /// What a request gets from the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Spend {
@@ -291,16 +296,16 @@ pub enum Spend {
         /// `RateLimit-*` headers for the response.
         headers: Vec<(String, String)>,
         /// The renewal this worker claimed.
-        renew: bool,
+        renew: Option<Claim>,
     },
     /// No limit applies (the service said so, recently).
     Unlimited,
     /// Refused by the local over-limit verdict.
     Refused(LocalResponse),
-    /// Nothing to spend: ask the service for this request. `Some(held)` when this
-    /// worker claimed the descriptor's renewal, so its call also tops the lease up from
-    /// `held` hits; `None` for a call about this request alone.
-    Ask(Option<u32>),
+    /// Nothing to spend: ask the service for this request. With a claim when this
+    /// worker claimed the descriptor's renewal, so its call also tops the lease up (from
+    /// nothing held); `None` for a call about this request alone.
+    Ask(Option<Claim>),
 }
 
 /// Where a descriptor stands in the table.
@@ -374,9 +379,10 @@ impl LeaseTable {
                 Lookup::Found { key, slot, cas } => (key, slot, cas),
                 Lookup::Missing(None) => return Spend::Ask(None),
                 Lookup::Missing(Some((key, cas))) => {
-                    let claim = Slot::claimed(descriptor, now_ms + self.claim_deadline_ms);
-                    if host.set_shared_data(&key, &claim.encode(), cas) {
-                        return Spend::Ask(Some(0));
+                    let claim = Claim(now_ms + self.claim_deadline_ms);
+                    let slot = Slot::claimed(descriptor, claim.0);
+                    if host.set_shared_data(&key, &slot.encode(), cas) {
+                        return Spend::Ask(Some(claim));
                     }
                     continue;
                 }
@@ -395,18 +401,20 @@ impl LeaseTable {
             let may_claim = now_ms >= next.renew_after_ms && now_ms >= next.over_until_ms;
             let outcome = if usable > 0 {
                 next.held = usable - 1;
-                let renew = may_claim && next.held <= next.lease_size / 2;
-                if renew {
-                    next.renew_after_ms = now_ms + self.claim_deadline_ms;
+                let renew = (may_claim && next.held <= next.lease_size / 2)
+                    .then_some(Claim(now_ms + self.claim_deadline_ms));
+                if let Some(claim) = renew {
+                    next.renew_after_ms = claim.0;
                 }
                 Spend::Admitted {
                     headers: next.admitted_headers(now_ms),
                     renew,
                 }
             } else if may_claim {
+                let claim = Claim(now_ms + self.claim_deadline_ms);
                 next.held = 0;
-                next.renew_after_ms = now_ms + self.claim_deadline_ms;
-                Spend::Ask(Some(0))
+                next.renew_after_ms = claim.0;
+                Spend::Ask(Some(claim))
             } else {
                 // Another worker's call is in flight (or the service failed just now):
                 // this request is decided on its own.
@@ -419,24 +427,36 @@ impl LeaseTable {
         Spend::Ask(None)
     }
 
-    /// Hits this instance holds for `descriptor` now (what a renewal reports).
-    pub fn held(&self, host: &impl Host, descriptor: &str, now_ms: u64) -> u32 {
+    /// Hits this instance holds for `descriptor` now (what a renewal reports), while
+    /// `claim` is still the slot's live claim; `None` once it has expired or been taken
+    /// over, so that a renewal is never sent twice.
+    pub fn claimed_held(
+        &self,
+        host: &impl Host,
+        descriptor: &str,
+        claim: Claim,
+        now_ms: u64,
+    ) -> Option<u32> {
         match self.lookup(host, descriptor, now_ms) {
-            Lookup::Found { slot, .. } => slot.usable(now_ms),
-            Lookup::Missing(_) => 0,
+            Lookup::Found { slot, .. }
+                if slot.renew_after_ms == claim.0 && now_ms < slot.renew_after_ms =>
+            {
+                Some(slot.usable(now_ms))
+            }
+            _ => None,
         }
     }
 
     /// Records the service's answer for `descriptor`. `spent` is what the grant
-    /// includes for a request that waited on it (0 or 1); `claimed` whether the call
-    /// was this worker's renewal claim, which the answer releases.
+    /// includes for a request that waited on it (0 or 1); `claim` the renewal claim the
+    /// call carried, which the answer releases (unless it was taken over meanwhile).
     pub fn apply(
         &self,
         host: &impl Host,
         descriptor: &str,
         grant: &Grant,
         spent: u32,
-        claimed: bool,
+        claim: Option<Claim>,
         now_ms: u64,
     ) {
         for _ in 0..CAS_ATTEMPTS {
@@ -445,6 +465,7 @@ impl LeaseTable {
                 // which only ever admits less.
                 return;
             };
+            let claimed = claim.is_some_and(|c| slot.renew_after_ms == c.0);
             let mut next = slot;
             if claimed {
                 next.renew_after_ms = 0;
@@ -490,12 +511,16 @@ impl LeaseTable {
     }
 
     /// Releases this worker's renewal claim after a failed call, with a back-off
-    /// before the next claim; held hits stay spendable until they expire.
-    pub fn release(&self, host: &impl Host, descriptor: &str, now_ms: u64) {
+    /// before the next claim; held hits stay spendable until they expire. A claim taken
+    /// over meanwhile is left to its new owner.
+    pub fn release(&self, host: &impl Host, descriptor: &str, claim: Claim, now_ms: u64) {
         for _ in 0..CAS_ATTEMPTS {
             let Lookup::Found { key, slot, cas } = self.lookup(host, descriptor, now_ms) else {
                 return;
             };
+            if slot.renew_after_ms != claim.0 {
+                return;
+            }
             let mut next = slot;
             next.renew_after_ms = now_ms + RENEW_BACKOFF_MS;
             if host.set_shared_data(&key, &next.encode(), cas) {

@@ -12,7 +12,7 @@ use crate::jwks_sync::{
     self, FetchReason, FetchRecord, FetchState, MAX_JWKS_BYTES, document_key, fetch_due,
     fetch_record_key,
 };
-use crate::lease::{self, LeaseTable};
+use crate::lease::{self, Claim, LeaseTable};
 use crate::lease_call::{self, ItemRequest};
 use crate::ratelimit::DescriptorEntry;
 
@@ -34,6 +34,8 @@ pub struct Renewal {
     pub key: String,
     /// Its entries, for the call.
     pub entries: Vec<DescriptorEntry>,
+    /// The claim this worker holds on it.
+    pub claim: Claim,
 }
 
 /// A batch of renewals in flight.
@@ -170,11 +172,17 @@ impl Worker {
             return;
         }
         let take = self.renewals.len().min(lease::MAX_ITEMS);
-        let items: Vec<Renewal> = self.renewals.drain(..take).collect();
-        let held: Vec<u32> = items
-            .iter()
-            .map(|item| table.held(host, &item.key, now_ms))
-            .collect();
+        let (items, held): (Vec<Renewal>, Vec<u32>) = self
+            .renewals
+            .drain(..take)
+            .filter_map(|item| {
+                let held = table.claimed_held(host, &item.key, item.claim, now_ms)?;
+                Some((item, held))
+            })
+            .unzip();
+        if items.is_empty() {
+            return;
+        }
         let requests: Vec<ItemRequest<'_>> = items
             .iter()
             .zip(&held)
@@ -203,7 +211,7 @@ impl Worker {
             None => {
                 host.count(Counter::CalloutFailure);
                 for item in &items {
-                    table.release(host, &item.key, now_ms);
+                    table.release(host, &item.key, item.claim, now_ms);
                 }
             }
         }
@@ -237,7 +245,7 @@ impl Worker {
         match grants {
             Ok(grants) => {
                 for (item, grant) in pending.items.iter().zip(&grants) {
-                    table.apply(host, &item.key, grant, 0, true, now_ms);
+                    table.apply(host, &item.key, grant, 0, Some(item.claim), now_ms);
                 }
             }
             Err(why) => {
@@ -248,7 +256,7 @@ impl Worker {
                     pending.items.len()
                 );
                 for item in &pending.items {
-                    table.release(host, &item.key, now_ms);
+                    table.release(host, &item.key, item.claim, now_ms);
                 }
             }
         }

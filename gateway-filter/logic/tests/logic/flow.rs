@@ -443,6 +443,13 @@ fn a_renewal_claim_that_outlives_its_deadline_is_taken_over() {
         1,
         "the stale claim is taken over"
     );
+    // a's timer comes back: its expired claim is not sent, so the lease is topped up once.
+    assert!(
+        a.tick(Some(&service), 0).is_none(),
+        "a sent a renewal it no longer holds"
+    );
+    assert_eq!(a.worker.renewals_outstanding(), 0);
+    assert!(b.tick(Some(&service), 0).is_some(), "b renews");
 }
 
 #[test]
