@@ -37,6 +37,10 @@ impl Host for ProxyHost {
         source_address()
     }
 
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        response_header(name)
+    }
+
     fn set_response_header(&self, name: &str, value: &str) {
         set_response_header(name, value);
     }

@@ -199,8 +199,16 @@ impl RequestFlow {
         }
     }
 
-    /// The response headers arrived.
+    /// The response headers arrived: the edge's `RateLimit-*` headers are added, unless
+    /// the upstream answered with a limit of its own (a service's per-caller limit that
+    /// refused the call), whose headers say why and when to retry and are left as they are.
     pub fn on_response_headers(&mut self, host: &impl Host) -> Action {
+        if self.response_headers.is_empty()
+            || host.response_header("ratelimit-limit").is_some()
+            || host.response_header("retry-after").is_some()
+        {
+            return Action::Continue;
+        }
         for (name, value) in &self.response_headers {
             host.set_response_header(name, value);
         }

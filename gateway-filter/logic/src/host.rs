@@ -48,6 +48,8 @@ pub trait Host {
     fn remove_request_header(&self, name: &str);
     /// The downstream peer address (`203.0.113.7:51234`), if known.
     fn source_address(&self) -> Option<String>;
+    /// One response header's value (in the response-headers callback), if present.
+    fn response_header(&self, name: &str) -> Option<Vec<u8>>;
     /// Sets a response header (in the response-headers callback).
     fn set_response_header(&self, name: &str, value: &str);
     /// Answers the request with the filter's own reply, as a gRPC status when `grpc`.

@@ -172,11 +172,13 @@ fn a_first_request_waits_for_a_lease_and_the_next_ones_spend_it_without_a_call()
     );
     flow.on_response_headers(&edge.host);
     assert_eq!(
-        edge.host.response_header("ratelimit-limit").as_deref(),
+        edge.host.sent_response_header("ratelimit-limit").as_deref(),
         Some("100")
     );
     assert_eq!(
-        edge.host.response_header("ratelimit-remaining").as_deref(),
+        edge.host
+            .sent_response_header("ratelimit-remaining")
+            .as_deref(),
         Some("99"),
         "the bucket's 80 plus the 19 this instance holds"
     );
@@ -186,7 +188,11 @@ fn a_first_request_waits_for_a_lease_and_the_next_ones_spend_it_without_a_call()
         let (mut flow, action) = edge.bearer(&token);
         assert_eq!(action, Action::Continue, "request {i} spends a leased hit");
         flow.on_response_headers(&edge.host);
-        assert!(edge.host.response_header("ratelimit-remaining").is_some());
+        assert!(
+            edge.host
+                .sent_response_header("ratelimit-remaining")
+                .is_some()
+        );
     }
     assert!(
         edge.lease_calls().is_empty(),
@@ -477,7 +483,7 @@ fn small_limits_stay_exact_one_call_per_request_and_keep_no_slot() {
             );
             flow.on_response_headers(&edge.host);
             assert_eq!(
-                edge.host.response_header("ratelimit-remaining"),
+                edge.host.sent_response_header("ratelimit-remaining"),
                 Some((3 - i).to_string()),
                 "exact remaining, as the service counts it"
             );
@@ -764,4 +770,35 @@ fn the_timer_renews_in_batches_of_at_most_the_service_limit() {
     assert_eq!(second.items.len(), 6);
     assert_eq!(edge.worker.renewals_outstanding(), 0);
     assert_eq!(LEASE_SERVICE, "bulwark.ratelimit.v1.LeaseService");
+}
+
+#[test]
+fn an_upstreams_own_rate_limit_headers_are_left_as_they_are() {
+    let key = support::ed25519_a();
+    let proxy = Proxy::new(START_MS);
+    let mut edge = Edge::new(&proxy, limited_config("open", 1024), &key);
+    let service = ModelService::new(leased(100, 20));
+    let token = token_for(&key, USER);
+    let (mut flow, _) = edge.bearer(&token);
+    let call = edge.lease_calls().pop().unwrap();
+    edge.answer(&mut flow, &call, &service);
+    // A service refused the call with its own limit: its headers stand.
+    edge.host.upstream_response_headers.borrow_mut().extend([
+        ("ratelimit-limit".to_owned(), "6".to_owned()),
+        ("retry-after".to_owned(), "42".to_owned()),
+    ]);
+    flow.on_response_headers(&edge.host);
+    assert!(
+        edge.host.response_headers.borrow().is_empty(),
+        "the edge's headers overwrote the service's: {:?}",
+        edge.host.response_headers.borrow()
+    );
+    // Otherwise the edge's are added.
+    let (mut flow, action) = edge.bearer(&token);
+    assert_eq!(action, Action::Continue);
+    flow.on_response_headers(&edge.host);
+    assert_eq!(
+        edge.host.sent_response_header("ratelimit-limit").as_deref(),
+        Some("100")
+    );
 }

@@ -80,6 +80,8 @@ pub struct MockHost {
     pub set_request_headers: RefCell<Vec<(String, String)>>,
     pub removed_request_headers: RefCell<Vec<String>>,
     pub response_headers: RefCell<Vec<(String, String)>>,
+    /// Headers of the upstream's response, as the response callback finds them.
+    pub upstream_response_headers: RefCell<Vec<(String, String)>>,
     pub replies: RefCell<Vec<(LocalResponse, bool)>>,
     pub resumed: Cell<u32>,
     pub calls: RefCell<Vec<Call>>,
@@ -98,6 +100,7 @@ impl MockHost {
             set_request_headers: RefCell::default(),
             removed_request_headers: RefCell::default(),
             response_headers: RefCell::default(),
+            upstream_response_headers: RefCell::default(),
             replies: RefCell::default(),
             resumed: Cell::new(0),
             calls: RefCell::default(),
@@ -118,6 +121,7 @@ impl MockHost {
         self.set_request_headers.borrow_mut().clear();
         self.removed_request_headers.borrow_mut().clear();
         self.response_headers.borrow_mut().clear();
+        self.upstream_response_headers.borrow_mut().clear();
         self.replies.borrow_mut().clear();
         self.resumed.set(0);
     }
@@ -145,7 +149,7 @@ impl MockHost {
         std::mem::take(&mut *self.calls.borrow_mut())
     }
 
-    pub fn response_header(&self, name: &str) -> Option<String> {
+    pub fn sent_response_header(&self, name: &str) -> Option<String> {
         self.response_headers
             .borrow()
             .iter()
@@ -199,6 +203,14 @@ impl Host for MockHost {
 
     fn source_address(&self) -> Option<String> {
         self.source_address.borrow().clone()
+    }
+
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.upstream_response_headers
+            .borrow()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_bytes().to_vec())
     }
 
     fn set_response_header(&self, name: &str, value: &str) {
