@@ -597,6 +597,21 @@ async fn verify_chain_over_audits_own_limit_is_429_with_retry_after() {
          in every 10 s); headers {:?}",
         refused.headers
     );
+    // The headers are Audit's (6 a minute), not the edge's per-user limit's.
+    let header = |name: &str| {
+        refused
+            .headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        header("ratelimit-limit").as_deref(),
+        Some("6"),
+        "the 7th VerifyChain carries Audit's limit: headers {:?}",
+        refused.headers
+    );
+    assert_eq!(header("ratelimit-remaining").as_deref(), Some("0"));
     let message = refused.error(StatusCode::TOO_MANY_REQUESTS, 8);
     assert_eq!(message, "rate limit exceeded, retry later");
 
