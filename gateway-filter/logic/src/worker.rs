@@ -156,6 +156,9 @@ impl Worker {
     }
 
     fn send_renewals(&mut self, host: &impl Host, now_ms: u64) {
+        if self.renewals.is_empty() {
+            return;
+        }
         let Some(limits) = self.gateway.config().rate_limit.clone() else {
             return;
         };
