@@ -21,7 +21,16 @@ pub async fn http_get(port: u16, path: &str, bearer: Option<&str>) -> anyhow::Re
         );
         stream.write_all(request.as_bytes()).await?;
         let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
+        let mut chunk = [0u8; 8192];
+        // Up to the end of the message, not of the connection: Envoy may hold a
+        // connection it closes open for up to a second (its delayed close).
+        while !message_complete(&raw) {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&chunk[..n]);
+        }
         anyhow::Ok(raw)
     };
     let raw = tokio::time::timeout(Duration::from_secs(5), exchange)
@@ -45,6 +54,29 @@ pub async fn http_get(port: u16, path: &str, bearer: Option<&str>) -> anyhow::Re
     Ok(HttpReply { status, body })
 }
 
+/// Whether `raw` holds a whole response: its head, and a body as long as its
+/// `content-length`, or a chunked body up to its last chunk. Other bodies end with the
+/// connection.
+fn message_complete(raw: &[u8]) -> bool {
+    let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+    let body = &raw[head_end + 4..];
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    if let Some(length) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        return body.len() >= length;
+    }
+    if header("transfer-encoding") == Some("chunked") {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    false
+}
+
 fn dechunk(mut rest: &str) -> String {
     let mut body = String::new();
     while let Some((size, after)) = rest.split_once("\r\n") {
@@ -58,4 +90,32 @@ fn dechunk(mut rest: &str) -> String {
         rest = after[size..].strip_prefix("\r\n").unwrap_or(&after[size..]);
     }
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_is_complete_at_its_content_length_or_last_chunk() {
+        assert!(!message_complete(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n"
+        ));
+        assert!(!message_complete(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\no"
+        ));
+        assert!(message_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        ));
+        assert!(!message_complete(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n"
+        ));
+        assert!(message_complete(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+        ));
+        assert!(
+            !message_complete(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nok"),
+            "without a length the body ends with the connection"
+        );
+    }
 }
