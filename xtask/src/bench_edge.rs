@@ -1,9 +1,13 @@
-//! `cargo xtask bench-edge`: issue #4's edge benchmark. One Envoy worker with a route that
-//! answers inside Envoy, so each case measures what its filters cost: no filter, Envoy's
-//! native `jwt_authn` (cached, uncached), the gateway filter (repeated and fresh tokens,
-//! Ed25519 and RS256), the gateway filter with rate limiting and native `jwt_authn` plus
-//! the native `ratelimit` filter against the same `bulwark-ratelimit` and Redis; then the
-//! rate-limit service alone. Every case runs once per round (`--rounds`), every other
+//! `cargo xtask bench-edge`: issue #4's edge benchmark, with issue 10's leased quotas. One
+//! Envoy worker with a route that answers inside Envoy, so each case measures what its
+//! filters cost: no filter, Envoy's native `jwt_authn` (cached, uncached), the gateway
+//! filter (repeated and fresh tokens, Ed25519 and RS256), the gateway filter with EXACT
+//! rate limiting and native `jwt_authn` plus the native `ratelimit` filter against the
+//! same `bulwark-ratelimit` and Redis; then, over the tokens of 500 users, the gateway
+//! filter without and with LEASED rate limiting of the bearer limit and the native pair
+//! with the same limit. After the rounds: one user hammered through two Envoys (h-hot,
+//! admitted per second against the README's bound) and the rate-limit service alone
+//! beside the raw Redis script. Every case runs once per round (`--rounds`), every other
 //! round in reverse order, and the report gives medians over the rounds, because a shared
 //! machine's speed drifts over minutes. Prints the figures and writes
 //! `xtask/results/edge.md`.
@@ -20,16 +24,20 @@
 mod cases;
 mod envoy_config;
 mod envoy_stats;
+mod hot;
 mod http_client;
 mod jwks;
 mod keys;
 mod options;
+mod over_limit;
 mod process;
 mod ratelimit;
+mod redis_raw;
 mod report;
 mod rounds;
 mod run_case;
 mod service_bench;
+mod service_metrics;
 mod tools;
 mod wrk;
 
@@ -40,9 +48,10 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 
-use cases::{CASES, Case};
+use cases::{CASES, Case, Tokens, USERS};
+use hot::HotResult;
 use jwks::JwksServer;
-use keys::{Alg, Keys, TokenFiles, write_tokens};
+use keys::{Alg, HOT_SUBJECT, Keys, OVER_SUBJECT, TokenFiles, write_tokens};
 use options::{Options, USAGE};
 use process::{clock_ticks_per_second, load_average};
 use ratelimit::RateLimitStack;
@@ -54,7 +63,10 @@ use tools::{Tools, build_ratelimit, build_wasm, workspace_root};
 
 const ISSUER: &str = "https://auth.bulwark.bench";
 const AUDIENCE: &str = "bulwark-api";
+/// The domain of the never-reached limit (cases f and g, the service alone).
 const RATELIMIT_DOMAIN: &str = "bench-edge";
+/// The domain of the bearer limit, 100/s per user (cases h, g-500 and h-hot).
+const BEARER_DOMAIN: &str = "bench-edge-bearer";
 /// The gateway filter's default token cache size; the native cache gets the same.
 const TOKEN_CACHE_SIZE: usize = 1024;
 
@@ -90,6 +102,10 @@ struct Bench {
     tools: Tools,
     dir: tempfile::TempDir,
     tokens: TokenFiles,
+    /// The user of the over-limit check of the 100/s cases.
+    over_token: String,
+    /// The user h-hot drives over its limit.
+    hot_token: String,
     jwks: JwksServer,
     wasm: PathBuf,
     ratelimit: Result<RateLimitStack, String>,
@@ -101,16 +117,22 @@ impl Bench {
     async fn prepare(options: &Options, tools: Tools) -> anyhow::Result<Self> {
         let load_at_start = load_average();
         let wasm = build_wasm()?;
-        let needs_ratelimit = options.wants("f") || options.wants("g") || options.wants("service");
+        let needs_ratelimit = CASES
+            .iter()
+            .any(|c| c.filters.rate_limited() && options.wants(c.key))
+            || options.wants("h-hot")
+            || options.wants("service");
         let ratelimit_binary = if needs_ratelimit {
             build_ratelimit().map_err(|e| format!("{e:#}"))
         } else {
             Err("not asked for".to_owned())
         };
 
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix("bulwark-bench-edge-")
             .tempdir()?;
+        // Kept from the start, so a run that fails leaves its logs too.
+        dir.disable_cleanup(options.keep);
         eprintln!(
             "[setup] keys: Ed25519 and RSA-2048; signing {} EdDSA and {} RS256 tokens ...",
             options.eddsa_tokens, options.rs256_tokens
@@ -124,6 +146,8 @@ impl Bench {
             eddsa_count: options.eddsa_tokens,
             rs256: dir.path().join("tokens-rs256.txt"),
             rs256_count: options.rs256_tokens,
+            users: dir.path().join("tokens-users.txt"),
+            users_count: USERS,
         };
         let pools = [
             (&tokens.repeated, Alg::EdDsa, 1, true),
@@ -148,6 +172,14 @@ impl Bench {
                 write_tokens(path, &signed)?;
             }
         }
+        let wants_users = CASES
+            .iter()
+            .any(|c| c.tokens == Tokens::Users && options.wants(c.key));
+        if wants_users {
+            write_tokens(&tokens.users, &keys.user_tokens(USERS)?)?;
+        }
+        let over_token = keys.token_of(OVER_SUBJECT);
+        let hot_token = keys.token_of(HOT_SUBJECT);
         eprintln!("[setup] tokens signed in {:.1?}", started.elapsed());
         let jwks = JwksServer::start(keys.jwks.clone()).await?;
 
@@ -165,6 +197,8 @@ impl Bench {
             tools,
             dir,
             tokens,
+            over_token,
+            hot_token,
             jwks,
             wasm,
             ratelimit,
@@ -176,11 +210,11 @@ impl Bench {
     async fn run_all(mut self) -> anyhow::Result<Report> {
         let (runnable, skipped) = self.runnable_cases();
         let cases = self.run_rounds(&runnable).await?;
+        let hot = self.run_hot_once().await?;
         let service = self.run_service().await?;
         let load_at_end = load_average();
         if self.options.keep {
             eprintln!("[keep] work directory kept: {}", self.dir.path().display());
-            self.dir.disable_cleanup(true);
         }
         let jwks_fetches = self.jwks.fetches.load(Ordering::Relaxed);
         if let Ok(stack) = std::mem::replace(&mut self.ratelimit, Err("stopped".to_owned())) {
@@ -190,6 +224,7 @@ impl Bench {
             &self,
             &cases,
             &skipped,
+            &hot,
             &service,
             load_at_end,
             jwks_fetches,
@@ -236,7 +271,7 @@ impl Bench {
                     case.label
                 );
                 let result = self.run_case(case, round).await?;
-                print_figures(&result);
+                print_figures(case, &result);
                 if let Some(runs_of_case) = cases.iter_mut().find(|c| c.key == case.key) {
                     runs_of_case.runs.push(result);
                 }
@@ -245,26 +280,66 @@ impl Bench {
         Ok(cases)
     }
 
+    /// h-hot, once after the rounds. `Err` says why it did not run.
+    async fn run_hot_once(&self) -> anyhow::Result<Result<HotResult, String>> {
+        if !self.options.wants("h-hot") {
+            return Ok(Err("not asked for".to_owned()));
+        }
+        if let Err(why) = &self.ratelimit {
+            return Ok(Err(why.clone()));
+        }
+        eprintln!(
+            "[h-hot] one user over its limit through {} Envoys of {} workers ...",
+            hot::ENVOYS,
+            hot::WORKERS
+        );
+        let result = self.run_hot().await?;
+        for (index, window) in result.windows.iter().enumerate() {
+            let bound = hot::window_bound(index);
+            eprintln!(
+                "    second {}: {} admitted (bound {bound}: {}), {} refused, {} failed",
+                index + 1,
+                window.admitted,
+                if window.admitted <= bound {
+                    "PASS"
+                } else {
+                    "FAIL"
+                },
+                window.refused,
+                window.failed
+            );
+        }
+        Ok(Ok(result))
+    }
+
     /// The rate-limit service alone, once after the rounds. `Err` says why it did not run.
     async fn run_service(&self) -> anyhow::Result<Result<ServiceResult, String>> {
         if !self.options.wants("service") {
             return Ok(Err("not asked for".to_owned()));
         }
-        eprintln!("[service] rate-limit service alone (gRPC ShouldRateLimit) ...");
+        eprintln!(
+            "[service] rate-limit service alone (ShouldRateLimit, Lease) and raw EVALSHA ..."
+        );
         let stack = match &self.ratelimit {
             Ok(stack) => stack,
             Err(why) => return Ok(Err(why.clone())),
         };
-        let result = bench_service(stack.grpc_port, &self.options).await?;
-        eprintln!(
-            "    {:.0} decisions/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
-            result.per_second, result.p50_ms, result.p99_ms, result.errors
-        );
+        let result = bench_service(stack, &self.options).await?;
+        for (name, phase) in [
+            ("ShouldRateLimit decisions", &result.should_rate_limit),
+            ("Lease calls", &result.lease),
+            ("raw EVALSHA decisions", &result.raw),
+        ] {
+            eprintln!(
+                "    {name}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+                phase.per_second, phase.p50_ms, phase.p99_ms, phase.errors
+            );
+        }
         Ok(Ok(result))
     }
 }
 
-fn print_figures(result: &CaseResult) {
+fn print_figures(case: &Case, result: &CaseResult) {
     eprintln!(
         "    {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors{}",
         result.measured.per_second(),
@@ -277,4 +352,28 @@ fn print_figures(result: &CaseResult) {
             format!(" ({})", result.checks)
         }
     );
+    if let Some(rate) = result.per_user_rate(case) {
+        eprintln!(
+            "    {rate:.1} requests per second per user (limit {}/s): {}",
+            ratelimit::BEARER_RATE,
+            if rate < ratelimit::BEARER_RATE as f64 {
+                "PASS"
+            } else {
+                "FAIL"
+            }
+        );
+    }
+    if let Some(limiting) = &result.limiting {
+        let seconds = result.measured.seconds();
+        eprintln!(
+            "    lease renewal calls {:.0}/s; service: {:.0} leased items/s, {:.0} exact items/s, {:.0} decisions/s",
+            limiting.renewals as f64 / seconds,
+            limiting.service.leased_grants / seconds,
+            limiting.service.exact_grants / seconds,
+            limiting.service.decisions / seconds,
+        );
+        if let Some(check) = &limiting.over_limit {
+            eprintln!("    {}", check.describe());
+        }
+    }
 }

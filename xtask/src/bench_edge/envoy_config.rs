@@ -8,9 +8,9 @@ use anyhow::{Context as _, bail, ensure};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
-use super::cases::{Case, Filters};
+use super::cases::{Case, Filters, Limit, Route};
 use super::tools::workspace_root;
-use super::{AUDIENCE, ISSUER, RATELIMIT_DOMAIN, TOKEN_CACHE_SIZE};
+use super::{AUDIENCE, ISSUER, TOKEN_CACHE_SIZE};
 
 const JWKS_PATH: &str = "/.well-known/jwks.json";
 
@@ -56,18 +56,20 @@ pub struct Site {
     pub wasm: PathBuf,
 }
 
-fn gateway_plugin_config(rate_limited: bool) -> Value {
+fn gateway_plugin_config(limit: Option<Limit>) -> Value {
     let mut config = json!({
         "issuer": ISSUER,
         "audiences": [AUDIENCE],
         "token_cache_size": TOKEN_CACHE_SIZE,
         "jwks": { "cluster": "jwks", "authority": "jwks", "path": JWKS_PATH },
     });
-    if rate_limited {
+    if let Some(limit) = limit {
         // Like the native filter in this benchmark: failures refused, so none passes unseen.
+        // Whether the limit is leased or decided per request is the service's answer
+        // (its lease threshold); the filter's configuration is the same.
         config["rate_limit"] = json!({
             "cluster": "ratelimit",
-            "domain": RATELIMIT_DOMAIN,
+            "domain": limit.domain(),
             "timeout_ms": 500,
             "client_ip_routes": [],
             "per_user": { "enabled": true, "failure_mode": "closed" },
@@ -92,8 +94,8 @@ fn jwt_authn_filter(site: &Site, cache: bool) -> anyhow::Result<String> {
     .replace("{{JWKS_PORT}}", &site.jwks_port.to_string()))
 }
 
-fn gateway_filter(site: &Site, rate_limited: bool) -> anyhow::Result<String> {
-    let plugin = gateway_plugin_config(rate_limited).to_string();
+fn gateway_filter(site: &Site, limit: Option<Limit>) -> anyhow::Result<String> {
+    let plugin = gateway_plugin_config(limit).to_string();
     ensure!(
         !plugin.contains('\''),
         "the plugin configuration sits in a single-quoted YAML scalar"
@@ -105,17 +107,21 @@ fn gateway_filter(site: &Site, rate_limited: bool) -> anyhow::Result<String> {
 
 pub fn render(case: &Case, site: &Site) -> anyhow::Result<String> {
     let mut filters = Vec::new();
-    let routed = case.filters.rate_limited();
+    let routed = case.route == Route::Routed;
+    ensure!(
+        routed || !matches!(case.filters, Filters::JwtAuthnRateLimited(_)),
+        "case {}: Envoy's ratelimit filter does nothing on a direct-response route",
+        case.key
+    );
     match case.filters {
         Filters::None => {}
         Filters::JwtAuthn { cache } => filters.push(jwt_authn_filter(site, cache)?),
-        Filters::Gateway => filters.push(gateway_filter(site, false)?),
-        Filters::GatewayRateLimited => filters.push(gateway_filter(site, true)?),
-        Filters::JwtAuthnRateLimited => {
+        Filters::Gateway => filters.push(gateway_filter(site, None)?),
+        Filters::GatewayRateLimited(limit) => filters.push(gateway_filter(site, Some(limit))?),
+        Filters::JwtAuthnRateLimited(limit) => {
             filters.push(jwt_authn_filter(site, true)?);
-            filters.push(
-                template("ratelimit.yaml")?.replace("{{RATELIMIT_DOMAIN}}", RATELIMIT_DOMAIN),
-            );
+            filters
+                .push(template("ratelimit.yaml")?.replace("{{RATELIMIT_DOMAIN}}", limit.domain()));
         }
     }
     if routed {

@@ -88,16 +88,32 @@ impl Keys {
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
     }
 
-    /// `count` distinct tokens (each its own `jti`), valid for two hours, signed on every
-    /// core.
+    /// `count` distinct tokens of one user (each its own `jti`), valid for two hours,
+    /// signed on every core.
     pub fn tokens(&self, alg: Alg, count: usize) -> anyhow::Result<Vec<String>> {
+        self.signed(alg, count, |_| SUBJECT.to_owned())
+    }
+
+    /// One Ed25519 token for each of `count` users, the i-th with the `sub`
+    /// [`user_subject`]`(i)`.
+    pub fn user_tokens(&self, count: usize) -> anyhow::Result<Vec<String>> {
+        self.signed(Alg::EdDsa, count, user_subject)
+    }
+
+    /// One Ed25519 token of `subject`.
+    pub fn token_of(&self, subject: &str) -> String {
         let now = now_unix();
-        let claims = |i: usize| {
-            json!({
-                "iss": ISSUER, "aud": AUDIENCE, "sub": SUBJECT, "roles": ["user"],
-                "iat": now, "exp": now + 7_200, "jti": format!("{}-{i}", alg.name()),
-            })
-        };
+        self.sign(Alg::EdDsa, &claims(subject, now, "single"))
+    }
+
+    fn signed(
+        &self,
+        alg: Alg,
+        count: usize,
+        subject: impl Fn(usize) -> String + Sync,
+    ) -> anyhow::Result<Vec<String>> {
+        let now = now_unix();
+        let claims = |i: usize| claims(&subject(i), now, &format!("{}-{i}", alg.name()));
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let chunk = count.div_ceil(threads).max(1);
         let tokens: Vec<String> = std::thread::scope(|scope| {
@@ -105,6 +121,7 @@ impl Keys {
                 .step_by(chunk)
                 .map(|start| {
                     let end = (start + chunk).min(count);
+                    let claims = &claims;
                     scope.spawn(move || {
                         (start..end)
                             .map(|i| self.sign(alg, &claims(i)))
@@ -122,6 +139,25 @@ impl Keys {
     }
 }
 
+/// The claims of a token of `subject`, valid for two hours from `now`.
+fn claims(subject: &str, now: u64, jti: &str) -> Value {
+    json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": subject, "roles": ["user"],
+        "iat": now, "exp": now + 7_200, "jti": jti,
+    })
+}
+
+/// The `sub` of user `index` of the many-user cases: a UUID, like Bulwark's user ids,
+/// distinct from [`SUBJECT`] and from the single-user subjects below.
+pub fn user_subject(index: usize) -> String {
+    format!("0192f0c4-7d4e-7b1a-9f01-{index:012}")
+}
+
+/// The user that h-hot drives far over its limit (nobody else uses it).
+pub const HOT_SUBJECT: &str = "0192f0c4-7d4e-7b1a-9f02-000000000001";
+/// The user the over-limit check of the 100/s cases sends too fast (nobody else uses it).
+pub const OVER_SUBJECT: &str = "0192f0c4-7d4e-7b1a-9f03-000000000001";
+
 pub fn write_tokens(path: &Path, tokens: &[String]) -> anyhow::Result<()> {
     let mut text = tokens.join("\n");
     text.push('\n');
@@ -136,6 +172,9 @@ pub struct TokenFiles {
     pub eddsa_count: usize,
     pub rs256: PathBuf,
     pub rs256_count: usize,
+    /// One token per user of the many-user cases ([`user_subject`]).
+    pub users: PathBuf,
+    pub users_count: usize,
 }
 
 fn now_unix() -> u64 {

@@ -17,8 +17,12 @@ pub const USAGE: &str =
   --eddsa-tokens N   distinct Ed25519 tokens for the fresh-token cases (default 300000)
   --rs256-tokens N   distinct RS256 tokens (default 12000; RSA signing here takes ~3 ms each)
   --cases LIST       run only these cases (a, b, c-eddsa, c-rs256, d, e-eddsa, e-rs256, f, g,
-                     service); results/edge.md is written only by a full run
+                     d-500, h, g-500, h-hot, service); results/edge.md is written only by
+                     a full run
   --keep             keep the work directory (Envoy configurations and logs, token files)";
+
+/// What runs once after the rounds, selectable with `--cases` like a case.
+const AFTER_ROUNDS: [&str; 2] = ["h-hot", "service"];
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -69,7 +73,8 @@ impl Options {
                     let list: Vec<String> = value.split(',').map(str::to_owned).collect();
                     for key in &list {
                         ensure!(
-                            key == "service" || CASES.iter().any(|c| c.key == key),
+                            AFTER_ROUNDS.contains(&key.as_str())
+                                || CASES.iter().any(|c| c.key == key),
                             "--cases: unknown case `{key}`\n\n{USAGE}"
                         );
                     }

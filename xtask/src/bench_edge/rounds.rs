@@ -147,6 +147,8 @@ mod tests {
             ("c-eddsa", "e-eddsa"),
             ("c-rs256", "e-rs256"),
             ("g", "f"),
+            ("d-500", "h"),
+            ("h", "g-500"),
         ] {
             let runs_first = |round| {
                 let order = round_order(&cases, round);

@@ -21,6 +21,11 @@ pub struct WrkFigures {
 }
 
 impl WrkFigures {
+    /// Seconds the measured run took.
+    pub fn seconds(&self) -> f64 {
+        self.duration_us.max(1) as f64 / 1e6
+    }
+
     pub fn per_second(&self) -> f64 {
         self.requests as f64 / (self.duration_us.max(1) as f64 / 1e6)
     }
