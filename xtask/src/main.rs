@@ -3,6 +3,7 @@
 
 mod bench_edge;
 mod bench_services;
+mod edge_costs;
 mod fuzz;
 
 use std::process::ExitCode;
@@ -14,6 +15,9 @@ tasks:
                    jwt_authn (cached, uncached), the gateway filter (repeated and fresh
                    tokens, Ed25519 and RS256), with rate limiting, and native jwt_authn +
                    native ratelimit; writes xtask/results/edge.md
+  edge-costs       instructions per request (callgrind) of an empty Wasm filter and of the
+                   gateway filter without, with exact and with leased rate limiting; see
+                   xtask/results/edge-costs.md
   bench-services   the mesh through the edge: login p95 at 20 logins/s and
                    GET /v1/users/me p95 at 500 requests/s; writes xtask/results/services.md
   fuzz             the fuzz targets of fuzz/ (cargo fuzz), each for a time budget; prints
@@ -25,6 +29,7 @@ async fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("bench-edge") => bench_edge::run(&args[1..]).await,
         Some("bench-services") => bench_services::run(&args[1..]).await,
+        Some("edge-costs") => edge_costs::run(&args[1..]).await,
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("-h" | "--help") => {
             eprintln!("{USAGE}");
