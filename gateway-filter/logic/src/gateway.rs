@@ -8,6 +8,7 @@ use crate::config::GatewayConfig;
 use crate::error::AuthError;
 use crate::jwks::{JwksError, KeyStore, LoadedJwks};
 use crate::ratelimit::{self, RateLimitCheck, RateLimitSubject};
+use crate::routes;
 use crate::verifier::{TokenVerifier, VerifiedClaims};
 
 /// The request facts the decision needs. The method is not one of them: what a call is
@@ -67,7 +68,12 @@ impl Gateway {
 
     /// Whether a request on `path` may pass without a token, whatever its method.
     pub fn is_public(&self, path: &str) -> bool {
-        self.config.public_routes.iter().any(|r| r.matches(path))
+        routes::plain_path(path).is_some_and(|path| {
+            self.config
+                .public_routes
+                .iter()
+                .any(|r| r.matches_plain(path))
+        })
     }
 
     /// Decides on a request at time `now` (Unix seconds, host clock).

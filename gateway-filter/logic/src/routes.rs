@@ -52,11 +52,7 @@ impl RouteRule {
     /// path is an attempt to make a protected route look public, and failing to match
     /// keeps it behind authentication.
     pub fn matches(&self, path: &str) -> bool {
-        let path = path_without_query(path);
-        if is_ambiguous_path(path) {
-            return false;
-        }
-        self.matches_plain(path)
+        plain_path(path).is_some_and(|path| self.matches_plain(path))
     }
 
     /// Whether this rule matches a request under any reading of its path, as a rule that
@@ -84,7 +80,9 @@ impl RouteRule {
         }
     }
 
-    fn matches_plain(&self, path: &str) -> bool {
+    /// [`RouteRule::matches`] for a path [`plain_path`] returned: a set of rules checks
+    /// the request's path once, not once per rule.
+    pub fn matches_plain(&self, path: &str) -> bool {
         match &self.path {
             PathMatch::Exact(p) => path == p,
             PathMatch::Prefix(p) => path.starts_with(p.as_str()),
@@ -94,16 +92,41 @@ impl RouteRule {
 
 /// The path part of a `:path` header value.
 pub fn path_without_query(path: &str) -> &str {
-    let end = path.find(['?', '#']).unwrap_or(path.len());
+    let end = path
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(path.len());
     path.get(..end).unwrap_or(path)
 }
 
+/// The path part of `:path` as rules that grant something match it, or `None` when the
+/// path is ambiguous (see [`RouteRule::matches`]) and so matches none of them.
+pub fn plain_path(path: &str) -> Option<&str> {
+    let path = path_without_query(path);
+    (!is_ambiguous_path(path)).then_some(path)
+}
+
+/// Whether `path` has a percent escape, a backslash, a `;`, a doubled slash or a dot
+/// segment: one pass over its bytes, since every request's path is checked.
 fn is_ambiguous_path(path: &str) -> bool {
-    path.contains(['%', '\\', ';'])
-        || path.contains("//")
-        || path
-            .split('/')
-            .any(|segment| segment == "." || segment == "..")
+    let is_dot_segment = |segment: Option<&[u8]>| matches!(segment, Some(b"." | b".."));
+    let bytes = path.as_bytes();
+    let mut segment_start = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        match byte {
+            b'%' | b'\\' | b';' => return true,
+            b'/' => {
+                if (i > 0 && bytes.get(i - 1) == Some(&b'/'))
+                    || is_dot_segment(bytes.get(segment_start..i))
+                {
+                    return true;
+                }
+                segment_start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    is_dot_segment(bytes.get(segment_start..))
 }
 
 /// The path as an upstream that decodes escapes and ignores `;` parameters, empty
@@ -191,6 +214,52 @@ mod tests {
             "/healthz;x=1",
         ] {
             assert!(!rule.matches(path), "{path} must not match");
+        }
+    }
+
+    #[test]
+    fn ambiguous_paths_are_found_in_one_pass_as_by_the_rules_spelled_out() {
+        let spelled_out = |path: &str| {
+            path.contains(['%', '\\', ';'])
+                || path.contains("//")
+                || path
+                    .split('/')
+                    .any(|segment| segment == "." || segment == "..")
+        };
+        for path in [
+            "",
+            "/",
+            ".",
+            "..",
+            "/.",
+            "/..",
+            "./",
+            "../",
+            "/a/.",
+            "/a/..",
+            "/a/./b",
+            "/a/../b",
+            "/a/.b",
+            "/a/..b",
+            "/a/b.",
+            "/.a",
+            "//",
+            "/a//b",
+            "a//",
+            "/a/b/",
+            "/a%2f",
+            "/a\\b",
+            "/a;b",
+            "/bench",
+            "/v1/users/me",
+            "/...",
+            "/a/.../b",
+        ] {
+            assert_eq!(
+                is_ambiguous_path(path),
+                spelled_out(path),
+                "{path:?} is judged differently"
+            );
         }
     }
 
