@@ -2,14 +2,26 @@
 //! instead of a signature check. Only tokens that verified are kept (a forged token never
 //! takes a slot), each until it expires, with the oldest evicted first when full.
 //!
-//! Keys are the tokens themselves (as Envoy's `jwt_authn` cache does): hashing a token with
-//! the map's keyed SipHash and comparing it on a hit costs far less inside Wasm than a
-//! cryptographic digest of it, and the random key keeps the map's buckets unpredictable.
+//! Entries are found by a keyed hash (SipHash, the map's random key) of the token's length
+//! and last [`HASHED_TAIL`] bytes, and a hit is the whole token compared eight bytes at a
+//! time. Every request on a bearer route looks its token up, and inside Wasm both halves
+//! are worth sparing: hashing the whole token costs about as much as the rest of the
+//! lookup, and the byte-at-a-time `memcmp` the map's `==` calls costs more still. The tail
+//! of a signed token is its signature, which an attacker cannot choose for a token that
+//! verifies, and only verified tokens are inserted: the random key keeps the map's buckets
+//! unpredictable as before. Two cached tokens with one hash cannot both be held; the second
+//! is verified every time, which costs time, never a wrong answer.
+//!
 //! Every operation is O(1) amortized: eviction pops the insertion-order queue, and a sweep
 //! of expired entries runs at most once per `capacity / 2` inserts.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::rc::Rc;
+
+/// Bytes at the end of a token that its hash covers: 24 bytes of any signature.
+const HASHED_TAIL: usize = 32;
 
 /// Counters for the cache, exposed for metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,6 +36,7 @@ pub struct CacheStats {
 
 #[derive(Debug)]
 struct Entry<T> {
+    token: Box<str>,
     claims: Rc<T>,
     /// Last second (inclusive) at which the token is still accepted: `exp` plus skew.
     valid_until: u64,
@@ -40,14 +53,48 @@ pub(crate) enum Lookup<T> {
     Miss,
 }
 
+/// The map's keys are already keyed hashes: it uses them as they are.
+#[derive(Debug, Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
+}
+
+/// Whether two tokens are the same, eight bytes at a time.
+fn same_token(a: &str, b: &str) -> bool {
+    let (a_words, a_rest) = a.as_bytes().as_chunks::<8>();
+    let (b_words, b_rest) = b.as_bytes().as_chunks::<8>();
+    a.len() == b.len()
+        && a_words
+            .iter()
+            .zip(b_words)
+            .all(|(x, y)| u64::from_ne_bytes(*x) == u64::from_ne_bytes(*y))
+        && a_rest.iter().zip(b_rest).all(|(x, y)| x == y)
+}
+
 /// The cache, holding for each token what verifying it yielded (`T`, the claims).
 #[derive(Debug)]
 pub(crate) struct TokenCache<T> {
     capacity: usize,
-    entries: HashMap<Rc<str>, Entry<T>>,
-    /// Insertion order, oldest first. A slot whose entry was dropped (expired on lookup,
-    /// swept) or replaced stays until it reaches the front or the queue is compacted.
-    order: VecDeque<(Rc<str>, u64)>,
+    hasher: RandomState,
+    entries: HashMap<u64, Entry<T>, BuildHasherDefault<KeyHasher>>,
+    /// Insertion order, oldest first, by key. A slot whose entry was dropped (expired on
+    /// lookup, swept) or replaced stays until it reaches the front or the queue is
+    /// compacted.
+    order: VecDeque<(u64, u64)>,
     next_seq: u64,
     inserts_since_sweep: usize,
     hits: u64,
@@ -58,7 +105,11 @@ impl<T> TokenCache<T> {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            entries: HashMap::with_capacity(capacity.min(1024)),
+            hasher: RandomState::new(),
+            entries: HashMap::with_capacity_and_hasher(
+                capacity.min(1024),
+                BuildHasherDefault::default(),
+            ),
             order: VecDeque::with_capacity(capacity.min(1024)),
             next_seq: 0,
             inserts_since_sweep: 0,
@@ -67,14 +118,27 @@ impl<T> TokenCache<T> {
         }
     }
 
+    fn key(&self, token: &str) -> u64 {
+        let tail = token.len().saturating_sub(HASHED_TAIL);
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write_usize(token.len());
+        hasher.write(token.as_bytes().get(tail..).unwrap_or_default());
+        hasher.finish()
+    }
+
     pub(crate) fn lookup(&mut self, token: &str, now: u64) -> Lookup<T> {
-        match self.entries.get(token) {
+        let key = self.key(token);
+        match self.entries.get(&key) {
+            Some(entry) if !same_token(&entry.token, token) => {
+                self.misses += 1;
+                Lookup::Miss
+            }
             Some(entry) if now <= entry.valid_until => {
                 self.hits += 1;
                 Lookup::Hit(Rc::clone(&entry.claims))
             }
             Some(_) => {
-                self.entries.remove(token);
+                self.entries.remove(&key);
                 self.hits += 1;
                 Lookup::Expired
             }
@@ -86,19 +150,21 @@ impl<T> TokenCache<T> {
     }
 
     pub(crate) fn insert(&mut self, token: &str, claims: Rc<T>, valid_until: u64, now: u64) {
-        if self.capacity == 0 || self.entries.contains_key(token) {
+        let key = self.key(token);
+        // Held already, or another token with the same hash is: that one keeps its slot.
+        if self.capacity == 0 || self.entries.contains_key(&key) {
             return;
         }
         if self.entries.len() >= self.capacity {
             self.make_room(now);
         }
-        let key: Rc<str> = Rc::from(token);
         let seq = self.next_seq;
         self.next_seq += 1;
         self.inserts_since_sweep += 1;
         self.entries.insert(
-            Rc::clone(&key),
+            key,
             Entry {
+                token: Box::from(token),
                 claims,
                 valid_until,
                 seq,
