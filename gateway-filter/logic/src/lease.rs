@@ -6,7 +6,7 @@
 //! Redis bucket when granted. The instance spends them locally, one per request, and
 //! renews in the background when it holds half a lease or less, so a request asks the
 //! service only when the instance holds nothing. A refused lease leaves a local
-//! over-limit verdict that answers 429 until one hit fits again.
+//! over-limit verdict that answers 429 until a quarter of a lease fits again.
 //!
 //! The table lives in proxy-wasm shared data, so an instance holds one lease per
 //! descriptor, not one per worker. It has a fixed number of slots (memory is bounded
@@ -139,6 +139,20 @@ impl Slot {
         (self.mode == SlotMode::Empty || now_ms >= self.valid_until_ms)
             && now_ms >= self.over_until_ms
             && now_ms >= self.renew_after_ms
+    }
+
+    /// How long a local over-limit verdict lasts at least: until a quarter of a lease
+    /// has drained back into the bucket. The service says when one hit fits (10 ms at
+    /// 100/s); asking again that soon would make a client hammering its limit cost the
+    /// service a call every few milliseconds per Envoy. Waiting for a quarter lease does
+    /// not lower the client's rate: what drains meanwhile stays in the bucket and is
+    /// granted (halved) at the next call.
+    fn min_refusal_ms(&self) -> u64 {
+        if self.limit == 0 || self.lease_size == 0 {
+            return 0;
+        }
+        let per_hit_ms = self.unit.seconds() * 1_000 / u64::from(self.limit);
+        per_hit_ms * u64::from((self.lease_size / 4).max(1))
     }
 
     /// Serialized form (fixed header, then the descriptor key).
@@ -489,8 +503,12 @@ impl LeaseTable {
                     }
                     let reset_at = now_ms + grant.status.reset_after.map_or(0, millis);
                     if grant.status.over_limit || grant.granted == 0 {
+                        if grant.lease_size > 0 {
+                            next.lease_size = grant.lease_size;
+                        }
                         if grant.status.over_limit {
-                            next.over_until_ms = reset_at.max(now_ms + 1);
+                            next.over_until_ms =
+                                reset_at.max(now_ms + next.min_refusal_ms()).max(now_ms + 1);
                         }
                     } else {
                         let held = next.usable(now_ms);

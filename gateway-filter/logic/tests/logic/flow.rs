@@ -254,7 +254,7 @@ fn the_workers_of_one_envoy_share_one_lease() {
 }
 
 #[test]
-fn a_refused_lease_refuses_locally_until_one_hit_fits() {
+fn a_refused_lease_refuses_locally_until_a_quarter_lease_fits() {
     let key = support::ed25519_a();
     let proxy = Proxy::new(START_MS);
     let mut edge = Edge::new(&proxy, limited_config("open", 1024), &key);
@@ -308,8 +308,13 @@ fn a_refused_lease_refuses_locally_until_one_hit_fits() {
     assert_eq!(edge.host.last_reply().header("retry-after"), Some("1"));
     assert!(edge.host.counter(Counter::RateLimited) >= 2);
 
-    // Once a hit fits again (10 ms at 100/s), the next request asks.
+    // Still refused locally when one hit fits (10 ms at 100/s): the verdict lasts until a
+    // quarter of a lease (5 hits, 50 ms) has drained back, so a client hammering its limit
+    // does not cost the service a call every few milliseconds.
     proxy.advance(Duration::from_millis(20));
+    assert_eq!(edge.bearer(&token).1, Action::Pause);
+    assert!(edge.lease_calls().is_empty(), "asked again after one hit");
+    proxy.advance(Duration::from_millis(31));
     let (mut flow, action) = edge.bearer(&token);
     assert_eq!(action, Action::Pause);
     let call = edge
@@ -318,6 +323,10 @@ fn a_refused_lease_refuses_locally_until_one_hit_fits() {
         .expect("asks again after the verdict expires");
     edge.answer(&mut flow, &call, &service);
     assert_eq!(edge.host.resumed.get(), 1, "a drained hit is granted");
+    assert!(
+        service.granted.borrow().values().sum::<u64>() >= 102,
+        "what drained is granted, halved: at least two hits"
+    );
 }
 
 #[test]

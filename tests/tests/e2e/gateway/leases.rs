@@ -71,47 +71,62 @@ async fn bearer_requests_spend_leases_and_answer_429_with_the_contract_headers()
     let spent_before = envoy_stat(&mesh, SPENT).await;
     let mut failures_seen = envoy_stat(&mesh, FAILURES).await;
 
+    // GetMe answers carry the limit's headers; the first 30 are well within it.
     let mut allowed = 0u64;
-    let mut refused = None;
-    for call in 1..=3_000u64 {
+    for call in 1..=30u64 {
         let reply = get_me(&mesh, Some(&authorization)).await;
-        match reply.status {
-            StatusCode::OK => {
-                allowed += 1;
-                let what = format!("GetMe {call}");
-                if reply.header("ratelimit-limit").is_none() {
-                    // Only a call that failed (its 50 ms budget overrun on a loaded
-                    // machine) lets a bearer request through without the headers.
-                    let failures = envoy_stat(&mesh, FAILURES).await;
-                    assert!(
-                        failures > failures_seen,
-                        "{what}: allowed without RateLimit-* headers and no failed call: {reply:?}"
-                    );
-                    failures_seen = failures;
-                    continue;
-                }
-                assert_eq!(
-                    reply.number_header("ratelimit-limit", &what),
-                    RATE,
-                    "{what}: {reply:?}"
-                );
-                assert!(
-                    reply.number_header("ratelimit-remaining", &what) <= RATE,
-                    "{what}: {reply:?}"
-                );
-                assert!(
-                    reply.number_header("ratelimit-reset", &what) >= 1,
-                    "{reply:?}"
-                );
+        assert_eq!(reply.status, StatusCode::OK, "GetMe {call}: {reply:?}");
+        allowed += 1;
+        let what = format!("GetMe {call}");
+        if reply.header("ratelimit-limit").is_none() {
+            // Only a call that failed (its 50 ms budget overrun on a loaded machine)
+            // lets a bearer request through without the headers.
+            let failures = envoy_stat(&mesh, FAILURES).await;
+            assert!(
+                failures > failures_seen,
+                "{what}: allowed without RateLimit-* headers and no failed call: {reply:?}"
+            );
+            failures_seen = failures;
+            continue;
+        }
+        assert_eq!(
+            reply.number_header("ratelimit-limit", &what),
+            RATE,
+            "{what}: {reply:?}"
+        );
+        assert!(
+            reply.number_header("ratelimit-remaining", &what) <= RATE,
+            "{what}: {reply:?}"
+        );
+        assert!(
+            reply.number_header("ratelimit-reset", &what) >= 1,
+            "{reply:?}"
+        );
+    }
+    // Then over the limit, on a path the edge answers itself (fast whatever the load),
+    // from eight clients at once, until the first 429.
+    let url = mesh.edge_url(NO_ROUTE);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut refused = None;
+    while refused.is_none() && Instant::now() < deadline {
+        let mut batch = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let request = mesh
+                .http()
+                .get(&url)
+                .header("authorization", &authorization);
+            batch.spawn(Reply::of(request, "over the limit"));
+        }
+        while let Some(reply) = batch.join_next().await {
+            let reply = reply.expect("a request task panicked");
+            match reply.status {
+                StatusCode::NOT_FOUND => allowed += 1,
+                StatusCode::TOO_MANY_REQUESTS => refused = Some(reply),
+                other => panic!("{NO_ROUTE} answered {other}: {reply:?}"),
             }
-            StatusCode::TOO_MANY_REQUESTS => {
-                refused = Some(reply);
-                break;
-            }
-            other => panic!("GetMe {call} answered {other}: {reply:?}"),
         }
     }
-    let refused = refused.expect("3,000 sequential calls never reached 100 per second");
+    let refused = refused.expect("30 s of eight clients at once never reached 100 per second");
     assert_eq!(
         refused.number_header("ratelimit-limit", "429"),
         RATE,
@@ -140,8 +155,8 @@ async fn bearer_requests_spend_leases_and_answer_429_with_the_contract_headers()
 
     let spent = envoy_stat(&mesh, SPENT).await - spent_before;
     assert!(
-        spent * 10 >= allowed * 7,
-        "most allowed requests must come from leases, without a call: {spent} of {allowed}"
+        spent * 2 >= allowed,
+        "at least half the allowed requests must come from leases, without a call: {spent} of {allowed}"
     );
 
     // Login stays exact: its 10 per minute are never leased.
@@ -265,26 +280,36 @@ async fn two_envoys_of_two_workers_hold_one_limit_within_a_lease_each() {
         "{admitted} admitted: leases starved the user (< {floor})"
     );
 
-    // Exhausted through the first Envoy, refused through the second.
-    let first = mesh.envoys()[0].url(NO_ROUTE);
-    let mut refusal_at = None;
-    for _ in 0..5_000 {
-        let reply = Reply::of(
-            mesh.http()
-                .get(&first)
-                .header("authorization", &authorization),
-            "exhausting",
-        )
-        .await;
-        if reply.status == StatusCode::TOO_MANY_REQUESTS {
-            refusal_at = Some(Instant::now());
-            break;
-        }
+    // Exhausted through the first Envoy, refused through the second. First every lease
+    // of the hammering above expires (valid_for, 2 s) and the bucket fills again; then
+    // eight clients drain it through the first Envoy for half a second.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let admitted_first = Arc::new(AtomicU64::new(0));
+    let refused_first = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        tasks.push(tokio::spawn(hammer(
+            mesh.http().clone(),
+            mesh.envoys()[0].url(NO_ROUTE),
+            authorization.clone(),
+            Duration::from_millis(500),
+            Duration::ZERO,
+            Arc::clone(&admitted_first),
+            Arc::clone(&refused_first),
+        )));
     }
-    let refusal_at = refusal_at.expect("the first envoy never refused");
+    for task in tasks {
+        task.await.expect("a hammering task panicked");
+    }
+    let stopped = Instant::now();
+    assert!(
+        refused_first.load(Ordering::Relaxed) > 0,
+        "the first envoy never refused: {} admitted",
+        admitted_first.load(Ordering::Relaxed)
+    );
     let second = mesh.envoys()[1].url(NO_ROUTE);
     let mut through_second = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..40 {
         let reply = Reply::of(
             mesh.http()
                 .get(&second)
@@ -294,7 +319,10 @@ async fn two_envoys_of_two_workers_hold_one_limit_within_a_lease_each() {
         .await;
         through_second.push(reply.status);
     }
-    let window = refusal_at.elapsed().as_secs_f64();
+    // The second Envoy holds nothing (its leases expired): it can only be granted what
+    // drained back since the bucket was last empty, at most a local verdict (a quarter
+    // lease, 50 ms) before the first Envoy stopped.
+    let window = stopped.elapsed().as_secs_f64() + 0.05;
     let allowed = through_second
         .iter()
         .filter(|s| **s == StatusCode::NOT_FOUND)
@@ -303,7 +331,7 @@ async fn two_envoys_of_two_workers_hold_one_limit_within_a_lease_each() {
     let drained = (RATE as f64 * window).ceil() as usize + 1;
     assert!(
         allowed <= drained,
-        "the second envoy admitted {allowed} of 20 within {window:.3} s of the limit being \
+        "the second envoy admitted {allowed} of 40 within {window:.3} s of the limit being \
          exhausted through the first (at most {drained} hits drain back meanwhile): {through_second:?}"
     );
     assert!(
