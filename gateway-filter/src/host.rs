@@ -29,6 +29,10 @@ impl Host for ProxyHost {
         set_request_header(name, value);
     }
 
+    fn add_request_header(&self, name: &str, value: &str) {
+        add_request_header(name, value);
+    }
+
     fn remove_request_header(&self, name: &str) {
         remove_request_header(name);
     }
@@ -130,6 +134,12 @@ pub fn request_headers() -> Vec<(String, Vec<u8>)> {
 pub fn set_request_header(name: &str, value: &str) {
     if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)) {
         log::error!("could not set request header {name}: {status:?}");
+    }
+}
+
+pub fn add_request_header(name: &str, value: &str) {
+    if let Err(status) = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value) {
+        log::error!("could not add request header {name}: {status:?}");
     }
 }
 

@@ -42,8 +42,11 @@ pub trait Host {
 
     /// Every request header; values as raw bytes (a client may send any octet).
     fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
-    /// Sets a request header.
+    /// Sets a request header, replacing every value it had.
     fn set_request_header(&self, name: &str, value: &str);
+    /// Adds a request header value, keeping any already there: for a header the request
+    /// does not carry, where it is [`Host::set_request_header`] at a lower price.
+    fn add_request_header(&self, name: &str, value: &str);
     /// Removes a request header.
     fn remove_request_header(&self, name: &str);
     /// The downstream peer address (`203.0.113.7:51234`), if known.

@@ -124,6 +124,24 @@ fn filter_in_envoy_enforces_bearer_tokens() {
         );
     }
 
+    // Without client copies, the identity headers are added: upstream sees one value each.
+    let r = request(
+        envoy.port,
+        "GET",
+        "/v1/users/me",
+        &[("authorization", &bearer(&valid))],
+    );
+    assert_eq!(r.status, 200, "valid token must pass: {r:?}");
+    let seen = echoed(&r);
+    assert_eq!(
+        (
+            &seen["headers"]["x-bulwark-user-id"],
+            &seen["headers"]["x-bulwark-roles"]
+        ),
+        (&json!([tokens::USER_ID]), &json!(["admin,auditor"])),
+        "upstream saw {seen}"
+    );
+
     // Public route: passes without a token, and client identity headers are stripped.
     // (Envoy lowercases header names, so a client's capitals change nothing.)
     let r = request(

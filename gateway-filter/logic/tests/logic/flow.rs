@@ -743,6 +743,44 @@ fn identity_headers_from_the_client_are_removed_on_every_path() {
 }
 
 #[test]
+fn identity_headers_are_added_to_a_request_without_them_and_replace_a_clients_copy() {
+    let key = support::ed25519_a();
+    let proxy = Proxy::new(START_MS);
+    let mut edge = Edge::new(&proxy, support::config(), &key);
+    let bearer = format!("Bearer {}", support::sign(&key, &support::claims()));
+    let user_id_set = |edge: &Edge| {
+        edge.host
+            .set_request_headers
+            .borrow()
+            .iter()
+            .any(|(n, v)| n == "x-bulwark-user-id" && v == support::USER_ID)
+    };
+
+    edge.send(&[(":path", "/v1/users/me"), ("authorization", &bearer)]);
+    assert!(user_id_set(&edge), "the verified identity is forwarded");
+    assert_eq!(
+        *edge.host.added_request_headers.borrow(),
+        ["x-bulwark-user-id", "x-bulwark-roles"],
+        "headers the client did not send are added"
+    );
+
+    edge.send(&[
+        (":path", "/v1/users/me"),
+        ("authorization", &bearer),
+        ("x-bulwark-roles", "admin"),
+    ]);
+    assert!(user_id_set(&edge), "the verified identity is forwarded");
+    assert!(
+        edge.host.added_request_headers.borrow().is_empty(),
+        "after a client's identity header, ours replace, never add to, what it sent"
+    );
+    assert_eq!(
+        *edge.host.removed_request_headers.borrow(),
+        ["x-bulwark-roles"]
+    );
+}
+
+#[test]
 fn a_grpc_client_gets_the_refusal_as_a_grpc_status() {
     let key = support::ed25519_a();
     let proxy = Proxy::new(START_MS);

@@ -77,7 +77,10 @@ pub struct Answer {
 pub struct MockHost {
     pub proxy: Rc<Proxy>,
     pub request_headers: RefCell<Vec<(String, Vec<u8>)>>,
+    /// Headers set on the request, replaced or added.
     pub set_request_headers: RefCell<Vec<(String, String)>>,
+    /// Of those, the names that were added (no replace).
+    pub added_request_headers: RefCell<Vec<String>>,
     pub removed_request_headers: RefCell<Vec<String>>,
     pub response_headers: RefCell<Vec<(String, String)>>,
     /// Headers of the upstream's response, as the response callback finds them.
@@ -98,6 +101,7 @@ impl MockHost {
             proxy: Rc::clone(proxy),
             request_headers: RefCell::default(),
             set_request_headers: RefCell::default(),
+            added_request_headers: RefCell::default(),
             removed_request_headers: RefCell::default(),
             response_headers: RefCell::default(),
             upstream_response_headers: RefCell::default(),
@@ -119,6 +123,7 @@ impl MockHost {
             .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
             .collect();
         self.set_request_headers.borrow_mut().clear();
+        self.added_request_headers.borrow_mut().clear();
         self.removed_request_headers.borrow_mut().clear();
         self.response_headers.borrow_mut().clear();
         self.upstream_response_headers.borrow_mut().clear();
@@ -193,6 +198,13 @@ impl Host for MockHost {
         self.set_request_headers
             .borrow_mut()
             .push((name.to_owned(), value.to_owned()));
+    }
+
+    fn add_request_header(&self, name: &str, value: &str) {
+        self.set_request_header(name, value);
+        self.added_request_headers
+            .borrow_mut()
+            .push(name.to_owned());
     }
 
     fn remove_request_header(&self, name: &str) {
