@@ -19,6 +19,7 @@ pub mod identity_request;
 pub mod jwks;
 pub mod jwt_claims;
 pub mod jwt_verify;
+pub mod lease_request;
 pub mod limits_yaml;
 pub mod ratelimit_request;
 
@@ -38,6 +39,7 @@ pub fn all_seeds() -> Vec<(&'static str, Vec<Seed>)> {
         ("auth_request", auth_request::seeds()),
         ("authz_request", authz_request::seeds()),
         ("audit_request", audit_request::seeds()),
+        ("lease_request", lease_request::seeds()),
         ("ratelimit_request", ratelimit_request::seeds()),
     ]
 }
