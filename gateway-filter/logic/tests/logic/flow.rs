@@ -90,6 +90,15 @@ impl Edge {
         flow.on_grpc_call_response(&mut self.worker, &self.host, call.token, 0, size);
     }
 
+    /// Sends a first request for `token`'s user and answers its lease call.
+    fn take_lease(&mut self, token: &str, service: &ModelService) {
+        let (mut flow, action) = self.bearer(token);
+        assert_eq!(action, Action::Pause, "a first request waits for its lease");
+        let call = self.lease_calls().pop().expect("a lease call");
+        self.answer(&mut flow, &call, service);
+        assert_eq!(self.host.resumed.get(), 1, "the lease lets it go on");
+    }
+
     /// Fails a request's lease call with a gRPC status.
     fn fail(&mut self, flow: &mut RequestFlow, call: &Call, status: u32) {
         flow.on_grpc_call_response(&mut self.worker, &self.host, call.token, status, 0);
@@ -226,9 +235,7 @@ fn the_workers_of_one_envoy_share_one_lease() {
     let service = ModelService::new(leased(100, 20));
     let token = token_for(&key, USER);
 
-    let (mut flow, _) = a.bearer(&token);
-    let call = a.lease_calls().pop().unwrap();
-    a.answer(&mut flow, &call, &service);
+    a.take_lease(&token, &service);
     for _ in 0..9 {
         assert_eq!(
             b.bearer(&token).1,
@@ -336,9 +343,7 @@ fn held_hits_expire_with_the_lease() {
     let mut edge = Edge::new(&proxy, limited_config("open", 1024), &key);
     let service = ModelService::new(leased(100, 20));
     let token = token_for(&key, USER);
-    let (mut flow, _) = edge.bearer(&token);
-    let call = edge.lease_calls().pop().unwrap();
-    edge.answer(&mut flow, &call, &service);
+    edge.take_lease(&token, &service);
     assert_eq!(edge.bearer(&token).1, Action::Continue);
 
     proxy.advance(Duration::from_millis(2_001));
@@ -359,9 +364,7 @@ fn losing_the_service_mid_lease_spends_what_is_held_then_fails_as_the_route_says
         let mut edge = Edge::new(&proxy, limited_config(mode, 1024), &key);
         let service = ModelService::new(leased(100, 20));
         let token = token_for(&key, USER);
-        let (mut flow, _) = edge.bearer(&token);
-        let call = edge.lease_calls().pop().unwrap();
-        edge.answer(&mut flow, &call, &service);
+        edge.take_lease(&token, &service);
 
         // The service goes away: the renewal fails, the held hits are still spent.
         let mut admitted = 0;
@@ -407,9 +410,7 @@ fn a_failed_renewal_backs_off_before_the_next_claim() {
     let mut edge = Edge::new(&proxy, limited_config("open", 1024), &key);
     let service = ModelService::new(leased(100, 20));
     let token = token_for(&key, USER);
-    let (mut flow, _) = edge.bearer(&token);
-    let call = edge.lease_calls().pop().unwrap();
-    edge.answer(&mut flow, &call, &service);
+    edge.take_lease(&token, &service);
     for _ in 0..9 {
         edge.bearer(&token);
     }
@@ -441,9 +442,7 @@ fn a_renewal_claim_that_outlives_its_deadline_is_taken_over() {
     let mut b = Edge::new(&proxy, config, &key);
     let service = ModelService::new(leased(100, 20));
     let token = token_for(&key, USER);
-    let (mut flow, _) = a.bearer(&token);
-    let call = a.lease_calls().pop().unwrap();
-    a.answer(&mut flow, &call, &service);
+    a.take_lease(&token, &service);
     for _ in 0..9 {
         a.bearer(&token);
     }
@@ -585,9 +584,7 @@ fn a_full_table_decides_the_newcomer_exactly() {
     let service = ModelService::new(leased(100, 20));
     let first = token_for(&key, USER);
     let second = token_for(&key, "0192f0c4-7d4e-7b1a-9f00-0000000000b2");
-    let (mut flow, _) = edge.bearer(&first);
-    let call = edge.lease_calls().pop().unwrap();
-    edge.answer(&mut flow, &call, &service);
+    edge.take_lease(&first, &service);
     for _ in 0..3 {
         let (mut flow, action) = edge.bearer(&second);
         assert_eq!(action, Action::Pause);
@@ -804,9 +801,7 @@ fn the_timer_renews_in_batches_of_at_most_the_service_limit() {
     for i in 0..70u32 {
         let user = format!("0192f0c4-7d4e-7b1a-9f00-{i:012}");
         let token = token_for(&key, &user);
-        let (mut flow, _) = edge.bearer(&token);
-        let call = edge.lease_calls().pop().unwrap();
-        edge.answer(&mut flow, &call, &service);
+        edge.take_lease(&token, &service);
         // Lease of 2, one spent by the first request: 1 held = half: claimed.
         assert_eq!(edge.bearer(&token).1, Action::Continue);
     }
@@ -826,9 +821,9 @@ fn an_upstreams_own_rate_limit_headers_are_left_as_they_are() {
     let mut edge = Edge::new(&proxy, limited_config("open", 1024), &key);
     let service = ModelService::new(leased(100, 20));
     let token = token_for(&key, USER);
-    let (mut flow, _) = edge.bearer(&token);
-    let call = edge.lease_calls().pop().unwrap();
-    edge.answer(&mut flow, &call, &service);
+    edge.take_lease(&token, &service);
+    let (mut flow, action) = edge.bearer(&token);
+    assert_eq!(action, Action::Continue);
     // A service refused the call with its own limit: its headers stand.
     edge.host.upstream_response_headers.borrow_mut().extend([
         ("ratelimit-limit".to_owned(), "6".to_owned()),
