@@ -177,6 +177,15 @@ impl CallgrindEnvoy {
             .with_context(|| format!("no totals in {}", newest.display()))
     }
 
+    /// Instructions per second the process runs with no request, counted for `window`.
+    pub async fn idle_rate(&self, window: Duration) -> anyhow::Result<f64> {
+        self.zero()?;
+        let started = std::time::Instant::now();
+        tokio::time::sleep(window).await;
+        let instructions = self.dump_total()?;
+        Ok(instructions as f64 / started.elapsed().as_secs_f64())
+    }
+
     pub fn stop(mut self) {
         let _ = self.process.stop("TERM", Duration::from_secs(30));
     }
