@@ -74,9 +74,9 @@ impl Hasher for KeyHasher {
 }
 
 /// Whether two tokens are the same, eight bytes at a time.
-fn same_token(a: &str, b: &str) -> bool {
-    let (a_words, a_rest) = a.as_bytes().as_chunks::<8>();
-    let (b_words, b_rest) = b.as_bytes().as_chunks::<8>();
+fn same_token(a: &[u8], b: &[u8]) -> bool {
+    let (a_words, a_rest) = a.as_chunks::<8>();
+    let (b_words, b_rest) = b.as_chunks::<8>();
     a.len() == b.len()
         && a_words
             .iter()
@@ -118,18 +118,19 @@ impl<T> TokenCache<T> {
         }
     }
 
-    fn key(&self, token: &str) -> u64 {
+    fn key(&self, token: &[u8]) -> u64 {
         let tail = token.len().saturating_sub(HASHED_TAIL);
         let mut hasher = self.hasher.build_hasher();
         hasher.write_usize(token.len());
-        hasher.write(token.as_bytes().get(tail..).unwrap_or_default());
+        hasher.write(token.get(tail..).unwrap_or_default());
         hasher.finish()
     }
 
-    pub(crate) fn lookup(&mut self, token: &str, now: u64) -> Lookup<T> {
+    /// The entry of a token as the client sent it (bytes: a cached token is text).
+    pub(crate) fn lookup(&mut self, token: &[u8], now: u64) -> Lookup<T> {
         let key = self.key(token);
         match self.entries.get(&key) {
-            Some(entry) if !same_token(&entry.token, token) => {
+            Some(entry) if !same_token(entry.token.as_bytes(), token) => {
                 self.misses += 1;
                 Lookup::Miss
             }
@@ -150,7 +151,7 @@ impl<T> TokenCache<T> {
     }
 
     pub(crate) fn insert(&mut self, token: &str, claims: Rc<T>, valid_until: u64, now: u64) {
-        let key = self.key(token);
+        let key = self.key(token.as_bytes());
         // Held already, or another token with the same hash is: that one keeps its slot.
         if self.capacity == 0 || self.entries.contains_key(&key) {
             return;
@@ -237,7 +238,7 @@ mod tests {
     }
 
     fn hit(cache: &mut TokenCache<String>, token: &str, now: u64) -> bool {
-        matches!(cache.lookup(token, now), Lookup::Hit(_))
+        matches!(cache.lookup(token.as_bytes(), now), Lookup::Hit(_))
     }
 
     #[test]
@@ -248,7 +249,7 @@ mod tests {
         cache.insert("new", claims("new"), 1_000, 50);
         assert!(hit(&mut cache, "live", 50));
         assert!(hit(&mut cache, "new", 50));
-        assert!(matches!(cache.lookup("old", 50), Lookup::Miss));
+        assert!(matches!(cache.lookup(b"old", 50), Lookup::Miss));
     }
 
     #[test]
@@ -268,7 +269,7 @@ mod tests {
         cache.insert("a", claims("a"), 1_000, 0);
         cache.insert("b", claims("b"), 1_000, 0);
         cache.insert("c", claims("c"), 1_000, 0);
-        assert!(matches!(cache.lookup("a", 1), Lookup::Miss));
+        assert!(matches!(cache.lookup(b"a", 1), Lookup::Miss));
         assert!(hit(&mut cache, "b", 1));
         assert!(hit(&mut cache, "c", 1));
         assert_eq!(cache.stats().entries, 2);
@@ -278,15 +279,15 @@ mod tests {
     fn expired_lookup_drops_the_entry_and_a_reinserted_token_keeps_its_new_slot() {
         let mut cache = TokenCache::new(2);
         cache.insert("a", claims("a"), 10, 0);
-        assert!(matches!(cache.lookup("a", 20), Lookup::Expired));
-        assert!(matches!(cache.lookup("a", 20), Lookup::Miss));
+        assert!(matches!(cache.lookup(b"a", 20), Lookup::Expired));
+        assert!(matches!(cache.lookup(b"a", 20), Lookup::Miss));
         // The stale slot of the first "a" must not evict the second one.
         cache.insert("a", claims("a2"), 1_000, 20);
         cache.insert("b", claims("b"), 1_000, 20);
         assert!(hit(&mut cache, "a", 21));
         assert!(hit(&mut cache, "b", 21));
         cache.insert("c", claims("c"), 1_000, 21);
-        assert!(matches!(cache.lookup("a", 22), Lookup::Miss));
+        assert!(matches!(cache.lookup(b"a", 22), Lookup::Miss));
         assert!(hit(&mut cache, "b", 22));
         assert!(hit(&mut cache, "c", 22));
     }
@@ -297,7 +298,10 @@ mod tests {
         for i in 0..1_000u64 {
             let token = format!("t{i}");
             cache.insert(&token, claims(&token), i, i);
-            assert!(matches!(cache.lookup(&token, i + 1), Lookup::Expired));
+            assert!(matches!(
+                cache.lookup(token.as_bytes(), i + 1),
+                Lookup::Expired
+            ));
         }
         assert_eq!(cache.stats().entries, 0);
         assert!(cache.order.len() <= 8, "queue of {}", cache.order.len());
@@ -313,7 +317,7 @@ mod tests {
         assert_eq!(cache.stats().entries, 64);
         assert!(hit(&mut cache, "t9999", 200));
         assert!(hit(&mut cache, "t9936", 200));
-        assert!(matches!(cache.lookup("t9935", 200), Lookup::Miss));
+        assert!(matches!(cache.lookup(b"t9935", 200), Lookup::Miss));
         assert!(cache.order.len() <= 128);
     }
 
@@ -321,6 +325,6 @@ mod tests {
     fn zero_capacity_caches_nothing() {
         let mut cache = TokenCache::new(0);
         cache.insert("a", claims("a"), 1_000, 0);
-        assert!(matches!(cache.lookup("a", 1), Lookup::Miss));
+        assert!(matches!(cache.lookup(b"a", 1), Lookup::Miss));
     }
 }

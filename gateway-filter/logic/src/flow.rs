@@ -28,7 +28,7 @@ use crate::worker::{PendingFetch, Renewal, Worker};
 struct PausedRequest {
     fetch: PendingFetch,
     path: String,
-    authorization: Option<String>,
+    authorization: Option<Vec<u8>>,
 }
 
 impl PausedRequest {
@@ -103,7 +103,8 @@ impl RequestFlow {
         for (name, value) in host.request_headers() {
             match name.as_str() {
                 ":path" => path = text(value),
-                "authorization" if authorization.is_none() => authorization = Some(text(value)),
+                // Read as text only if its token must be verified (`raw_bearer_token`).
+                "authorization" if authorization.is_none() => authorization = Some(value),
                 "content-type" => content_type = Some(text(value)),
                 "x-envoy-original-path" => transcoded = true,
                 // Before any decision, so that no path (public, refused, error) forwards a

@@ -18,8 +18,8 @@ use crate::verifier::{TokenVerifier, VerifiedClaims};
 pub struct RequestHead<'a> {
     /// `:path`, query included.
     pub path: &'a str,
-    /// The `Authorization` header, if any.
-    pub authorization: Option<&'a str>,
+    /// The `Authorization` header's value as the client sent it (any octets), if any.
+    pub authorization: Option<&'a [u8]>,
 }
 
 /// The outcome for one request.
@@ -81,12 +81,12 @@ impl Gateway {
         if self.is_public(head.path) {
             return Access::Public;
         }
-        let token = match head.authorization.map(bearer_token) {
+        let token = match head.authorization.map(raw_bearer_token) {
             None => return Access::Denied(AuthError::MissingToken),
             Some(Err(e)) => return Access::Denied(e),
             Some(Ok(token)) => token,
         };
-        match self.verifier.verify(token, now) {
+        match self.verifier.verify_raw(&token, now) {
             Ok(claims) => Access::Authenticated(claims),
             Err(e) => Access::Denied(e),
         }
@@ -130,15 +130,63 @@ impl Gateway {
 /// The token of an RFC 6750 `Authorization: Bearer <token>` header.
 pub fn bearer_token(header: &str) -> Result<&str, AuthError> {
     let header = header.trim();
-    let (scheme, rest) = header.split_once([' ', '\t']).unwrap_or((header, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let token = token_of_trimmed(header.as_bytes())?;
+    // The token ends the header, and begins after an ASCII space or tab.
+    Ok(header.get(header.len() - token.len()..).unwrap_or_default())
+}
+
+/// [`bearer_token`] of a raw header value read as text (bytes that are not UTF-8 as
+/// U+FFFD), as the token's bytes: read as text, they are the token [`bearer_token`] gives.
+/// A value that is ASCII at both ends once ASCII whitespace is trimmed is not read as text
+/// at all: `str::trim` would stop where the ASCII trim stops, the scheme and token split
+/// at an ASCII byte, which no multi-byte character contains, and the token runs to the
+/// end. Every request on a bearer route takes that way, and checking that ~350 bytes are
+/// UTF-8 costs ~1,000 instructions inside Wasm; the token is read as text only if the
+/// cache does not know it ([`TokenVerifier::verify_raw`]).
+pub fn raw_bearer_token(header: &[u8]) -> Result<Cow<'_, [u8]>, AuthError> {
+    let trimmed = trim_ascii_whitespace(header);
+    match (trimmed.first(), trimmed.last()) {
+        (Some(first), Some(last)) if first.is_ascii() && last.is_ascii() => {
+            token_of_trimmed(trimmed).map(Cow::Borrowed)
+        }
+        _ => bearer_token(&String::from_utf8_lossy(header))
+            .map(|token| Cow::Owned(token.as_bytes().to_vec())),
+    }
+}
+
+/// `bytes` without the leading and trailing ASCII characters `str::trim` removes (the
+/// ASCII ones of Unicode's White_Space: `u8::is_ascii_whitespace` leaves out U+000B).
+fn trim_ascii_whitespace(bytes: &[u8]) -> &[u8] {
+    let space = |b: &u8| matches!(b, b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' | b' ');
+    let start = bytes.iter().position(|b| !space(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !space(b))
+        .map_or(start, |i| i + 1);
+    bytes.get(start..end).unwrap_or_default()
+}
+
+/// The token of a trimmed `Bearer <token>` value: the scheme ends at the first space or
+/// tab, and the token follows the spaces and tabs after it.
+fn token_of_trimmed(header: &[u8]) -> Result<&[u8], AuthError> {
+    let (scheme, rest) = match header.iter().position(|&b| b == b' ' || b == b'\t') {
+        Some(at) => (
+            header.get(..at).unwrap_or_default(),
+            header.get(at + 1..).unwrap_or_default(),
+        ),
+        None => (header, &[][..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Err(AuthError::NotBearer);
     }
-    let token = rest.trim_start_matches([' ', '\t']);
-    if token.is_empty() {
-        return Err(AuthError::MissingToken);
+    let start = rest
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(rest.len());
+    match rest.get(start..) {
+        Some(token) if !token.is_empty() => Ok(token),
+        _ => Err(AuthError::MissingToken),
     }
-    Ok(token)
 }
 
 #[cfg(test)]
@@ -164,5 +212,43 @@ mod tests {
     fn bearer_without_token_is_missing_token() {
         assert_eq!(bearer_token("Bearer"), Err(AuthError::MissingToken));
         assert_eq!(bearer_token("Bearer   "), Err(AuthError::MissingToken));
+    }
+
+    #[test]
+    fn a_raw_header_gives_the_token_its_text_gives() {
+        let headers: [&[u8]; 24] = [
+            b"Bearer abc",
+            b" \t bearer \t abc \r\n",
+            b"\x0bBearer abc\x0b",
+            b"\x0cBearer abc\x0c",
+            b"Bearer\tabc",
+            b"Bearer abc def",
+            b"Basic abc",
+            b"Bearerabc",
+            b"Bearer",
+            b"Bearer \t ",
+            b"",
+            b" ",
+            "\u{a0}Bearer abc".as_bytes(),
+            "Bearer abc\u{a0}".as_bytes(),
+            " \u{3000}Bearer abc\u{2003} ".as_bytes(),
+            "Bearer\u{a0}abc".as_bytes(),
+            "Bearer \u{a0}abc".as_bytes(),
+            "\u{85}Bearer abc".as_bytes(),
+            b"\xffBearer abc",
+            b"Bearer abc\xff",
+            b"Bearer \xe2\x82 abc",
+            b"Bearer ab\xc3c",
+            b" Bearer \xff",
+            b"\xc2Bearer abc",
+        ];
+        for header in headers {
+            let text = String::from_utf8_lossy(header);
+            assert_eq!(
+                raw_bearer_token(header).map(|t| String::from_utf8_lossy(&t).into_owned()),
+                bearer_token(&text).map(str::to_owned),
+                "{header:?} is read differently"
+            );
+        }
     }
 }

@@ -59,18 +59,66 @@ impl TokenVerifier {
     /// Verifies `token` at time `now` (seconds since the Unix epoch, from the host clock).
     /// A token verified before is answered from the cache until it expires.
     pub fn verify(&mut self, token: &str, now: u64) -> Result<Rc<VerifiedClaims>, AuthError> {
-        // Before the lookup, so an oversized token is never hashed.
-        self.policy.check_size(token)?;
+        self.verify_raw(token.as_bytes(), now)
+    }
+
+    /// [`TokenVerifier::verify`] for a token as the client sent it, read as text (bytes
+    /// that are not UTF-8 as U+FFFD) only when the cache does not answer: every cached
+    /// token verified, so is ASCII, and bytes equal to it are that text.
+    pub fn verify_raw(&mut self, token: &[u8], now: u64) -> Result<Rc<VerifiedClaims>, AuthError> {
+        // Before the lookup, so an oversized token is never hashed. As text a token is no
+        // shorter than its bytes, so only a token over the limit needs reading for the
+        // error, which gives its length as text.
+        if token.len() > self.policy.max_token_bytes {
+            self.policy.check_size(&String::from_utf8_lossy(token))?;
+        }
         match self.cache.lookup(token, now) {
             Lookup::Hit(claims) => return Ok(claims),
             Lookup::Expired => return Err(AuthError::Expired),
             Lookup::Miss => {}
         }
-        let claims = Rc::new(self.policy.verify(token, &self.keys, now)?);
+        let token = String::from_utf8_lossy(token);
+        let claims = Rc::new(self.policy.verify(&token, &self.keys, now)?);
         // The contract accepts a token until `exp` plus the skew; the cache holds it as long.
         let valid_until = claims.exp.saturating_add(self.policy.clock_skew_seconds);
         self.cache
-            .insert(token, Rc::clone(&claims), valid_until, now);
+            .insert(&token, Rc::clone(&claims), valid_until, now);
         Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DEFAULT_MAX_TOKEN_BYTES;
+
+    fn verifier() -> TokenVerifier {
+        let config = GatewayConfig::from_json(
+            br#"{"issuer": "https://auth.test", "audiences": ["api"], "jwks": {"cluster": "auth"}}"#,
+        );
+        match config {
+            Ok(config) => TokenVerifier::new(&config),
+            Err(e) => unreachable!("a valid configuration: {e}"),
+        }
+    }
+
+    #[test]
+    fn a_raw_token_is_refused_as_its_text_is() {
+        let oversized = [b'a', 0xff].repeat(DEFAULT_MAX_TOKEN_BYTES / 2 + 1);
+        let long_as_text = [b'a', 0xff].repeat(DEFAULT_MAX_TOKEN_BYTES / 3);
+        for token in [
+            &b"abc.def.ghi"[..],
+            b"ab\xffc.def.ghi",
+            &oversized,
+            &long_as_text,
+        ] {
+            let text = String::from_utf8_lossy(token);
+            assert_eq!(
+                verifier().verify_raw(token, 1_000),
+                verifier().verify(&text, 1_000),
+                "{} bytes refused differently",
+                token.len()
+            );
+        }
     }
 }

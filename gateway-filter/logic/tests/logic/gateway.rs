@@ -17,7 +17,7 @@ fn gateway() -> Gateway {
 fn head<'a>(path: &'a str, authorization: Option<&'a str>) -> RequestHead<'a> {
     RequestHead {
         path,
-        authorization,
+        authorization: authorization.map(str::as_bytes),
     }
 }
 
