@@ -9,3 +9,5 @@ GRANT SELECT, INSERT, UPDATE ON refresh_tokens TO {runtime};
 GRANT SELECT, INSERT, DELETE ON clients TO {runtime};
 -- The audit outbox: written with each change, marked delivered and pruned by the relay.
 GRANT SELECT, INSERT, UPDATE, DELETE ON audit_outbox TO {runtime};
+-- Sessions: started at login, touched at refresh, revoked; never deleted.
+GRANT SELECT, INSERT, UPDATE ON sessions TO {runtime};

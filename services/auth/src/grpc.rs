@@ -11,8 +11,10 @@ use bulwark_kernel::tonic::{Request, Response, Status};
 use bulwark_proto::auth::v1::auth_service_server::AuthService;
 use bulwark_proto::auth::v1::{
     AccessToken, CreateClientRequest, CreateClientResponse, DeleteClientRequest,
-    DeleteClientResponse, GetJwksRequest, Jwks, LoginRequest, LogoutRequest, LogoutResponse,
-    RefreshRequest, RotateSigningKeyRequest, RotateSigningKeyResponse, TokenPair,
+    DeleteClientResponse, GetJwksRequest, Jwks, ListRevokedSessionsRequest,
+    ListRevokedSessionsResponse, ListSessionsRequest, ListSessionsResponse, LoginRequest,
+    LogoutRequest, LogoutResponse, RefreshRequest, RevokeSessionRequest, RevokeSessionResponse,
+    RevokedSession, RotateSigningKeyRequest, RotateSigningKeyResponse, Session, TokenPair,
 };
 use bulwark_proto::google::api::HttpBody;
 
@@ -22,6 +24,7 @@ use crate::domain::credentials::Credentials;
 use crate::domain::events;
 use crate::domain::refresh_token;
 use crate::domain::service_account::CLIENTS_WRITE;
+use crate::domain::session::ClientInfo;
 use crate::domain::signing_key::{PublicJwk, ROTATE_PERMISSION};
 use crate::error::Error;
 use crate::keys::KeyRing;
@@ -76,11 +79,12 @@ impl AuthHandlers {
 #[bulwark_kernel::tonic::async_trait]
 impl AuthService for AuthHandlers {
     async fn login(&self, request: Request<LoginRequest>) -> Result<Response<TokenPair>, Status> {
+        let client = ClientInfo::from_metadata(request.metadata());
         let LoginRequest { email, password } = request.into_inner();
         let credentials = Credentials::parse(email, password).map_err(|e| self.status(e))?;
         let pair = self
             .sessions
-            .login(credentials)
+            .login(credentials, client)
             .await
             .map_err(|e| self.status(e))?;
         Ok(Response::new(pair))
@@ -119,6 +123,83 @@ impl AuthService for AuthHandlers {
                 .map_err(|e| self.status(e))?;
         }
         Ok(Response::new(LogoutResponse {}))
+    }
+
+    async fn list_sessions(
+        &self,
+        request: Request<ListSessionsRequest>,
+    ) -> Result<Response<ListSessionsResponse>, Status> {
+        let caller = self
+            .access
+            .caller(&request)
+            .await
+            .map_err(|e| self.status(e.into()))?;
+        // A service account has no sessions.
+        let Some(user_id) = caller.user_id() else {
+            return Ok(Response::new(ListSessionsResponse::default()));
+        };
+        let sessions = self
+            .sessions
+            .list(user_id, caller.session_id)
+            .await
+            .map_err(|e| self.status(e))?;
+        Ok(Response::new(ListSessionsResponse {
+            sessions: sessions
+                .into_iter()
+                .map(|(row, current)| Session {
+                    id: row.id.to_string(),
+                    created_at: Some(timestamp::to_proto(row.created_at)),
+                    last_used_at: Some(timestamp::to_proto(row.last_used_at)),
+                    ip: row.ip,
+                    user_agent: row.user_agent,
+                    current,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn revoke_session(
+        &self,
+        request: Request<RevokeSessionRequest>,
+    ) -> Result<Response<RevokeSessionResponse>, Status> {
+        let caller = self
+            .access
+            .caller(&request)
+            .await
+            .map_err(|e| self.status(e.into()))?;
+        let session_id = uuid::Uuid::try_parse(&request.get_ref().id)
+            .map_err(|_| self.status(Error::invalid("id", "must be a session id (a UUID)")))?;
+        let Some(user_id) = caller.user_id() else {
+            return Err(self.status(Error::NotFound("session")));
+        };
+        self.sessions
+            .revoke(user_id, caller.session_id, session_id)
+            .await
+            .map_err(|e| self.status(e))?;
+        Ok(Response::new(RevokeSessionResponse {}))
+    }
+
+    async fn list_revoked_sessions(
+        &self,
+        request: Request<ListRevokedSessionsRequest>,
+    ) -> Result<Response<ListRevokedSessionsResponse>, Status> {
+        let page = self
+            .sessions
+            .revoked(request.get_ref().since_unix_ms)
+            .await
+            .map_err(|e| self.status(e))?;
+        Ok(Response::new(ListRevokedSessionsResponse {
+            sessions: page
+                .sessions
+                .into_iter()
+                .map(|(id, expires_at)| RevokedSession {
+                    id: id.as_bytes().to_vec(),
+                    expires_at,
+                })
+                .collect(),
+            next_since_unix_ms: page.next_since_ms,
+            more: page.more,
+        }))
     }
 
     async fn get_jwks(&self, _request: Request<GetJwksRequest>) -> Result<Response<Jwks>, Status> {

@@ -30,6 +30,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    sessions (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        created_at -> Timestamptz,
+        last_used_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        ip -> Text,
+        user_agent -> Text,
+        revoked_at -> Nullable<Timestamptz>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     clients (id) {
         id -> Uuid,
         name -> Text,
@@ -39,3 +53,6 @@ diesel::table! {
         created_at -> Timestamptz,
     }
 }
+
+diesel::joinable!(refresh_tokens -> sessions (family_id));
+diesel::allow_tables_to_appear_in_same_query!(refresh_tokens, sessions);

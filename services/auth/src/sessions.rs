@@ -1,6 +1,7 @@
-//! Login sessions: login issues a token pair and starts a refresh token family,
-//! refresh exchanges a refresh token for a new pair in the same family (and revokes
-//! the family when a used token comes back), logout revokes the family.
+//! Login sessions: login issues a token pair and starts a session (a refresh token
+//! family), refresh exchanges a refresh token for a new pair in the same session (and
+//! revokes it when a used token comes back), logout and the owner's revocation by id end
+//! it. Revoked sessions are listed for the edge, which refuses their access tokens.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use bulwark_kernel::clients::{AuthzApi, IdentityApi};
 use bulwark_kernel::config::TokensConfig;
 use bulwark_kernel::db::Database;
 use bulwark_kernel::outbox;
+use bulwark_kernel::request::Refusal;
 use bulwark_kernel::tonic::{Code, Status};
 use bulwark_proto::auth::v1::TokenPair;
 
@@ -21,14 +23,25 @@ use crate::domain::access_token::AccessClaims;
 use crate::domain::credentials::Credentials;
 use crate::domain::events;
 use crate::domain::refresh_token::{NewRefreshToken, TokenHash, TokenState};
+use crate::domain::session::ClientInfo;
 use crate::error::Error;
 use crate::keys::KeyRing;
-use crate::store::{self, NewRefreshRow, RefreshRow};
+use crate::store::{self, NewRefreshRow, NewSessionRow, RefreshRow, SessionRow};
 
 /// At most this many roles go into a token, each at most this long, so the token
 /// stays well under the 4 KiB the API promises.
 const MAX_TOKEN_ROLES: usize = 32;
 const MAX_TOKEN_ROLE_BYTES: usize = 64;
+
+/// Why a session was revoked when a used refresh token came back.
+const REASON_REUSE: &str = "refresh_reuse";
+/// At most this many sessions are listed.
+const MAX_LISTED_SESSIONS: i64 = 100;
+/// At most this many revoked sessions per page of the edge's feed.
+const REVOKED_PAGE: usize = 1_000;
+/// How far back each page of the feed looks again: a revocation's time is taken inside
+/// its transaction, so one that commits late appears in the next answers still.
+const REVOKED_LOOKBACK_MS: i64 = 10_000;
 
 /// What login, refresh and logout need.
 pub struct Sessions {
@@ -49,6 +62,17 @@ impl std::fmt::Debug for Sessions {
     }
 }
 
+/// A page of revoked sessions for the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedPage {
+    /// Each session and when its last access token expires at the latest (Unix seconds).
+    pub sessions: Vec<(Uuid, i64)>,
+    /// Where the next call starts (Unix milliseconds).
+    pub next_since_ms: i64,
+    /// Whether more wait beyond this page.
+    pub more: bool,
+}
+
 /// A token pair and the stored form of its refresh token.
 struct Issued {
     pair: TokenPair,
@@ -65,7 +89,11 @@ impl Sessions {
     /// Checks the credentials with Identity and issues a pair. Unknown email, wrong
     /// password and inactive account all end in the same [`Error::InvalidCredentials`],
     /// each with a failure event.
-    pub async fn login(&self, credentials: Credentials) -> Result<TokenPair, Error> {
+    pub async fn login(
+        &self,
+        credentials: Credentials,
+        client: ClientInfo,
+    ) -> Result<TokenPair, Error> {
         let verified = self
             .identity
             .verify_credentials(
@@ -109,7 +137,17 @@ impl Sessions {
         let issued = self.issue(user_id, roles, family_id, None).await?;
         let mut pooled = self.db.conn().await?;
         let conn: &mut AsyncPgConnection = &mut pooled;
+        let session = NewSessionRow {
+            id: family_id,
+            user_id,
+            created_at: issued.row.created_at,
+            last_used_at: issued.row.created_at,
+            expires_at: issued.row.expires_at,
+            ip: client.ip,
+            user_agent: client.user_agent,
+        };
         conn.transaction::<_, Error, _>(async |conn| {
+            store::insert_session(conn, &session).await?;
             store::insert_refresh_token(conn, &issued.row).await?;
             outbox::record(
                 conn,
@@ -174,6 +212,7 @@ impl Sessions {
                 let now = Utc::now();
                 if store::claim_refresh_token(conn, row.id, now).await? {
                     store::insert_refresh_token(conn, &issued.row).await?;
+                    store::touch_session(conn, row.family_id, now, issued.row.expires_at).await?;
                     outbox::record(
                         conn,
                         crate::SPEC.name,
@@ -188,7 +227,8 @@ impl Sessions {
                     .await?
                     .map_or(TokenState::Revoked, |current| current.state(now));
                 let event = if state == TokenState::Used {
-                    let revoked = store::revoke_family(conn, row.family_id, now).await?;
+                    let revoked =
+                        store::revoke_family(conn, row.family_id, now, REASON_REUSE).await?;
                     events::refresh_reused(row.user_id, row.family_id, revoked)
                 } else {
                     events::refresh_refused(Some(row.user_id), Some(row.family_id), state.as_str())
@@ -230,7 +270,8 @@ impl Sessions {
         let revoked = conn
             .transaction::<_, Error, _>(async |conn| {
                 store::lock_family(conn, row.family_id).await?;
-                let revoked = store::revoke_family(conn, row.family_id, Utc::now()).await?;
+                let revoked =
+                    store::revoke_family(conn, row.family_id, Utc::now(), REASON_REUSE).await?;
                 outbox::record(
                     conn,
                     crate::SPEC.name,
@@ -250,7 +291,7 @@ impl Sessions {
         let conn: &mut AsyncPgConnection = &mut pooled;
         conn.transaction::<_, Error, _>(async |conn| {
             store::lock_family(conn, row.family_id).await?;
-            store::revoke_family(conn, row.family_id, Utc::now()).await?;
+            store::revoke_family(conn, row.family_id, Utc::now(), "inactive_user").await?;
             outbox::record(
                 conn,
                 crate::SPEC.name,
@@ -275,7 +316,7 @@ impl Sessions {
                     store::lock_family(conn, row.family_id).await?;
                     // After the lock, so it also sees a child that a refresh of the
                     // family committed meanwhile.
-                    store::revoke_family(conn, row.family_id, Utc::now()).await?
+                    store::revoke_family(conn, row.family_id, Utc::now(), "logout").await?
                 }
                 _ => 0,
             };
@@ -285,6 +326,114 @@ impl Sessions {
         .await?;
         self.audit.committed();
         Ok(())
+    }
+
+    /// The user's live sessions, most recently used first; `current` marks the one the
+    /// calling token belongs to.
+    pub async fn list(
+        &self,
+        user_id: Uuid,
+        current: Option<Uuid>,
+    ) -> Result<Vec<(SessionRow, bool)>, Error> {
+        let mut conn = self.db.conn().await?;
+        if let Some(current) = current {
+            Self::require_live(&mut conn, current).await?;
+        }
+        let rows =
+            store::live_sessions(&mut conn, user_id, Utc::now(), MAX_LISTED_SESSIONS).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let is_current = current == Some(row.id);
+                (row, is_current)
+            })
+            .collect())
+    }
+
+    /// Refuses a token of a revoked session: the edge does too, within seconds; this
+    /// holds for a caller that reaches Auth another way, and in those seconds.
+    async fn require_live(conn: &mut AsyncPgConnection, session_id: Uuid) -> Result<(), Error> {
+        match store::session_by_id(conn, session_id).await? {
+            Some(row) if row.revoked_at.is_some() => Err(Refusal::Unauthenticated.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Ends the user's session `session_id`. Someone else's session, an unknown one and
+    /// one already ended or expired are all [`Error::NotFound`], with no event.
+    pub async fn revoke(
+        &self,
+        user_id: Uuid,
+        current: Option<Uuid>,
+        session_id: Uuid,
+    ) -> Result<(), Error> {
+        let mut pooled = self.db.conn().await?;
+        let conn: &mut AsyncPgConnection = &mut pooled;
+        if let Some(current) = current {
+            Self::require_live(conn, current).await?;
+        }
+        let found = conn
+            .transaction::<_, Error, _>(async |conn| {
+                store::lock_family(conn, session_id).await?;
+                let now = Utc::now();
+                let live = store::session_by_id(conn, session_id).await?.filter(|s| {
+                    s.user_id == user_id && s.revoked_at.is_none() && s.expires_at > now
+                });
+                if live.is_none() {
+                    return Ok(false);
+                }
+                let revoked =
+                    store::revoke_family(conn, session_id, now, "revoked_by_user").await?;
+                outbox::record(
+                    conn,
+                    crate::SPEC.name,
+                    events::session_revoked(user_id, session_id, revoked),
+                )
+                .await?;
+                Ok(true)
+            })
+            .await?;
+        if !found {
+            return Err(Error::NotFound("session"));
+        }
+        self.audit.committed();
+        Ok(())
+    }
+
+    /// A page of the edge's feed of revoked sessions: those revoked at or after
+    /// `since_ms` (Unix milliseconds; 0 or anything older than the access-token
+    /// lifetime means all whose tokens may still be unexpired), each with the time its
+    /// last access token expires at the latest, and the `since_ms` of the next call.
+    pub async fn revoked(&self, since_ms: i64) -> Result<RevokedPage, Error> {
+        let now = Utc::now();
+        let ttl_ms = i64::try_from(self.config.access_token_ttl_seconds)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000);
+        let from_ms = since_ms.max(now.timestamp_millis().saturating_sub(ttl_ms));
+        let from = chrono::DateTime::<Utc>::from_timestamp_millis(from_ms).unwrap_or(now);
+        let limit = i64::try_from(REVOKED_PAGE).unwrap_or(i64::MAX) + 1;
+        let mut rows = {
+            let mut conn = self.db.conn().await?;
+            store::revoked_since(&mut conn, from, limit).await?
+        };
+        let more = rows.len() > REVOKED_PAGE;
+        rows.truncate(REVOKED_PAGE);
+        let next_since_ms = match rows.last() {
+            // A full page: go on from its last revocation (the next page repeats the
+            // rows of that millisecond; the caller keeps a set). Forward by at least a
+            // millisecond, so a thousand revocations in one cannot stall the feed.
+            Some((_, at)) if more => at.timestamp_millis().max(from_ms + 1),
+            _ => from_ms.max(now.timestamp_millis() - REVOKED_LOOKBACK_MS),
+        };
+        let ttl = i64::try_from(self.config.access_token_ttl_seconds).unwrap_or(i64::MAX);
+        Ok(RevokedPage {
+            sessions: rows
+                .into_iter()
+                .map(|(id, at)| (id, at.timestamp().saturating_add(ttl)))
+                .collect(),
+            next_since_ms,
+            more,
+        })
     }
 
     /// Whether Identity still knows the user as active. Only a definite answer
@@ -331,7 +480,8 @@ impl Sessions {
         let now = Utc::now();
         let key = self.keys.signing_key().await?;
         let ttl = self.config.access_token_ttl_seconds;
-        let access_token = key.sign(&AccessClaims::new(&self.tokens, user_id, roles, now, ttl))?;
+        let claims = AccessClaims::new(&self.tokens, user_id, family_id, roles, now, ttl);
+        let access_token = key.sign(&claims)?;
         let refresh = NewRefreshToken::generate()?;
         let expires_at = chrono::Duration::from_std(self.config.refresh_ttl())
             .ok()

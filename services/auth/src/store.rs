@@ -1,4 +1,5 @@
-//! Diesel queries on the `auth` schema: signing keys, refresh tokens and clients. Every query
+//! Diesel queries on the `auth` schema: signing keys, sessions and their refresh tokens,
+//! and clients. Every query
 //! runs as a `db.query` span; callers choose the connection, so several of these
 //! share one transaction with the audit outbox record.
 
@@ -13,7 +14,7 @@ use crate::domain::key_schedule::Phase;
 use crate::domain::refresh_token::{TokenHash, TokenState};
 use crate::domain::signing_key::{ALGORITHM, PublicJwk};
 use crate::key_encryption::Sealed;
-use crate::schema::{clients, refresh_tokens, signing_keys};
+use crate::schema::{clients, refresh_tokens, sessions, signing_keys};
 
 /// A key that is not retired: the one signing, or one pending.
 #[derive(Queryable, Selectable)]
@@ -376,7 +377,6 @@ pub async fn refresh_token_by_id(
     .await
 }
 
-/// Revokes every token of a login's family that is not revoked yet; returns how many.
 /// The first key of the advisory locks on refresh families ("rfam"), keeping them apart
 /// from any other advisory lock in the database (the two-key and one-key forms never
 /// conflict, and other users of the two-key form pick other first keys).
@@ -398,12 +398,16 @@ pub async fn lock_family(conn: &mut AsyncPgConnection, family_id: Uuid) -> Resul
     .await
 }
 
+/// Ends the session `family_id`: revokes every token of its family that is not revoked
+/// yet and marks the session revoked (for the edge) with `reason`, unless it already
+/// is. Returns how many refresh tokens were revoked.
 pub async fn revoke_family(
     conn: &mut AsyncPgConnection,
     family_id: Uuid,
     now: DateTime<Utc>,
+    reason: &str,
 ) -> Result<usize, DbError> {
-    traced(
+    let revoked = traced(
         "refresh_tokens.revoke_family",
         diesel::update(
             refresh_tokens::table
@@ -413,7 +417,26 @@ pub async fn revoke_family(
         .set(refresh_tokens::revoked_at.eq(now))
         .execute(conn),
     )
-    .await
+    .await?;
+    traced(
+        "sessions.revoke",
+        diesel::update(
+            sessions::table
+                .filter(sessions::id.eq(family_id))
+                .filter(sessions::revoked_at.is_null()),
+        )
+        .set((
+            // The time of the statement, not of the transaction's start: the edge's
+            // feed pages by it and looks back a few seconds for late commits.
+            sessions::revoked_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >("clock_timestamp()")),
+            sessions::revoked_reason.eq(reason),
+        ))
+        .execute(conn),
+    )
+    .await?;
+    Ok(revoked)
 }
 
 /// A stored service account.
@@ -462,4 +485,124 @@ pub async fn find_client(
             .optional()
     })
     .await
+}
+
+/// A session to store, at login.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct NewSessionRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub ip: String,
+    pub user_agent: String,
+}
+
+/// A session as its owner sees it.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = sessions)]
+pub struct SessionRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub ip: String,
+    pub user_agent: String,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+pub async fn insert_session(
+    conn: &mut AsyncPgConnection,
+    row: &NewSessionRow,
+) -> Result<(), DbError> {
+    traced(
+        "sessions.insert",
+        diesel::insert_into(sessions::table)
+            .values(row)
+            .execute(conn),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// A refresh used the session: it lives as long as its newest refresh token.
+pub async fn touch_session(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Result<(), DbError> {
+    traced(
+        "sessions.touch",
+        diesel::update(sessions::table.find(id))
+            .set((
+                sessions::last_used_at.eq(now),
+                sessions::expires_at.eq(expires_at),
+            ))
+            .execute(conn),
+    )
+    .await
+    .map(|_| ())
+}
+
+pub async fn session_by_id(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<SessionRow>, DbError> {
+    traced("sessions.get", async {
+        sessions::table
+            .find(id)
+            .select(SessionRow::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+    .await
+}
+
+/// The user's sessions that neither were revoked nor expired, most recently used
+/// first, at most `limit`.
+pub async fn live_sessions(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<SessionRow>, DbError> {
+    traced("sessions.list_live", async {
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::expires_at.gt(now))
+            .order((sessions::last_used_at.desc(), sessions::id))
+            .limit(limit)
+            .select(SessionRow::as_select())
+            .load(conn)
+            .await
+    })
+    .await
+}
+
+/// Sessions revoked at or after `since`, oldest revocation first, at most `limit`.
+pub async fn revoked_since(
+    conn: &mut AsyncPgConnection,
+    since: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<(Uuid, DateTime<Utc>)>, DbError> {
+    let rows: Vec<(Uuid, Option<DateTime<Utc>>)> = traced("sessions.revoked_since", async {
+        sessions::table
+            .filter(sessions::revoked_at.ge(since))
+            .order((sessions::revoked_at, sessions::id))
+            .limit(limit)
+            .select((sessions::id, sessions::revoked_at))
+            .load(conn)
+            .await
+    })
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, at)| at.map(|at| (id, at)))
+        .collect())
 }

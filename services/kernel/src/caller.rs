@@ -36,6 +36,8 @@ pub struct Caller {
     pub token_id: String,
     /// The token's `exp`, seconds since the Unix epoch.
     pub expires_at: i64,
+    /// The token's `sid`: the login session of a user's token.
+    pub session_id: Option<uuid::Uuid>,
 }
 
 impl Caller {
@@ -48,6 +50,7 @@ impl Caller {
             token_id: claims.jti.clone(),
             // Past year 292 billion; saturating keeps it "far future" rather than negative.
             expires_at: i64::try_from(claims.exp).unwrap_or(i64::MAX),
+            session_id: claims.sid,
         }
     }
 
@@ -329,6 +332,7 @@ mod tests {
                     permissions: caller.permissions,
                     jti: caller.token_id,
                     exp: u64::try_from(caller.expires_at).unwrap_or(0),
+                    sid: caller.session_id,
                 }),
                 Err(TokenError::Refused(error)) => Verdict::Refused(error),
                 Err(other) => panic!("row {:?}: no verdict, {other}", case.name),

@@ -1,7 +1,7 @@
 //! The claims of a Bulwark access token and how each is checked once the signature holds.
 //!
-//! Required everywhere: `iss`, `aud`, `sub`, `iat`, `exp`, `jti`. Optional: `nbf`,
-//! `roles` and `permissions`. `sub` names a user (a UUID) or a service account
+//! Required everywhere: `iss`, `aud`, `sub`, `iat`, `exp`, `jti`. Optional: `nbf`, `sid`
+//! (a user's login session, a UUID), `roles` and `permissions`. `sub` names a user (a UUID) or a service account
 //! (`client:<client_id>`); `permissions` counts only for service accounts, since a user's
 //! permissions come from Authz and a token must not be able to widen them.
 
@@ -95,6 +95,9 @@ pub struct VerifiedClaims {
     pub nbf: Option<u64>,
     /// `jti`: the token's id.
     pub jti: String,
+    /// `sid`: the login session a user's token belongs to, when the token names one.
+    /// The edge refuses tokens of revoked sessions.
+    pub sid: Option<Uuid>,
 }
 
 impl VerifiedClaims {
@@ -118,6 +121,7 @@ pub(crate) struct RawClaims {
     exp: Option<serde_json::Value>,
     nbf: Option<serde_json::Value>,
     jti: Option<serde_json::Value>,
+    sid: Option<serde_json::Value>,
     roles: Option<serde_json::Value>,
     permissions: Option<serde_json::Value>,
 }
@@ -162,6 +166,16 @@ impl RawClaims {
             serde_json::Value::String(s) if is_header_safe(s, false) => s.clone(),
             _ => return Err(TokenError::InvalidClaim("jti")),
         };
+        let sid = match &self.sid {
+            None => None,
+            // Spelled as Auth writes it, like a user's `sub`: one session, one `sid`.
+            Some(serde_json::Value::String(s))
+                if s.len() == 36 && !s.bytes().any(|b| b.is_ascii_uppercase()) =>
+            {
+                Some(Uuid::try_parse(s).map_err(|_| TokenError::InvalidClaim("sid"))?)
+            }
+            Some(_) => return Err(TokenError::InvalidClaim("sid")),
+        };
         let roles = string_list(self.roles, "roles")?;
         let permissions = string_list(self.permissions, "permissions")?;
         Ok(VerifiedClaims {
@@ -178,6 +192,7 @@ impl RawClaims {
             exp,
             nbf,
             jti,
+            sid,
         })
     }
 }

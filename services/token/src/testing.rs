@@ -33,6 +33,9 @@ pub const CLOCK_SKEW_SECONDS: u64 = 60;
 pub const KID: &str = "agreement-ed25519";
 /// The user of the table's user tokens.
 pub const USER_ID: &str = "0192f0c4-7d4e-7b1a-9f00-000000000001";
+/// The session of the table's session token, as written and as a number.
+pub const SESSION_ID: &str = "0192f0c4-7d4e-7b1a-9f00-0000000000aa";
+const SESSION_UUID: u128 = 0x0192_f0c4_7d4e_7b1a_9f00_0000_0000_00aa;
 
 /// The policy the table's verdicts assume; each side configures itself the same way.
 pub fn policy() -> Policy {
@@ -85,6 +88,8 @@ pub struct Bearer {
     pub jti: String,
     /// `exp`.
     pub exp: u64,
+    /// `sid`.
+    pub sid: Option<uuid::Uuid>,
 }
 
 impl Bearer {
@@ -96,6 +101,7 @@ impl Bearer {
             permissions: claims.permissions().to_vec(),
             jti: claims.jti.clone(),
             exp: claims.exp,
+            sid: claims.sid,
         }
     }
 }
@@ -195,6 +201,7 @@ fn accepted(
         permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
         jti: jti.to_owned(),
         exp,
+        sid: None,
     })
 }
 
@@ -321,6 +328,36 @@ pub fn cases(now: u64) -> Vec<Case> {
                 json!("audit:append"),
             )),
             refused(TokenError::InvalidClaim("permissions")),
+        ),
+        row(
+            "user token of a session",
+            sign(&with(user_claims(now), "sid", json!(SESSION_ID))),
+            match user_ok.clone() {
+                Verdict::Accepted(bearer) => Verdict::Accepted(Bearer {
+                    sid: Some(uuid::Uuid::from_u128(SESSION_UUID)),
+                    ..bearer
+                }),
+                refused => refused,
+            },
+        ),
+        row(
+            "sid not a UUID",
+            sign(&with(user_claims(now), "sid", json!("session-1"))),
+            refused(TokenError::InvalidClaim("sid")),
+        ),
+        row(
+            "uppercase UUID sid",
+            sign(&with(
+                user_claims(now),
+                "sid",
+                json!(SESSION_ID.to_uppercase()),
+            )),
+            refused(TokenError::InvalidClaim("sid")),
+        ),
+        row(
+            "sid not a string",
+            sign(&with(user_claims(now), "sid", json!(7))),
+            refused(TokenError::InvalidClaim("sid")),
         ),
         row(
             "jti not a string",

@@ -17,6 +17,9 @@ pub struct AccessClaims {
     pub nbf: i64,
     pub exp: i64,
     pub jti: String,
+    /// The login session of a user's token; the edge refuses tokens of revoked sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     pub roles: Vec<String>,
     /// A service account's permissions (resolved from its roles at issue); users'
     /// tokens carry none, their permissions are Authz's to decide on every call.
@@ -25,15 +28,20 @@ pub struct AccessClaims {
 }
 
 impl AccessClaims {
-    /// Claims for `user_id`, valid from `now` for `ttl_seconds`, with a fresh `jti`.
+    /// Claims for `user_id` in session `session_id`, valid from `now` for
+    /// `ttl_seconds`, with a fresh `jti`.
     pub fn new(
         tokens: &TokensConfig,
         user_id: uuid::Uuid,
+        session_id: uuid::Uuid,
         roles: Vec<String>,
         now: DateTime<Utc>,
         ttl_seconds: u64,
     ) -> Self {
-        Self::issued(tokens, user_id.to_string(), roles, None, now, ttl_seconds)
+        Self {
+            sid: Some(session_id.to_string()),
+            ..Self::issued(tokens, user_id.to_string(), roles, None, now, ttl_seconds)
+        }
     }
 
     /// Claims for the service account `client_id`: `sub` is `client:<client_id>`.
@@ -66,6 +74,7 @@ impl AccessClaims {
             nbf: iat,
             exp: iat.saturating_add(i64::try_from(ttl_seconds).unwrap_or(i64::MAX)),
             jti: uuid::Uuid::new_v4().to_string(),
+            sid: None,
             roles,
             permissions,
         }

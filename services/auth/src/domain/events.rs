@@ -1,4 +1,5 @@
-//! The audit events Auth records, one per login, refresh, logout and key rotation.
+//! The audit events Auth records, one per login, refresh, logout, session revocation and
+//! key rotation.
 //! None carries a secret: no password, token or key material, and a failed login
 //! names the email only by a hash prefix.
 
@@ -12,6 +13,7 @@ pub const LOGIN: &str = "auth.login";
 pub const REFRESH: &str = "auth.refresh";
 pub const REFRESH_REUSE: &str = "auth.refresh_reuse";
 pub const LOGOUT: &str = "auth.logout";
+pub const SESSION_REVOKE: &str = "auth.session_revoke";
 pub const KEY_ROTATE: &str = "auth.key_rotate";
 pub const CLIENT_CREATE: &str = "auth.client_create";
 pub const CLIENT_TOKEN: &str = "auth.client_token";
@@ -94,6 +96,17 @@ pub fn refresh_reused(user_id: Uuid, family_id: Uuid, revoked_tokens: usize) -> 
 
 /// A logout; `revoked_tokens` is 0 when the token was unknown, already revoked or
 /// someone else's.
+/// The user ended one of their sessions by id.
+pub fn session_revoked(user_id: Uuid, session_id: Uuid, revoked_tokens: usize) -> NewAuditEvent {
+    event(
+        Some(user_id),
+        SESSION_REVOKE,
+        session_id.to_string(),
+        Outcome::Success,
+        json!({ "revoked_tokens": revoked_tokens }),
+    )
+}
+
 pub fn logged_out(user_id: Uuid, revoked_tokens: usize) -> NewAuditEvent {
     event(
         Some(user_id),

@@ -9,4 +9,5 @@ pub mod events;
 pub mod key_schedule;
 pub mod refresh_token;
 pub mod service_account;
+pub mod session;
 pub mod signing_key;

@@ -10,4 +10,5 @@ mod login;
 mod logout;
 mod privileges;
 mod refresh;
+mod sessions;
 mod support;

@@ -15,6 +15,7 @@ async fn the_runtime_role_holds_only_what_the_code_needs() {
             "audit_outbox: DELETE, INSERT, SELECT, UPDATE",
             "clients: DELETE, INSERT, SELECT",
             "refresh_tokens: INSERT, SELECT, UPDATE",
+            "sessions: INSERT, SELECT, UPDATE",
             "signing_keys: DELETE, INSERT, SELECT, UPDATE",
         ],
         &[

@@ -15,8 +15,10 @@ use bulwark_kernel::config::{KernelConfig, ServiceAccountConfig};
 use bulwark_proto::auth::v1::auth_service_server::{AuthService, AuthServiceServer};
 use bulwark_proto::auth::v1::{
     AccessToken, CreateClientRequest, CreateClientResponse, DeleteClientRequest,
-    DeleteClientResponse, GetJwksRequest, Jwks, LoginRequest, LogoutRequest, LogoutResponse,
-    RefreshRequest, RotateSigningKeyRequest, RotateSigningKeyResponse, TokenPair,
+    DeleteClientResponse, GetJwksRequest, Jwks, ListRevokedSessionsRequest,
+    ListRevokedSessionsResponse, ListSessionsRequest, ListSessionsResponse, LoginRequest,
+    LogoutRequest, LogoutResponse, RefreshRequest, RevokeSessionRequest, RevokeSessionResponse,
+    RotateSigningKeyRequest, RotateSigningKeyResponse, TokenPair,
 };
 use bulwark_proto::google::api::HttpBody;
 use bulwark_proto::identity::v1::identity_service_server::{
@@ -53,6 +55,24 @@ impl AuthService for FakeAuth {
         unused()
     }
     async fn logout(&self, _: Request<LogoutRequest>) -> Result<Response<LogoutResponse>, Status> {
+        unused()
+    }
+    async fn list_sessions(
+        &self,
+        _: Request<ListSessionsRequest>,
+    ) -> Result<Response<ListSessionsResponse>, Status> {
+        unused()
+    }
+    async fn revoke_session(
+        &self,
+        _: Request<RevokeSessionRequest>,
+    ) -> Result<Response<RevokeSessionResponse>, Status> {
+        unused()
+    }
+    async fn list_revoked_sessions(
+        &self,
+        _: Request<ListRevokedSessionsRequest>,
+    ) -> Result<Response<ListRevokedSessionsResponse>, Status> {
         unused()
     }
     async fn get_jwks(&self, _: Request<GetJwksRequest>) -> Result<Response<Jwks>, Status> {
