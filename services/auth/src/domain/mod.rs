@@ -1,6 +1,7 @@
 //! Validated inputs and the values Auth mints: login credentials, refresh tokens,
 //! service accounts and their token requests, signing keys and when they sign, access
-//! token claims and the audit events that describe each step.
+//! token claims, TOTP secrets and codes, and the audit events that describe
+//! each step.
 
 pub mod access_token;
 pub mod client_credentials;
@@ -10,3 +11,4 @@ pub mod key_schedule;
 pub mod refresh_token;
 pub mod service_account;
 pub mod signing_key;
+pub mod totp;
