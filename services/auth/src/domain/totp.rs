@@ -366,6 +366,62 @@ mod tests {
         assert_eq!(code_at(&secret, at(-1)), None);
     }
 
+    /// Random secrets, times, presented steps and last used steps: whatever `verify`
+    /// accepts is a step within one of now's, after the last one used, whose code is
+    /// the one presented; and the code of such a step is always accepted. (A plain
+    /// randomized loop: proptest is not in the tree, and shrinking adds little here.)
+    #[test]
+    fn verify_accepts_exactly_the_unused_steps_within_one_of_now() {
+        let random = || {
+            OsRng
+                .try_next_u64()
+                .unwrap_or_else(|e| panic!("OS rng: {e}"))
+        };
+        for _ in 0..2_000 {
+            let secret = TotpSecret::generate().unwrap_or_else(|e| panic!("{e}"));
+            // Up to the year 2500, including the first steps of 1970.
+            let seconds = i64::try_from(random() % 16_725_225_600).unwrap_or(0);
+            let now = at(seconds);
+            let Some(current) = step_at(now) else {
+                panic!("no step at {seconds}");
+            };
+            let offset = i64::try_from(random() % 11).unwrap_or(0) - 5;
+            let presented_step = current.saturating_add_signed(offset);
+            let last_used = match random() % 3 {
+                0 => None,
+                _ => Some(
+                    current.saturating_add_signed(i64::try_from(random() % 5).unwrap_or(0) - 2),
+                ),
+            };
+            let presented = code_at_step(&secret, presented_step);
+            let accepted = verify(&secret, &presented, now, last_used);
+            if let Some(step) = accepted {
+                assert!(
+                    step.abs_diff(current) <= ALLOWED_DRIFT_STEPS,
+                    "step {step} accepted at step {current}"
+                );
+                assert!(
+                    last_used.is_none_or(|used| step > used),
+                    "step {step} accepted after step {last_used:?} was used"
+                );
+                assert_eq!(
+                    code_at_step(&secret, step),
+                    presented,
+                    "step {step} accepted for another step's code"
+                );
+            }
+            let in_window = presented_step.abs_diff(current) <= ALLOWED_DRIFT_STEPS;
+            let unused = last_used.is_none_or(|used| presented_step > used);
+            if in_window && unused {
+                assert!(
+                    accepted.is_some_and(|step| step >= presented_step),
+                    "the code of step {presented_step} (now {current}, last used \
+                     {last_used:?}) was refused"
+                );
+            }
+        }
+    }
+
     #[test]
     fn presented_codes_are_trimmed_and_spaces_dropped_but_nothing_else_tolerated() {
         assert_eq!(code(" 123456 ").as_str(), "123456");
