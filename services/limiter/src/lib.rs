@@ -2,7 +2,7 @@
 //! GCRA counting in one atomic Redis round trip, leased quotas for the edge
 //! ([`Limiter::lease`], in the same buckets), and a tower layer for services that hold
 //! their own requests to limits. The rate-limit service answers Envoy with the same
-//! [`Limiter`].
+//! [`Limiter`]. [`AccountLockout`] locks accounts after consecutive failed logins.
 //!
 //! A service that wants its own limits builds a [`Limiter`] over the kernel's Redis and
 //! wraps its generated tonic server in a [`RateLimitLayer`]:
@@ -47,6 +47,7 @@ pub mod layer;
 pub mod lease;
 pub mod limiter;
 pub mod limits;
+pub mod lockout;
 pub mod metrics;
 pub mod reload;
 pub mod request;
@@ -58,6 +59,10 @@ pub use lease::{
 };
 pub use limiter::{Limiter, LimiterError};
 pub use limits::{Limits, LimitsError, Rate, Unit};
+pub use lockout::{
+    AccountLockout, FailureOutcome, InvalidLockoutPolicy, LockoutKey, LockoutKeyer, LockoutPolicy,
+    LockoutStatus,
+};
 pub use reload::{LimitsHandle, LimitsWatch};
 pub use request::{CheckRequest, Descriptor, Entry, InvalidRequest};
 pub use verdict::{AppliedLimit, DescriptorVerdict, Verdict};

@@ -73,13 +73,13 @@ pub struct Limiter {
 }
 
 /// A script's source and the SHA1 that EVALSHA names it by.
-struct LoadedScript {
-    source: &'static str,
+pub(crate) struct LoadedScript {
+    pub(crate) source: &'static str,
     sha: String,
 }
 
 impl LoadedScript {
-    fn new(source: &'static str) -> Self {
+    pub(crate) fn new(source: &'static str) -> Self {
         Self {
             source,
             sha: redis::Script::new(source).get_hash().to_owned(),
@@ -231,8 +231,8 @@ impl Limiter {
         parse_outcomes(&reply, buckets.keys.len())
     }
 
-    /// Runs one of the scripts on a shared connection within the timeout; a Redis that
-    /// is unavailable drops the shared connections, so the next call reconnects.
+    /// Runs one of the scripts on a shared connection within the timeout (see
+    /// [`run_script`]), timing it.
     pub(crate) async fn run(
         &self,
         name: ScriptName,
@@ -244,22 +244,35 @@ impl Limiter {
             ScriptName::Lease => &self.lease,
         };
         let started = Instant::now();
-        let reply = tokio::time::timeout(self.timeout, async {
-            let mut connection = self.connections.lease().await.map_err(LimiterError::Pool)?;
-            eval_script(&mut connection, script.source, &script.sha, keys, args)
-                .await
-                .map_err(LimiterError::Redis)
-        })
-        .await
-        .unwrap_or(Err(LimiterError::Timeout(self.timeout)));
+        let reply = run_script(&self.connections, self.timeout, script, keys, args).await;
         self.redis_duration.record(started.elapsed().as_secs_f64());
-        if let Err(error) = &reply
-            && error.is_unavailable()
-        {
-            self.connections.discard_all();
-        }
         reply
     }
+}
+
+/// Runs `script` on one of `connections` within `timeout`; a Redis that is
+/// unavailable drops the shared connections, so the next call reconnects.
+pub(crate) async fn run_script(
+    connections: &SharedConnections,
+    timeout: Duration,
+    script: &LoadedScript,
+    keys: &[String],
+    args: &[u64],
+) -> Result<Vec<i64>, LimiterError> {
+    let reply = tokio::time::timeout(timeout, async {
+        let mut connection = connections.lease().await.map_err(LimiterError::Pool)?;
+        eval_script(&mut connection, script.source, &script.sha, keys, args)
+            .await
+            .map_err(LimiterError::Redis)
+    })
+    .await
+    .unwrap_or(Err(LimiterError::Timeout(timeout)));
+    if let Err(error) = &reply
+        && error.is_unavailable()
+    {
+        connections.discard_all();
+    }
+    reply
 }
 
 /// A rate's period in microseconds, as the scripts take it.

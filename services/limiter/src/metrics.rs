@@ -1,6 +1,6 @@
 //! The limiter's Prometheus series, through the `metrics` facade (the kernel installs
-//! the recorder): decisions and lease grants per configured limit, Redis latency and
-//! config reloads.
+//! the recorder): decisions and lease grants per configured limit, Redis latency,
+//! config reloads and account lockouts.
 
 use metrics::Counter;
 
@@ -22,6 +22,9 @@ pub const LEASED_HITS_TOTAL: &str = "ratelimit_leased_hits_total";
 pub const REDIS_DURATION: &str = "ratelimit_redis_duration_seconds";
 /// `ratelimit_redis_errors_total{kind="unavailable|internal"}`.
 pub const REDIS_ERRORS_TOTAL: &str = "ratelimit_redis_errors_total";
+/// `account_lockouts_started_total`: failures that locked an account (see
+/// [`crate::lockout`]); attempts refused while it is locked are not counted here.
+pub const LOCKOUTS_STARTED_TOTAL: &str = "account_lockouts_started_total";
 /// `ratelimit_config_reloads_total{path, outcome="ok|error"}`.
 pub const CONFIG_RELOADS_TOTAL: &str = "ratelimit_config_reloads_total";
 /// `ratelimit_config_file_valid{path}`: 0 while the file on disk is refused and the

@@ -1,11 +1,12 @@
 //! The rate limiter against a real Redis (`BULWARK_TEST_REDIS_URL`): the tower layer a
-//! service puts in front of its own handlers, the limiter's shared connections, and
-//! leases shared by several edge instances.
+//! service puts in front of its own handlers, the limiter's shared connections,
+//! leases shared by several edge instances, and account lockout.
 //! Each test has its own domain so runs do not collide.
 
 mod connections;
 mod layer;
 mod lease;
+mod lockout;
 
 use bulwark_kernel::testing::{closed_redis_url, test_redis_url, unique_domain};
 
