@@ -36,7 +36,17 @@ pub const DEFAULT_LEASE_SLOTS: u64 = 16_384;
 /// lands long before the lease runs out.
 pub const DEFAULT_RENEW_INTERVAL_MS: u64 = 25;
 
+/// Default interval between fetches of the revoked sessions.
+pub const DEFAULT_REVOCATION_INTERVAL_MS: u64 = 1_000;
+/// Default deadline of one fetch of the revoked sessions.
+pub const DEFAULT_REVOCATION_TIMEOUT_MS: u64 = 2_000;
+/// Default bound on the revoked sessions held (24 bytes each in shared data).
+pub const DEFAULT_REVOCATION_MAX_ENTRIES: usize = 262_144;
+
 const MAX_CLOCK_SKEW_SECONDS: u64 = 600;
+const MIN_REVOCATION_INTERVAL_MS: u64 = 100;
+const MAX_REVOCATION_INTERVAL_MS: u64 = 60_000;
+const MAX_REVOCATION_ENTRIES: usize = 4 << 20;
 const MIN_TOKEN_BYTES: usize = 256;
 const MAX_TOKEN_BYTES: usize = 64 * 1024;
 const MAX_TOKEN_CACHE_SIZE: usize = 100_000;
@@ -73,6 +83,23 @@ pub struct GatewayConfig {
     pub token_cache_size: usize,
     /// Global rate limiting; `None` turns it off.
     pub rate_limit: Option<RateLimitConfig>,
+    /// Where revoked sessions are learnt; `None` turns the check off.
+    pub revocation: Option<RevocationSource>,
+}
+
+/// The Envoy cluster serving Auth's `ListRevokedSessions`, and how often to ask it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationSource {
+    /// Envoy cluster of Auth (gRPC).
+    pub cluster: String,
+    /// Interval between fetches: a revocation is refused at the edge within about this
+    /// plus one fetch's time.
+    pub interval: Duration,
+    /// Deadline of one fetch.
+    pub timeout: Duration,
+    /// At most this many revoked sessions are held; past it the ones whose tokens expire
+    /// soonest are dropped (and counted).
+    pub max_entries: usize,
 }
 
 /// The Envoy cluster and path that serve the JWKS document.
@@ -267,6 +294,16 @@ struct RawConfig {
     identity_headers: Option<RawIdentityHeaders>,
     token_cache_size: Option<usize>,
     rate_limit: Option<RawRateLimit>,
+    revocation: Option<RawRevocation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRevocation {
+    cluster: Option<String>,
+    interval_ms: Option<u64>,
+    timeout_ms: Option<u64>,
+    max_entries: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -616,6 +653,7 @@ impl RawConfig {
             );
         }
         let rate_limit = self.rate_limit.map(|raw| validate_rate_limit(&mut p, raw));
+        let revocation = self.revocation.map(|raw| validate_revocation(&mut p, raw));
 
         if !p.0.is_empty() {
             return Err(ConfigError { problems: p.0 });
@@ -630,7 +668,39 @@ impl RawConfig {
             identity_headers,
             token_cache_size,
             rate_limit,
+            revocation,
         })
+    }
+}
+
+fn validate_revocation(p: &mut Problems, raw: RawRevocation) -> RevocationSource {
+    let cluster = p.required_text("revocation.cluster", raw.cluster);
+    let interval_ms = p.within(
+        "revocation.interval_ms",
+        raw.interval_ms,
+        DEFAULT_REVOCATION_INTERVAL_MS,
+        MIN_REVOCATION_INTERVAL_MS,
+        MAX_REVOCATION_INTERVAL_MS,
+    );
+    let timeout_ms = p.within(
+        "revocation.timeout_ms",
+        raw.timeout_ms,
+        DEFAULT_REVOCATION_TIMEOUT_MS,
+        1,
+        MAX_JWKS_TIMEOUT_MS,
+    );
+    let max_entries = p.within(
+        "revocation.max_entries",
+        raw.max_entries,
+        DEFAULT_REVOCATION_MAX_ENTRIES,
+        1,
+        MAX_REVOCATION_ENTRIES,
+    );
+    RevocationSource {
+        cluster,
+        interval: Duration::from_millis(interval_ms),
+        timeout: Duration::from_millis(timeout_ms),
+        max_entries,
     }
 }
 

@@ -8,6 +8,7 @@ use crate::config::GatewayConfig;
 use crate::error::AuthError;
 use crate::jwks::{JwksError, KeyStore, LoadedJwks};
 use crate::ratelimit::{self, RateLimitCheck, RateLimitSubject};
+use crate::revocation::{self, RevokedIds};
 use crate::routes;
 use crate::verifier::{TokenVerifier, VerifiedClaims};
 
@@ -39,13 +40,19 @@ pub enum Access {
 pub struct Gateway {
     config: GatewayConfig,
     verifier: TokenVerifier,
+    /// Sessions revoked whose tokens may not have expired yet (this worker's copy).
+    revoked: RevokedIds,
 }
 
 impl Gateway {
     /// A gateway with no keys loaded yet.
     pub fn new(config: GatewayConfig) -> Self {
         let verifier = TokenVerifier::new(&config);
-        Self { config, verifier }
+        Self {
+            config,
+            verifier,
+            revoked: RevokedIds::default(),
+        }
     }
 
     /// The configuration.
@@ -64,6 +71,16 @@ impl Gateway {
         let loaded = KeyStore::from_jwks_json(jwks_json)?;
         self.verifier.install_keys(loaded.store.clone());
         Ok(loaded)
+    }
+
+    /// Makes `revoked` the sessions whose tokens are refused.
+    pub fn install_revoked(&mut self, revoked: RevokedIds) {
+        self.revoked = revoked;
+    }
+
+    /// How many revoked sessions this worker refuses.
+    pub fn revoked_sessions(&self) -> usize {
+        self.revoked.len()
     }
 
     /// Whether a request on `path` may pass without a token, whatever its method.
@@ -87,6 +104,15 @@ impl Gateway {
             Some(Ok(token)) => token,
         };
         match self.verifier.verify_raw(&token, now) {
+            // Cached tokens too: a session revoked after its token was cached is refused.
+            Ok(claims)
+                if !self.revoked.is_empty()
+                    && claims.sid.is_some_and(|sid| {
+                        self.revoked.contains(&revocation::session_id(&sid))
+                    }) =>
+            {
+                Access::Denied(AuthError::Revoked)
+            }
             Ok(claims) => Access::Authenticated(claims),
             Err(e) => Access::Denied(e),
         }

@@ -1,7 +1,7 @@
 //! Host-agnostic logic of Bulwark's Envoy gateway filter: plugin configuration, JWT
 //! verification against a JWKS, the 401/429 replies, rate-limit descriptors and leased
 //! quotas, the OAuth 2.0 token endpoint's answers, and the request flow itself (pause,
-//! callouts, resume) with the protocols the workers share (JWKS, leases).
+//! callouts, resume) with the protocols the workers share (JWKS, leases, revoked sessions).
 //!
 //! Token verification itself (claims, rules, JWKS keys) is the token contract,
 //! `bulwark-token`, shared with the services; this crate adds the cache of verified tokens.
@@ -25,6 +25,7 @@ pub mod lease_call;
 pub mod oauth;
 pub mod ratelimit;
 pub mod response;
+pub mod revocation;
 pub mod routes;
 pub mod verifier;
 pub mod worker;

@@ -1,7 +1,8 @@
 //! One worker's state, shared by its root context and its HTTP contexts (a proxy-wasm VM
 //! is single-threaded, so the adapter keeps it in an `Rc<RefCell<_>>`): the gateway and
-//! the JWKS version it holds, the JWKS fetch protocol between workers, and the lease
-//! renewals this worker claimed, sent in batches from its timer.
+//! the JWKS version it holds, the JWKS fetch protocol between workers, the lease
+//! renewals this worker claimed, sent in batches from its timer, and the feed of revoked
+//! sessions (see `revocation`).
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use crate::jwks_sync::{
 use crate::lease::{self, Claim, LeaseTable};
 use crate::lease_call::{self, ItemRequest};
 use crate::ratelimit::DescriptorEntry;
+use crate::revocation::{self, SharedSet};
 
 /// How often the JWKS shared data and fetch schedule are looked at; the schedule
 /// itself (refresh and refetch intervals) is in the configuration.
@@ -65,6 +67,12 @@ pub struct Worker {
     renewals: Vec<Renewal>,
     /// The batch in flight.
     pending_renewal: Option<PendingRenewal>,
+    /// Version of the shared revoked-session set installed here.
+    revoked_version: Option<Vec<u8>>,
+    /// When the timer last looked at the revoked sessions.
+    last_revocation_tick_ms: Option<u64>,
+    /// The fetch of revoked sessions this worker's timer started.
+    pending_revocations: Option<PendingFetch>,
 }
 
 impl Worker {
@@ -86,6 +94,9 @@ impl Worker {
             leases,
             renewals: Vec::new(),
             pending_renewal: None,
+            revoked_version: None,
+            last_revocation_tick_ms: None,
+            pending_revocations: None,
         }
     }
 
@@ -104,14 +115,19 @@ impl Worker {
         self.leases.as_ref()
     }
 
-    /// How often the host should call [`Worker::on_tick`]: the renewal interval when
-    /// leases are in use, else the JWKS tick.
+    /// How often the host should call [`Worker::on_tick`]: the shortest of the JWKS
+    /// tick, the renewal interval when leases are in use, and the revocation interval.
     pub fn tick_period(&self) -> Duration {
-        self.gateway
-            .config()
+        let config = self.gateway.config();
+        let renew = config
             .rate_limit
             .as_ref()
-            .map_or(JWKS_TICK, |limits| limits.renew_interval.min(JWKS_TICK))
+            .map(|limits| limits.renew_interval);
+        let revocation = config.revocation.as_ref().map(|source| source.interval);
+        [renew, revocation]
+            .into_iter()
+            .flatten()
+            .fold(JWKS_TICK, Duration::min)
     }
 
     /// Queues a renewal this worker claimed; the next tick sends it.
@@ -136,7 +152,187 @@ impl Worker {
             self.last_jwks_tick_ms = Some(now_ms);
             self.jwks_tick(host, now_ms);
         }
+        if let Some(interval) = self
+            .gateway
+            .config()
+            .revocation
+            .as_ref()
+            .map(|s| s.interval)
+        {
+            let due = self.last_revocation_tick_ms.is_none_or(|last| {
+                now_ms < last
+                    || now_ms - last
+                        >= millis(interval).saturating_sub(millis(self.tick_period()) / 2)
+            });
+            if due {
+                self.last_revocation_tick_ms = Some(now_ms);
+                self.revocation_tick(host, now_ms);
+            }
+        }
         self.send_renewals(host, now_ms);
+    }
+
+    /// Installs the shared revoked sessions if they changed, then starts the next fetch
+    /// of the feed if one is due and this worker wins the fetch record.
+    fn revocation_tick(&mut self, host: &impl Host, now_ms: u64) {
+        let Some(source) = self.gateway.config().revocation.clone() else {
+            return;
+        };
+        self.sync_revoked(host);
+        // Envoy answers every call by its deadline; this only guards against a lost one.
+        let deadline = source.timeout + source.interval;
+        if self
+            .pending_revocations
+            .is_some_and(|p| now_ms > p.started_at_ms.saturating_add(millis(deadline)))
+        {
+            self.pending_revocations = None;
+        }
+        if self.pending_revocations.is_some() {
+            return;
+        }
+        let record_key = revocation::fetch_record_key(&source);
+        let (stored, cas) = host.shared_data(&record_key);
+        let due = match stored.as_deref().and_then(FetchRecord::decode) {
+            None => true,
+            Some(last) => {
+                let wait = match last.state {
+                    FetchState::InFlight => millis(source.timeout) + millis(source.interval),
+                    FetchState::Succeeded | FetchState::Failed => millis(source.interval),
+                };
+                // Half a tick early, so a fetch per interval does not slip to every other
+                // tick; a record from the future (clock step back) never blocks fetching.
+                now_ms < last.started_at_ms
+                    || now_ms + millis(self.tick_period()) / 2
+                        >= last.started_at_ms.saturating_add(wait)
+            }
+        };
+        if !due {
+            return;
+        }
+        let claim = FetchRecord {
+            started_at_ms: now_ms,
+            state: FetchState::InFlight,
+        };
+        if !host.set_shared_data(&record_key, &claim.encode(), cas) {
+            return;
+        }
+        let since_ms = host
+            .shared_data(&revocation::set_key(&source))
+            .0
+            .as_deref()
+            .and_then(SharedSet::decode)
+            .map_or(0, |set| set.next_since_ms);
+        match host.dispatch_grpc_call(
+            &source.cluster,
+            revocation::SERVICE,
+            revocation::METHOD,
+            &revocation::encode_request(since_ms),
+            source.timeout,
+        ) {
+            Some(token) => {
+                self.pending_revocations = Some(PendingFetch {
+                    token,
+                    started_at_ms: now_ms,
+                });
+            }
+            None => {
+                host.count(Counter::CalloutFailure);
+                self.record_revocation_fetch(host, &source, now_ms, FetchState::Failed, false);
+            }
+        }
+    }
+
+    /// Installs the shared set of revoked sessions here if its version changed. `true`
+    /// if a new set was installed.
+    pub fn sync_revoked(&mut self, host: &impl Host) -> bool {
+        let Some(source) = self.gateway.config().revocation.clone() else {
+            return false;
+        };
+        let (Some(version), _) = host.shared_data(&revocation::version_key(&source)) else {
+            return false;
+        };
+        if self.revoked_version.as_ref() == Some(&version) {
+            return false;
+        }
+        let Some(set) = host
+            .shared_data(&revocation::set_key(&source))
+            .0
+            .as_deref()
+            .and_then(SharedSet::decode)
+        else {
+            return false;
+        };
+        self.revoked_version = Some(version);
+        self.gateway.install_revoked(set.ids());
+        true
+    }
+
+    /// Merges a page of the feed into the shared set (compare-and-swap, retried when
+    /// another worker wrote meanwhile), bumps the version and installs the set here.
+    fn apply_revocations(&mut self, host: &impl Host, page: &revocation::Page) -> bool {
+        let Some(source) = self.gateway.config().revocation.clone() else {
+            return false;
+        };
+        let now_s = i64::try_from(host.now_ms() / 1_000).unwrap_or(i64::MAX);
+        let skew_s = i64::try_from(self.gateway.config().clock_skew_seconds).unwrap_or(i64::MAX);
+        let set_key = revocation::set_key(&source);
+        for _ in 0..4 {
+            let (stored, cas) = host.shared_data(&set_key);
+            let mut set = stored
+                .as_deref()
+                .and_then(SharedSet::decode)
+                .unwrap_or_default();
+            let dropped = set.merge(page, now_s, skew_s, source.max_entries);
+            if !host.set_shared_data(&set_key, &set.encode(), cas) {
+                continue;
+            }
+            if dropped > 0 {
+                log::warn!(
+                    "bulwark gateway: {dropped} revoked sessions dropped to stay within \
+                     revocation.max_entries ({}); their tokens are accepted again until \
+                     they expire",
+                    source.max_entries
+                );
+            }
+            let version_key = revocation::version_key(&source);
+            let (current, version_cas) = host.shared_data(&version_key);
+            let next = current
+                .as_deref()
+                .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                .map_or(1, |v| u64::from_le_bytes(v).wrapping_add(1));
+            // Unconditional if the CAS lost: a bump by someone else is a bump too.
+            if !host.set_shared_data(&version_key, &next.to_le_bytes(), version_cas) {
+                let _ = host.set_shared_data(&version_key, &next.to_le_bytes(), None);
+            }
+            self.revoked_version = host.shared_data(&version_key).0;
+            self.gateway.install_revoked(set.ids());
+            return true;
+        }
+        false
+    }
+
+    /// Marks this worker's fetch as finished (or, after a page that said more, as due at
+    /// once), unless a newer fetch has been claimed since.
+    fn record_revocation_fetch(
+        &self,
+        host: &impl Host,
+        source: &crate::config::RevocationSource,
+        started_at_ms: u64,
+        state: FetchState,
+        more: bool,
+    ) {
+        let record_key = revocation::fetch_record_key(source);
+        let (stored, cas) = host.shared_data(&record_key);
+        let current = stored.as_deref().and_then(FetchRecord::decode);
+        if current.is_some_and(|r| r.started_at_ms != started_at_ms) {
+            return;
+        }
+        let record = FetchRecord {
+            // Dated at the epoch, a record is due at the next tick.
+            started_at_ms: if more { 0 } else { started_at_ms },
+            state,
+        };
+        let _ = host.set_shared_data(&record_key, &record.encode(), cas);
     }
 
     fn jwks_tick(&mut self, host: &impl Host, now_ms: u64) {
@@ -220,8 +416,8 @@ impl Worker {
         }
     }
 
-    /// The answer to a call the timer made (a renewal batch). `false` when the token is
-    /// not this worker's.
+    /// The answer to a call the timer made (a renewal batch, a page of revoked
+    /// sessions). `false` when the token is not this worker's.
     pub fn on_grpc_call_response(
         &mut self,
         host: &impl Host,
@@ -229,6 +425,10 @@ impl Worker {
         status_code: u32,
         size: usize,
     ) -> bool {
+        if let Some(fetch) = self.pending_revocations.take_if(|p| p.token == token) {
+            self.finish_revocation_fetch(host, fetch, status_code, size);
+            return true;
+        }
         let Some(pending) = self.pending_renewal.take_if(|p| p.token == token) else {
             return false;
         };
@@ -264,6 +464,58 @@ impl Worker {
             }
         }
         true
+    }
+
+    fn finish_revocation_fetch(
+        &mut self,
+        host: &impl Host,
+        fetch: PendingFetch,
+        status_code: u32,
+        size: usize,
+    ) {
+        let Some(source) = self.gateway.config().revocation.clone() else {
+            return;
+        };
+        let page = match status_code {
+            0 => host
+                .grpc_call_response(size)
+                .ok_or_else(|| "no response message".to_owned())
+                .and_then(|bytes| revocation::decode_response(&bytes)),
+            code => Err(format!("gRPC status {code}")),
+        };
+        match page {
+            Ok(page) if self.apply_revocations(host, &page) => {
+                if page.more {
+                    // The rest at this worker's next tick, not an interval later.
+                    self.last_revocation_tick_ms = None;
+                }
+                self.record_revocation_fetch(
+                    host,
+                    &source,
+                    fetch.started_at_ms,
+                    FetchState::Succeeded,
+                    page.more,
+                );
+            }
+            outcome => {
+                let why = outcome
+                    .err()
+                    .unwrap_or_else(|| "the shared set kept changing under this worker".to_owned());
+                host.count(Counter::CalloutFailure);
+                log::warn!(
+                    "bulwark gateway: fetching revoked sessions from cluster {} failed \
+                     ({why}); the sessions known so far stay refused",
+                    source.cluster
+                );
+                self.record_revocation_fetch(
+                    host,
+                    &source,
+                    fetch.started_at_ms,
+                    FetchState::Failed,
+                    false,
+                );
+            }
+        }
     }
 
     /// The answer to an HTTP call the timer made (the periodic JWKS fetch). `false`

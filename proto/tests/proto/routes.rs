@@ -79,6 +79,9 @@ const EXTRA_ROUTES: &[Route] = &[
     // box, and the chain verified against them, with kept checkpoints in the body.
     route("GET", "/v1/audit/checkpoints", AUDIT, "ListCheckpoints", ""),
     route("POST", "/v1/audit/chain/verify", AUDIT, "VerifyChain", "*"),
+    // Accounts (issue 11): sessions.
+    route("GET", "/v1/auth/sessions", AUTH, "ListSessions", ""),
+    route("DELETE", "/v1/auth/sessions/{id}", AUTH, "RevokeSession", ""),
     // A service account whose secret leaked must be revocable.
     route(
         "DELETE",
@@ -95,6 +98,7 @@ const INTERNAL_RPCS: &[&str] = &[
     "bulwark.identity.v1.IdentityService/DeactivateUser",
     "bulwark.identity.v1.IdentityService/VerifyCredentials",
     "bulwark.auth.v1.AuthService/RotateSigningKey",
+    "bulwark.auth.v1.AuthService/ListRevokedSessions",
     "bulwark.authz.v1.AuthzService/ListUserRoles",
     "bulwark.authz.v1.AuthzService/ResolveRoles",
     "bulwark.audit.v1.AuditService/AppendEvents",

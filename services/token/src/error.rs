@@ -62,6 +62,10 @@ pub enum TokenError {
     /// A claim is present but unusable (wrong type, or not safe to forward in a header).
     #[error("token claim {0} is invalid")]
     InvalidClaim(&'static str),
+    /// The token verifies, but its session (`sid`) was revoked (logout, session deleted,
+    /// password reset or change, refresh-token reuse).
+    #[error("token's session was revoked")]
+    Revoked,
 }
 
 impl TokenError {
@@ -86,6 +90,7 @@ impl TokenError {
             Self::WrongAudience => "the bearer token audience is not accepted",
             Self::MissingClaim(_) => "the bearer token lacks a required claim",
             Self::InvalidClaim(_) => "the bearer token has an invalid claim",
+            Self::Revoked => "the bearer token has been revoked",
         }
     }
 

@@ -8,4 +8,5 @@ mod accounts;
 mod audit_log;
 mod client;
 mod service_accounts;
+mod sessions;
 mod tokens;

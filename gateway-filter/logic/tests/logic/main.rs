@@ -11,4 +11,5 @@ mod jwks_sync;
 mod jwt;
 mod mock_host;
 mod ratelimit;
+mod revocation;
 mod support;

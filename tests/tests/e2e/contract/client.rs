@@ -392,6 +392,10 @@ impl<'m> Edge<'m> {
         self.call(Method::POST, path, Some(body))
     }
 
+    pub fn delete(&self, path: &str) -> Call<'m> {
+        self.call(Method::DELETE, path, None)
+    }
+
     /// Registers a user with [`PASSWORD`]; returns the user.
     pub async fn register(&self, email: &str, display_name: &str) -> Value {
         self.post(

@@ -85,6 +85,21 @@ const RPCS: &[(&str, &str, Kind)] = &[
     ("/bulwark.auth.v1.AuthService/GetJwks", "auth", Kind::Public),
     ("/bulwark.auth.v1.AuthService/Logout", "auth", Kind::Bearer),
     (
+        "/bulwark.auth.v1.AuthService/ListSessions",
+        "auth",
+        Kind::Bearer,
+    ),
+    (
+        "/bulwark.auth.v1.AuthService/RevokeSession",
+        "auth",
+        Kind::Bearer,
+    ),
+    (
+        "/bulwark.auth.v1.AuthService/ListRevokedSessions",
+        "auth",
+        Kind::Internal,
+    ),
+    (
         "/bulwark.auth.v1.AuthService/RotateSigningKey",
         "auth",
         Kind::Bearer,
