@@ -9,3 +9,6 @@ GRANT SELECT, INSERT, UPDATE ON refresh_tokens TO {runtime};
 GRANT SELECT, INSERT, DELETE ON clients TO {runtime};
 -- The audit outbox: written with each change, marked delivered and pruned by the relay.
 GRANT SELECT, INSERT, UPDATE, DELETE ON audit_outbox TO {runtime};
+-- The mail outbox: written with each change that mails, claimed (SELECT ... FOR UPDATE),
+-- marked sent or rescheduled by the relay, and pruned once long sent.
+GRANT SELECT, INSERT, UPDATE, DELETE ON mail_outbox TO {runtime};
