@@ -11,3 +11,6 @@ GRANT SELECT, INSERT, DELETE ON clients TO {runtime};
 GRANT SELECT, INSERT, UPDATE, DELETE ON audit_outbox TO {runtime};
 -- Sessions: started at login, touched at refresh, revoked; never deleted.
 GRANT SELECT, INSERT, UPDATE ON sessions TO {runtime};
+-- The mail outbox: written with each change that mails, claimed (SELECT ... FOR UPDATE),
+-- marked sent or rescheduled by the relay, and pruned once long sent.
+GRANT SELECT, INSERT, UPDATE, DELETE ON mail_outbox TO {runtime};

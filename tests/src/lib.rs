@@ -1,6 +1,6 @@
-//! Harness for Bulwark's end-to-end tests: starts real PostgreSQL, Redis, the four
-//! service binaries and Envoy on free ports in a temporary directory, and tears them
-//! down again when the [`Mesh`] is dropped.
+//! Harness for Bulwark's end-to-end tests: starts real PostgreSQL, Redis, an SMTP
+//! server (with Auth), the service binaries and Envoy on free ports in a temporary
+//! directory, and tears them down again when the [`Mesh`] is dropped.
 //!
 //! Nothing is skipped: a missing tool or binary fails the test with a message that says
 //! how to get it. When a test fails, the tail of every component's log is printed.
@@ -21,6 +21,7 @@
 mod accounts;
 mod checkpoints;
 mod envoy;
+mod mail;
 mod mesh;
 mod net;
 mod postgres;
@@ -33,6 +34,7 @@ mod wait;
 mod workspace;
 
 pub use envoy::Envoy;
+pub use mail::{MailMessage, MailServer};
 pub use mesh::{Mesh, MeshBuilder};
 pub use net::free_port;
 pub use postgres::Postgres;
@@ -42,4 +44,4 @@ pub use redis::Redis;
 pub use service::{Service, ServiceKind};
 pub use template::fill_placeholders;
 pub use wait::poll_until;
-pub use workspace::{envoy_binary, gateway_filter_wasm, workspace_root};
+pub use workspace::{envoy_binary, gateway_filter_wasm, python_with_aiosmtpd, workspace_root};

@@ -8,6 +8,7 @@ use anyhow::Context;
 use crate::accounts::ServiceAccounts;
 use crate::checkpoints::AuditCheckpoints;
 use crate::envoy::Envoy;
+use crate::mail::MailServer;
 use crate::net::free_port;
 use crate::postgres::Postgres;
 use crate::process::tail;
@@ -18,7 +19,8 @@ const SERVICE_READY_TIMEOUT: Duration = Duration::from_secs(60);
 const ENVOY_READY_TIMEOUT: Duration = Duration::from_secs(30);
 const LOG_TAIL_LINES: usize = 40;
 
-/// Which parts to start. Services bring PostgreSQL and Redis along.
+/// Which parts to start. Services bring PostgreSQL and Redis along; Auth brings an
+/// SMTP server ([`Mesh::mail`]).
 #[derive(Debug, Default)]
 pub struct MeshBuilder {
     postgres: bool,
@@ -95,6 +97,7 @@ impl MeshBuilder {
         let mut mesh = Mesh {
             envoys: Vec::new(),
             services: Vec::new(),
+            mail: None,
             redis: None,
             postgres: None,
             logs,
@@ -136,6 +139,18 @@ impl MeshBuilder {
             mesh.redis = Some(redis);
         }
 
+        if self.services.contains(&ServiceKind::Auth) {
+            let log = mesh.logs.join("mail.log");
+            let maildir = mesh.dir.path().join("mail");
+            mesh.mail = Some(MailServer::start(&maildir, free_port()?, &log).await?);
+        }
+        // The first Envoy's ports are chosen now: Auth builds mailed links under its URL.
+        let (envoys, workers) = self.envoys;
+        let mut edge_ports = Vec::new();
+        for _ in 0..envoys {
+            edge_ports.push((free_port()?, free_port()?));
+        }
+
         // Every service gets a port, started or not, so that clients and Envoy have an
         // address for each (a closed port for those not started).
         let mut grpc_ports = Vec::new();
@@ -169,6 +184,7 @@ impl MeshBuilder {
                     .map(|pg| pg.owner_url_for(kind.name())),
                 redis_url: mesh.redis.as_ref().map(Redis::url),
                 clients: clients.clone(),
+                mesh_env: mesh.mesh_env(*kind, edge_ports.first().map(|(port, _)| *port)),
                 secret_env: mesh.secret_env(*kind),
                 extra_env: self
                     .service_env
@@ -186,12 +202,11 @@ impl MeshBuilder {
                 .await?;
         }
 
-        let (envoys, workers) = self.envoys;
         if envoys > 0 {
             let descriptor = mesh.dir.path().join("bulwark.pb");
             std::fs::write(&descriptor, bulwark_proto::FILE_DESCRIPTOR_SET)
                 .context("writing the descriptor set for Envoy")?;
-            for index in 0..envoys {
+            for (index, ports) in edge_ports.into_iter().enumerate() {
                 let dir = mesh.dir.path().join(format!("envoy-{index}"));
                 std::fs::create_dir_all(&dir)?;
                 let name = if index == 0 {
@@ -201,7 +216,7 @@ impl MeshBuilder {
                 };
                 let mut envoy = Envoy::spawn(
                     &dir,
-                    (free_port()?, free_port()?),
+                    ports,
                     workers,
                     &grpc_ports,
                     &descriptor,
@@ -222,6 +237,7 @@ pub struct Mesh {
     // Fields drop in this order.
     envoys: Vec<Envoy>,
     services: Vec<Service>,
+    mail: Option<MailServer>,
     redis: Option<Redis>,
     postgres: Option<Postgres>,
     logs: PathBuf,
@@ -248,6 +264,24 @@ impl Mesh {
     /// The test's temporary directory (logs are in `logs/`).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Settings that point a service at the mesh's other parts: Auth sends mail to the
+    /// mesh's SMTP server, with links under the first Envoy's URL.
+    fn mesh_env(&self, kind: ServiceKind, edge_port: Option<u16>) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        if kind == ServiceKind::Auth {
+            if let Some(mail) = &self.mail {
+                env.push(("BULWARK_AUTH__SMTP_URL".to_owned(), mail.url()));
+            }
+            if let Some(port) = edge_port {
+                env.push((
+                    "BULWARK_AUTH__PUBLIC_BASE_URL".to_owned(),
+                    format!("http://127.0.0.1:{port}"),
+                ));
+            }
+        }
+        env
     }
 
     /// A service's secrets: its account (and Auth's copies of every client secret),
@@ -303,6 +337,27 @@ impl Mesh {
     /// `(id, hex)` of the key-encryption key that seals Auth's signing keys.
     pub fn auth_key_encryption_key(&self) -> (&'static str, String) {
         self.accounts.key_encryption_key()
+    }
+
+    /// The SMTP server Auth sends to; every message it received is a file in
+    /// `mail().maildir()/new/`, and `mail().wait_for(to, timeout)` waits for the next one.
+    ///
+    /// # Panics
+    /// If the test did not start Auth.
+    pub fn mail(&self) -> &MailServer {
+        self.mail
+            .as_ref()
+            .unwrap_or_else(|| panic!("the test did not start auth, so no SMTP server runs"))
+    }
+
+    /// The SMTP server, mutably (to stop and restart it).
+    ///
+    /// # Panics
+    /// If the test did not start Auth.
+    pub fn mail_mut(&mut self) -> &mut MailServer {
+        self.mail
+            .as_mut()
+            .unwrap_or_else(|| panic!("the test did not start auth, so no SMTP server runs"))
     }
 
     /// The Envoy edge.

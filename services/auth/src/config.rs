@@ -1,6 +1,6 @@
 //! The `[auth]` configuration section (`BULWARK_AUTH__*`): token lifetimes, the
-//! delay between publishing a rotated-in signing key and signing with it, and the
-//! secrets of the services' built-in clients.
+//! delay between publishing a rotated-in signing key and signing with it, the
+//! secrets of the services' built-in clients, and where mail goes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::service_account;
 use crate::key_encryption::KeyEncryptionConfig;
+use crate::mail::MailSettings;
 
 /// Longest access token lifetime accepted (a day); tokens cannot be revoked, so
 /// they must stay short.
@@ -41,6 +42,16 @@ pub struct AuthConfig {
     /// The key-encryption keys that seal the signing keys in the database
     /// (`[auth.key_encryption]`, see `key_encryption.rs`).
     pub key_encryption: KeyEncryptionConfig,
+    /// The SMTP relay mail goes through: `smtp://host:port` (plain),
+    /// `smtp://host:port?tls=required` (STARTTLS) or `smtps://user:password@host:465`
+    /// (TLS). `smtp://127.0.0.1:2525` by default, the local mesh's SMTP server.
+    #[serde(skip_serializing)]
+    pub smtp_url: SecretString,
+    /// The sender of every message, `address` or `Name <address>`.
+    pub mail_from: String,
+    /// Where mailed links point (`{public_base_url}/verify-email?token=...`);
+    /// `http://127.0.0.1:8080` by default, the local mesh's edge.
+    pub public_base_url: String,
 }
 
 impl Default for AuthConfig {
@@ -51,6 +62,9 @@ impl Default for AuthConfig {
             key_activation_delay_seconds: 90,
             service_clients: BTreeMap::new(),
             key_encryption: KeyEncryptionConfig::default(),
+            smtp_url: SecretString::from("smtp://127.0.0.1:2525"),
+            mail_from: "Bulwark <no-reply@bulwark.local>".to_owned(),
+            public_base_url: "http://127.0.0.1:8080".to_owned(),
         }
     }
 }
@@ -94,7 +108,13 @@ impl AuthConfig {
                 ));
             }
         }
-        Ok(())
+        self.mail_settings().map(|_| ())
+    }
+
+    /// The mail settings, checked (`auth.smtp_url`, `auth.mail_from`,
+    /// `auth.public_base_url`).
+    pub fn mail_settings(&self) -> Result<MailSettings, String> {
+        MailSettings::new(&self.smtp_url, &self.mail_from, &self.public_base_url)
     }
 
     pub fn access_ttl(&self) -> Duration {
@@ -162,6 +182,56 @@ mod tests {
             error.contains("auth.service_clients.audit") && error.contains("at least 32"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn mail_defaults_point_at_the_local_mesh() {
+        let config = AuthConfig::default();
+        assert_eq!(config.smtp_url.expose_secret(), "smtp://127.0.0.1:2525");
+        assert_eq!(config.public_base_url, "http://127.0.0.1:8080");
+        let settings = config.mail_settings().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            settings.links().with_token("verify-email", "t"),
+            "http://127.0.0.1:8080/verify-email?token=t"
+        );
+    }
+
+    #[test]
+    fn bad_mail_settings_fail_validation_naming_their_key() {
+        let cases = [
+            (
+                "auth.smtp_url",
+                AuthConfig {
+                    smtp_url: SecretString::from("imap://user:hunter2@mail.example.com"),
+                    ..AuthConfig::default()
+                },
+            ),
+            (
+                "auth.mail_from",
+                AuthConfig {
+                    mail_from: "bulwark".to_owned(),
+                    ..AuthConfig::default()
+                },
+            ),
+            (
+                "auth.public_base_url",
+                AuthConfig {
+                    public_base_url: "example.com/app".to_owned(),
+                    ..AuthConfig::default()
+                },
+            ),
+        ];
+        for (key, config) in cases {
+            let error = config.validate().err().unwrap_or_default();
+            assert!(
+                error.contains(&format!("`{key}` is invalid")),
+                "{key}: {error}"
+            );
+            assert!(
+                !error.contains("hunter2"),
+                "{key} leaked the password: {error}"
+            );
+        }
     }
 
     #[test]

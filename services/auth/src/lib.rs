@@ -1,5 +1,6 @@
 //! The Auth service: login, token refresh and logout, service accounts and their
-//! client-credentials tokens, and the signing keys behind the JWKS.
+//! client-credentials tokens, the signing keys behind the JWKS, and the mail that
+//! account flows send.
 
 mod audit_trail;
 mod config;
@@ -9,6 +10,8 @@ mod error;
 mod grpc;
 mod key_encryption;
 mod keys;
+// Public for the integration tests, which enqueue mail and watch it arrive.
+pub mod mail;
 mod schema;
 mod service_accounts;
 mod sessions;
@@ -76,14 +79,19 @@ pub async fn app(kernel: Kernel) -> anyhow::Result<GrpcServices> {
 }
 
 /// Builds the service over the given dependencies: reads the `[auth]` section,
-/// starts the outbox relay, and makes sure a signing key exists.
+/// starts the audit outbox relay and the mail relay, and makes sure a signing key
+/// exists.
 pub async fn app_with(kernel: Kernel, deps: Deps) -> anyhow::Result<GrpcServices> {
     let config: AuthConfig = kernel.settings().section("auth")?;
     config.validate().map_err(anyhow::Error::msg)?;
+    let mail_settings = config.mail_settings().map_err(anyhow::Error::msg)?;
     let tokens = kernel.config().tokens.clone();
 
     let sealing = key_encryption::KeyEncryption::from_config(&config.key_encryption)?;
     let relay = kernel.start_outbox_relay_with(deps.audit);
+    // The verification and password reset flows (issue 11) will take the mailer from
+    // here; until then the relay still sends whatever the outbox holds.
+    let _mailer = mail::Mailer::start(&kernel, mail_settings);
     let keys = KeyRing::open(
         kernel.db.clone(),
         Arc::new(sealing),

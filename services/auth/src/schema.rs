@@ -56,3 +56,17 @@ diesel::table! {
 
 diesel::joinable!(refresh_tokens -> sessions (family_id));
 diesel::allow_tables_to_appear_in_same_query!(refresh_tokens, sessions);
+diesel::table! {
+    mail_outbox (id) {
+        id -> Uuid,
+        kind -> Text,
+        recipient -> Text,
+        subject -> Text,
+        body -> Text,
+        created_at -> Timestamptz,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_error -> Nullable<Text>,
+        sent_at -> Nullable<Timestamptz>,
+    }
+}

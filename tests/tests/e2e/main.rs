@@ -10,6 +10,7 @@ mod edge;
 mod faults;
 mod gateway;
 mod health;
+mod mail;
 mod metrics;
 mod observability;
 mod support;

@@ -8,6 +8,7 @@ mod keys;
 mod keys_at_rest;
 mod login;
 mod logout;
+mod mail;
 mod privileges;
 mod refresh;
 mod sessions;
