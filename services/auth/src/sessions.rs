@@ -400,6 +400,29 @@ impl Sessions {
         Ok(())
     }
 
+    /// Ends every live session of `user_id` but `except` (the caller's own, for a
+    /// password change), inside the caller's transaction, with `reason`; their access
+    /// tokens are refused at the edge within seconds. Returns how many sessions ended.
+    /// Sessions are locked in id order, so two of these for one user cannot deadlock.
+    pub async fn revoke_all_in(
+        conn: &mut AsyncPgConnection,
+        user_id: Uuid,
+        except: Option<Uuid>,
+        reason: &str,
+    ) -> Result<usize, Error> {
+        let now = Utc::now();
+        let mut ended = 0;
+        for session_id in store::live_session_ids(conn, user_id, now).await? {
+            if Some(session_id) == except {
+                continue;
+            }
+            store::lock_family(conn, session_id).await?;
+            store::revoke_family(conn, session_id, now, reason).await?;
+            ended += 1;
+        }
+        Ok(ended)
+    }
+
     /// A page of the edge's feed of revoked sessions: those revoked at or after
     /// `since_ms` (Unix milliseconds; 0 or anything older than the access-token
     /// lifetime means all whose tokens may still be unexpired), each with the time its

@@ -585,6 +585,25 @@ pub async fn live_sessions(
     .await
 }
 
+/// The ids of the user's live sessions (to end them all, as a password reset does).
+pub async fn live_session_ids(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Vec<Uuid>, DbError> {
+    traced("sessions.live_ids", async {
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::expires_at.gt(now))
+            .order(sessions::id)
+            .select(sessions::id)
+            .load(conn)
+            .await
+    })
+    .await
+}
+
 /// Sessions revoked at or after `since`, oldest revocation first, at most `limit`.
 pub async fn revoked_since(
     conn: &mut AsyncPgConnection,
