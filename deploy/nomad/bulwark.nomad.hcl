@@ -284,6 +284,7 @@ BULWARK_AUTH__SERVICE_CLIENTS__AUTH={{ .client_secret }}
 BULWARK_AUTH__SERVICE_CLIENTS__AUTHZ={{ .authz_client_secret }}
 BULWARK_AUTH__SERVICE_CLIENTS__AUDIT={{ .audit_client_secret }}
 BULWARK_AUTH__KEY_ENCRYPTION__KEYS__PRIMARY={{ .kek_primary }}
+BULWARK_REDIS__URL={{ .redis_url }}
 {{ end }}
 EOT
       }

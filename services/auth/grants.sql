@@ -14,3 +14,9 @@ GRANT SELECT, INSERT, UPDATE ON sessions TO {runtime};
 -- The mail outbox: written with each change that mails, claimed (SELECT ... FOR UPDATE),
 -- marked sent or rescheduled by the relay, and pruned once long sent.
 GRANT SELECT, INSERT, UPDATE, DELETE ON mail_outbox TO {runtime};
+-- TOTP secrets: created pending, confirmed, their last step moved, deleted on disable.
+GRANT SELECT, INSERT, UPDATE, DELETE ON totp_secrets TO {runtime};
+-- Recovery codes: issued, marked used, deleted on disable or re-issue.
+GRANT SELECT, INSERT, UPDATE, DELETE ON recovery_codes TO {runtime};
+-- Second login steps: created, tried, used, and pruned once expired.
+GRANT SELECT, INSERT, UPDATE, DELETE ON mfa_challenges TO {runtime};

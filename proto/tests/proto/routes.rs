@@ -79,9 +79,32 @@ const EXTRA_ROUTES: &[Route] = &[
     // box, and the chain verified against them, with kept checkpoints in the body.
     route("GET", "/v1/audit/checkpoints", AUDIT, "ListCheckpoints", ""),
     route("POST", "/v1/audit/chain/verify", AUDIT, "VerifyChain", "*"),
+    // Accounts (issue 11): MFA.
+    route("POST", "/v1/auth/login/mfa", AUTH, "LoginMfa", "*"),
+    route("POST", "/v1/auth/mfa/totp", AUTH, "EnrollTotp", "*"),
+    route(
+        "POST",
+        "/v1/auth/mfa/totp/confirm",
+        AUTH,
+        "ConfirmTotp",
+        "*",
+    ),
+    route(
+        "POST",
+        "/v1/auth/mfa/totp/disable",
+        AUTH,
+        "DisableTotp",
+        "*",
+    ),
     // Accounts (issue 11): sessions.
     route("GET", "/v1/auth/sessions", AUTH, "ListSessions", ""),
-    route("DELETE", "/v1/auth/sessions/{id}", AUTH, "RevokeSession", ""),
+    route(
+        "DELETE",
+        "/v1/auth/sessions/{id}",
+        AUTH,
+        "RevokeSession",
+        "",
+    ),
     // A service account whose secret leaked must be revocable.
     route(
         "DELETE",

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bulwark_kernel::config::MIN_CLIENT_SECRET_CHARS;
+use bulwark_limiter::LockoutPolicy;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +53,43 @@ pub struct AuthConfig {
     /// Where mailed links point (`{public_base_url}/verify-email?token=...`);
     /// `http://127.0.0.1:8080` by default, the local mesh's edge.
     pub public_base_url: String,
+    /// Account lockout after consecutive failed logins (`[auth.lockout]`).
+    pub lockout: LockoutSettings,
+}
+
+/// `[auth.lockout]`: after `threshold` consecutive failed logins for one email, logins
+/// for it are refused for `base_backoff_seconds`, doubling with each further failure up
+/// to `max_backoff_seconds`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LockoutSettings {
+    pub threshold: u32,
+    pub base_backoff_seconds: u64,
+    pub max_backoff_seconds: u64,
+}
+
+impl Default for LockoutSettings {
+    /// The contract's: 5 failures; 1 minute, doubling, at most 15.
+    fn default() -> Self {
+        let policy = LockoutPolicy::default();
+        Self {
+            threshold: policy.threshold,
+            base_backoff_seconds: policy.base_backoff.as_secs(),
+            max_backoff_seconds: policy.max_backoff.as_secs(),
+        }
+    }
+}
+
+impl LockoutSettings {
+    /// The limiter's policy (validated when the lockout starts).
+    pub fn policy(&self) -> LockoutPolicy {
+        LockoutPolicy {
+            threshold: self.threshold,
+            base_backoff: Duration::from_secs(self.base_backoff_seconds),
+            max_backoff: Duration::from_secs(self.max_backoff_seconds),
+            ..LockoutPolicy::default()
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -65,6 +103,7 @@ impl Default for AuthConfig {
             smtp_url: SecretString::from("smtp://127.0.0.1:2525"),
             mail_from: "Bulwark <no-reply@bulwark.local>".to_owned(),
             public_base_url: "http://127.0.0.1:8080".to_owned(),
+            lockout: LockoutSettings::default(),
         }
     }
 }

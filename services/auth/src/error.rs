@@ -11,6 +11,10 @@ use crate::domain::client_credentials::{OAuthError, OAuthErrorCode};
 
 /// The message of every failed login, whatever the reason.
 pub const INVALID_CREDENTIALS: &str = "invalid email or password";
+/// The message of every refused second step of a login, whatever the reason.
+pub const INVALID_MFA: &str = "invalid code or expired MFA token";
+/// The message of a login refused while its email is locked out.
+pub const LOCKED_OUT: &str = "too many failed logins for this account; try again later";
 /// The message of every refused refresh token, whatever the reason.
 pub const INVALID_REFRESH_TOKEN: &str = "invalid or expired refresh token";
 
@@ -25,6 +29,15 @@ pub enum Error {
     /// Unknown, expired, revoked or reused refresh token, or an inactive user.
     #[error("{INVALID_REFRESH_TOKEN}")]
     InvalidRefreshToken,
+    /// A wrong second factor, or an unknown, expired or exhausted `mfa_token`.
+    #[error("{INVALID_MFA}")]
+    InvalidMfa,
+    /// Too many consecutive failed logins for the email; `Retry-After` seconds.
+    #[error("{LOCKED_OUT}")]
+    LockedOut { retry_after_seconds: u64 },
+    /// The call needs a state the account is not in (MFA already on, or off).
+    #[error("{0}")]
+    FailedPrecondition(&'static str),
     #[error("permission {0} required")]
     PermissionDenied(&'static str),
     #[error("{0} not found")]
@@ -107,6 +120,20 @@ impl From<Error> for Status {
             Error::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
             Error::InvalidCredentials => Status::unauthenticated(INVALID_CREDENTIALS),
             Error::InvalidRefreshToken => Status::unauthenticated(INVALID_REFRESH_TOKEN),
+            Error::InvalidMfa => Status::unauthenticated(INVALID_MFA),
+            Error::LockedOut {
+                retry_after_seconds,
+            } => {
+                // The edge answers 429 and passes `Retry-After` on to the client.
+                let mut metadata = bulwark_kernel::tonic::metadata::MetadataMap::new();
+                metadata.insert("retry-after", retry_after_seconds.into());
+                Status::with_metadata(
+                    bulwark_kernel::tonic::Code::ResourceExhausted,
+                    LOCKED_OUT,
+                    metadata,
+                )
+            }
+            Error::FailedPrecondition(_) => Status::failed_precondition(error.to_string()),
             Error::PermissionDenied(_) => Status::permission_denied(error.to_string()),
             Error::NotFound(_) => Status::not_found(error.to_string()),
             Error::Refused(refusal) => refusal.into(),

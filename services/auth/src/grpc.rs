@@ -10,11 +10,13 @@ use bulwark_kernel::timestamp;
 use bulwark_kernel::tonic::{Request, Response, Status};
 use bulwark_proto::auth::v1::auth_service_server::AuthService;
 use bulwark_proto::auth::v1::{
-    AccessToken, CreateClientRequest, CreateClientResponse, DeleteClientRequest,
-    DeleteClientResponse, GetJwksRequest, Jwks, ListRevokedSessionsRequest,
-    ListRevokedSessionsResponse, ListSessionsRequest, ListSessionsResponse, LoginRequest,
-    LogoutRequest, LogoutResponse, RefreshRequest, RevokeSessionRequest, RevokeSessionResponse,
-    RevokedSession, RotateSigningKeyRequest, RotateSigningKeyResponse, Session, TokenPair,
+    AccessToken, ConfirmTotpRequest, ConfirmTotpResponse, CreateClientRequest,
+    CreateClientResponse, DeleteClientRequest, DeleteClientResponse, DisableTotpRequest,
+    DisableTotpResponse, EnrollTotpRequest, EnrollTotpResponse, GetJwksRequest, Jwks,
+    ListRevokedSessionsRequest, ListRevokedSessionsResponse, ListSessionsRequest,
+    ListSessionsResponse, LoginMfaRequest, LoginRequest, LoginResponse, LogoutRequest,
+    LogoutResponse, RefreshRequest, RevokeSessionRequest, RevokeSessionResponse, RevokedSession,
+    RotateSigningKeyRequest, RotateSigningKeyResponse, Session, TokenPair,
 };
 use bulwark_proto::google::api::HttpBody;
 
@@ -29,7 +31,7 @@ use crate::domain::signing_key::{PublicJwk, ROTATE_PERMISSION};
 use crate::error::Error;
 use crate::keys::KeyRing;
 use crate::service_accounts::ServiceAccounts;
-use crate::sessions::Sessions;
+use crate::sessions::{LoginOutcome, Sessions};
 
 /// The auth service's handlers.
 #[derive(Clone)]
@@ -65,6 +67,19 @@ impl AuthHandlers {
         }
     }
 
+    /// The calling user, for calls only a user can make (a service account has no
+    /// second factor).
+    async fn user<T>(&self, request: &Request<T>) -> Result<uuid::Uuid, Status> {
+        let caller = self
+            .access
+            .caller(request)
+            .await
+            .map_err(|e| self.status(e.into()))?;
+        caller
+            .user_id()
+            .ok_or_else(|| self.status(Error::PermissionDenied("a user's token")))
+    }
+
     /// The client's answer for `error`; Auth's own faults also go to the error bus.
     fn status(&self, error: Error) -> Status {
         if error.is_internal() {
@@ -78,16 +93,87 @@ impl AuthHandlers {
 
 #[bulwark_kernel::tonic::async_trait]
 impl AuthService for AuthHandlers {
-    async fn login(&self, request: Request<LoginRequest>) -> Result<Response<TokenPair>, Status> {
+    async fn login(
+        &self,
+        request: Request<LoginRequest>,
+    ) -> Result<Response<LoginResponse>, Status> {
         let client = ClientInfo::from_metadata(request.metadata());
         let LoginRequest { email, password } = request.into_inner();
         let credentials = Credentials::parse(email, password).map_err(|e| self.status(e))?;
-        let pair = self
+        let outcome = self
             .sessions
             .login(credentials, client)
             .await
             .map_err(|e| self.status(e))?;
+        Ok(Response::new(match outcome {
+            LoginOutcome::Pair(pair) => LoginResponse {
+                access_token: Some(pair.access_token),
+                refresh_token: Some(pair.refresh_token),
+                token_type: Some(pair.token_type),
+                expires_in: Some(pair.expires_in),
+                ..LoginResponse::default()
+            },
+            LoginOutcome::MfaRequired { mfa_token } => LoginResponse {
+                mfa_required: Some(true),
+                mfa_token: Some(mfa_token),
+                ..LoginResponse::default()
+            },
+        }))
+    }
+
+    async fn login_mfa(
+        &self,
+        request: Request<LoginMfaRequest>,
+    ) -> Result<Response<TokenPair>, Status> {
+        let client = ClientInfo::from_metadata(request.metadata());
+        let LoginMfaRequest { mfa_token, code } = request.into_inner();
+        let pair = self
+            .sessions
+            .login_mfa(&mfa_token, &code, client)
+            .await
+            .map_err(|e| self.status(e))?;
         Ok(Response::new(pair))
+    }
+
+    async fn enroll_totp(
+        &self,
+        request: Request<EnrollTotpRequest>,
+    ) -> Result<Response<EnrollTotpResponse>, Status> {
+        let user_id = self.user(&request).await?;
+        let enrolled = self
+            .sessions
+            .mfa
+            .enroll(user_id)
+            .await
+            .map_err(|e| self.status(e))?;
+        Ok(Response::new(enrolled))
+    }
+
+    async fn confirm_totp(
+        &self,
+        request: Request<ConfirmTotpRequest>,
+    ) -> Result<Response<ConfirmTotpResponse>, Status> {
+        let user_id = self.user(&request).await?;
+        let recovery_codes = self
+            .sessions
+            .mfa
+            .confirm(user_id, &request.get_ref().code)
+            .await
+            .map_err(|e| self.status(e))?;
+        Ok(Response::new(ConfirmTotpResponse { recovery_codes }))
+    }
+
+    async fn disable_totp(
+        &self,
+        request: Request<DisableTotpRequest>,
+    ) -> Result<Response<DisableTotpResponse>, Status> {
+        let user_id = self.user(&request).await?;
+        self.sessions
+            .mfa
+            .disable(user_id, &request.get_ref().code)
+            .await
+            .map_err(|e| self.status(e))?;
+        Ok(Response::new(DisableTotpResponse {}))
     }
 
     async fn refresh(

@@ -64,6 +64,8 @@ pub enum KeyEncryptionError {
 pub struct KeyEncryption {
     current: String,
     keys: BTreeMap<String, Aes256Gcm>,
+    /// The current KEK's bytes, only to derive other keys from (see [`KeyEncryption::derive`]).
+    current_secret: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for KeyEncryption {
@@ -91,9 +93,12 @@ impl KeyEncryption {
     /// bytes in hex, ids of `[a-z0-9_-]`, files readable.
     pub fn from_config(config: &KeyEncryptionConfig) -> Result<Self, KeyEncryptionError> {
         let mut keys = BTreeMap::new();
+        let mut secrets = BTreeMap::new();
         for (id, secret) in &config.keys {
             let key = format!("auth.key_encryption.keys.{id}");
-            keys.insert(id.clone(), cipher(&key, id, secret.expose_secret())?);
+            let (cipher, raw) = cipher(&key, id, secret.expose_secret())?;
+            keys.insert(id.clone(), cipher);
+            secrets.insert(id.clone(), raw);
         }
         for (id, path) in &config.key_files {
             let key = format!("auth.key_encryption.key_files.{id}");
@@ -107,7 +112,9 @@ impl KeyEncryption {
                 std::fs::read_to_string(path)
                     .map_err(|e| invalid(&key, format!("cannot read {}: {e}", path.display())))?,
             );
-            keys.insert(id.clone(), cipher(&key, id, text.trim())?);
+            let (cipher, raw) = cipher(&key, id, text.trim())?;
+            keys.insert(id.clone(), cipher);
+            secrets.insert(id.clone(), raw);
         }
         if keys.is_empty() {
             return Err(invalid(
@@ -136,7 +143,24 @@ impl KeyEncryption {
                 ),
             ));
         }
-        Ok(Self { current, keys })
+        let current_secret = secrets.remove(&current).unwrap_or_default();
+        Ok(Self {
+            current,
+            keys,
+            current_secret,
+        })
+    }
+
+    /// A key for another purpose (`label`), derived from the current KEK with
+    /// HMAC-SHA256: the same on every Auth instance, and nothing to configure besides
+    /// the KEK. It changes when the current KEK does.
+    pub fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.current_secret.as_slice())
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(b"bulwark auth derived key\0");
+        mac.update(label.as_bytes());
+        Zeroizing::new(mac.finalize().into_bytes().into())
     }
 
     /// The id of the KEK that seals.
@@ -216,7 +240,11 @@ fn ids(keys: &BTreeMap<String, Aes256Gcm>) -> String {
         .join(", ")
 }
 
-fn cipher(key: &str, id: &str, hex: &str) -> Result<Aes256Gcm, KeyEncryptionError> {
+fn cipher(
+    key: &str,
+    id: &str,
+    hex: &str,
+) -> Result<(Aes256Gcm, Zeroizing<[u8; 32]>), KeyEncryptionError> {
     let valid_id = !id.is_empty()
         && id.len() <= 32
         && id
@@ -240,7 +268,9 @@ fn cipher(key: &str, id: &str, hex: &str) -> Result<Aes256Gcm, KeyEncryptionErro
             _ => return Err(invalid(key, format!("must be {KEK_HEX_LEN} hex digits"))),
         }
     }
-    Aes256Gcm::new_from_slice(bytes.as_slice()).map_err(|_| invalid(key, "must be 32 bytes"))
+    let cipher = Aes256Gcm::new_from_slice(bytes.as_slice())
+        .map_err(|_| invalid(key, "must be 32 bytes"))?;
+    Ok((cipher, bytes))
 }
 
 #[cfg(test)]

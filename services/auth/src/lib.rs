@@ -10,8 +10,10 @@ mod error;
 mod grpc;
 mod key_encryption;
 mod keys;
+mod lockout;
 // Public for the integration tests, which enqueue mail and watch it arrive.
 pub mod mail;
+mod mfa;
 mod schema;
 mod service_accounts;
 mod sessions;
@@ -35,6 +37,8 @@ pub use keys::KEY_CACHE_TTL;
 use audit_trail::AuditTrail;
 use config::AuthConfig;
 use keys::{KeyRing, TableKeys};
+use lockout::LoginLockout;
+use mfa::Mfa;
 use service_accounts::ServiceAccounts;
 use sessions::Sessions;
 
@@ -87,14 +91,17 @@ pub async fn app_with(kernel: Kernel, deps: Deps) -> anyhow::Result<GrpcServices
     let mail_settings = config.mail_settings().map_err(anyhow::Error::msg)?;
     let tokens = kernel.config().tokens.clone();
 
-    let sealing = key_encryption::KeyEncryption::from_config(&config.key_encryption)?;
+    let sealing = Arc::new(key_encryption::KeyEncryption::from_config(
+        &config.key_encryption,
+    )?);
+    let lockout = LoginLockout::start(&kernel, config.lockout.policy(), &sealing)?;
     let relay = kernel.start_outbox_relay_with(deps.audit);
     // The verification and password reset flows (issue 11) will take the mailer from
     // here; until then the relay still sends whatever the outbox holds.
     let _mailer = mail::Mailer::start(&kernel, mail_settings);
     let keys = KeyRing::open(
         kernel.db.clone(),
-        Arc::new(sealing),
+        sealing.clone(),
         config.access_ttl(),
         Duration::from_secs(tokens.leeway_seconds),
         config.key_activation_delay(),
@@ -116,6 +123,12 @@ pub async fn app_with(kernel: Kernel, deps: Deps) -> anyhow::Result<GrpcServices
         config.access_token_ttl_seconds,
         &config.service_clients,
     ));
+    let mfa = Arc::new(Mfa {
+        db: kernel.db.clone(),
+        sealing,
+        identity: deps.identity.clone(),
+        audit: audit.clone(),
+    });
     let sessions = Arc::new(Sessions {
         db: kernel.db.clone(),
         keys,
@@ -124,6 +137,8 @@ pub async fn app_with(kernel: Kernel, deps: Deps) -> anyhow::Result<GrpcServices
         audit,
         config,
         tokens,
+        lockout,
+        mfa,
     });
 
     let permissions: Arc<dyn PermissionSource> = Arc::new(deps.authz);

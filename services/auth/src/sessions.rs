@@ -15,6 +15,7 @@ use bulwark_kernel::db::Database;
 use bulwark_kernel::outbox;
 use bulwark_kernel::request::Refusal;
 use bulwark_kernel::tonic::{Code, Status};
+use bulwark_limiter::LockoutKey;
 use bulwark_proto::auth::v1::TokenPair;
 
 use crate::audit_trail::AuditTrail;
@@ -26,6 +27,8 @@ use crate::domain::refresh_token::{NewRefreshToken, TokenHash, TokenState};
 use crate::domain::session::ClientInfo;
 use crate::error::Error;
 use crate::keys::KeyRing;
+use crate::lockout::{Failure, LoginLockout};
+use crate::mfa::{self, Mfa};
 use crate::store::{self, NewRefreshRow, NewSessionRow, RefreshRow, SessionRow};
 
 /// At most this many roles go into a token, each at most this long, so the token
@@ -52,6 +55,26 @@ pub struct Sessions {
     pub audit: AuditTrail,
     pub config: AuthConfig,
     pub tokens: TokensConfig,
+    pub lockout: LoginLockout,
+    pub mfa: Arc<Mfa>,
+}
+
+/// How a login's password step ended.
+pub enum LoginOutcome {
+    /// A session started.
+    Pair(TokenPair),
+    /// The password was right and a second factor is needed: `LoginMfa` with this.
+    MfaRequired { mfa_token: String },
+}
+
+impl std::fmt::Debug for LoginOutcome {
+    /// Names the case only: both carry secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Pair(_) => "Pair",
+            Self::MfaRequired { .. } => "MfaRequired",
+        })
+    }
 }
 
 impl std::fmt::Debug for Sessions {
@@ -93,7 +116,10 @@ impl Sessions {
         &self,
         credentials: Credentials,
         client: ClientInfo,
-    ) -> Result<TokenPair, Error> {
+    ) -> Result<LoginOutcome, Error> {
+        let lockout_key = self.lockout.key(&credentials.normalized_email());
+        // A locked email is refused before its password is looked at, right or wrong.
+        self.lockout.check(lockout_key.as_ref()).await?;
         let verified = self
             .identity
             .verify_credentials(
@@ -111,7 +137,12 @@ impl Sessions {
                 })?;
                 if !verified.active {
                     return self
-                        .refuse_login(Some(user_id), &credentials, "inactive_account")
+                        .refuse_login(
+                            Some(user_id),
+                            &credentials,
+                            lockout_key.as_ref(),
+                            "inactive_account",
+                        )
                         .await;
                 }
                 user_id
@@ -126,12 +157,123 @@ impl Sessions {
                         && status.message() == crate::error::INVALID_CREDENTIALS) =>
             {
                 return self
-                    .refuse_login(None, &credentials, "invalid_credentials")
+                    .refuse_login(
+                        None,
+                        &credentials,
+                        lockout_key.as_ref(),
+                        "invalid_credentials",
+                    )
                     .await;
             }
             Err(status) => return Err(Error::from_upstream("identity", status)),
         };
 
+        if self.mfa.is_enabled(user_id).await? {
+            let mfa_token = self
+                .mfa
+                .challenge(
+                    user_id,
+                    lockout_key
+                        .as_ref()
+                        .map(|key| key.as_str().to_owned())
+                        .unwrap_or_default(),
+                    credentials.audit_target(),
+                )
+                .await?;
+            self.audit.record(events::login_needs_mfa(user_id)).await?;
+            return Ok(LoginOutcome::MfaRequired { mfa_token });
+        }
+        self.lockout.success(lockout_key.as_ref()).await;
+        let pair = self
+            .start_session(user_id, client, |family_id| {
+                events::login_succeeded(user_id, family_id)
+            })
+            .await?;
+        Ok(LoginOutcome::Pair(pair))
+    }
+
+    /// The second step of a login with MFA: a session starts when the code is right.
+    /// A wrong code counts as a failed login of the email; every refusal is the same
+    /// [`Error::InvalidMfa`] (or [`Error::LockedOut`] while the email is locked).
+    pub async fn login_mfa(
+        &self,
+        mfa_token: &str,
+        code: &str,
+        client: ClientInfo,
+    ) -> Result<TokenPair, Error> {
+        match self.mfa.complete(mfa_token, code).await {
+            Ok(passed) => {
+                let key = LockoutKey::from_stored(&passed.lockout_key);
+                self.lockout.check(key.as_ref()).await?;
+                self.lockout.success(key.as_ref()).await;
+                let user_id = passed.user_id;
+                self.start_session(user_id, client, |family_id| {
+                    events::mfa_login(Some(user_id), Some(family_id), None)
+                })
+                .await
+            }
+            Err(mfa::Refused::Token) => {
+                self.audit
+                    .record(events::mfa_login(None, None, Some("invalid_mfa_token")))
+                    .await?;
+                Err(Error::InvalidMfa)
+            }
+            Err(mfa::Refused::Code(passed)) => {
+                let key = LockoutKey::from_stored(&passed.lockout_key);
+                // Locked already: this try is refused as locked, and not counted.
+                self.lockout.check(key.as_ref()).await?;
+                self.audit
+                    .record(events::mfa_login(
+                        Some(passed.user_id),
+                        None,
+                        Some("wrong_code"),
+                    ))
+                    .await?;
+                self.count_failure(
+                    Some(passed.user_id),
+                    passed.audit_target,
+                    key.as_ref(),
+                    "mfa",
+                )
+                .await?;
+                Err(Error::InvalidMfa)
+            }
+        }
+    }
+
+    /// Counts a failed login against its email, and records the lock it may start.
+    async fn count_failure(
+        &self,
+        user_id: Option<Uuid>,
+        audit_target: String,
+        key: Option<&LockoutKey>,
+        reason: &str,
+    ) -> Result<(), Error> {
+        if let Failure::Locked {
+            retry_after_seconds,
+        } = self.lockout.failure(key).await
+        {
+            tracing::warn!(%audit_target, retry_after_seconds, "account locked after consecutive failed logins");
+            self.audit
+                .record(events::account_locked(
+                    user_id,
+                    audit_target,
+                    reason,
+                    retry_after_seconds,
+                ))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Starts a session for `user_id`: a token pair, the session row, its first refresh
+    /// token and `event` (given the session id), in one transaction.
+    async fn start_session(
+        &self,
+        user_id: Uuid,
+        client: ClientInfo,
+        event: impl FnOnce(Uuid) -> bulwark_kernel::outbox::NewAuditEvent,
+    ) -> Result<TokenPair, Error> {
         let roles = self.roles_of(user_id).await;
         let family_id = Uuid::new_v4();
         let issued = self.issue(user_id, roles, family_id, None).await?;
@@ -146,15 +288,11 @@ impl Sessions {
             ip: client.ip,
             user_agent: client.user_agent,
         };
+        let event = event(family_id);
         conn.transaction::<_, Error, _>(async |conn| {
             store::insert_session(conn, &session).await?;
             store::insert_refresh_token(conn, &issued.row).await?;
-            outbox::record(
-                conn,
-                crate::SPEC.name,
-                events::login_succeeded(user_id, family_id),
-            )
-            .await?;
+            outbox::record(conn, crate::SPEC.name, event).await?;
             Ok(())
         })
         .await?;
@@ -166,14 +304,17 @@ impl Sessions {
         &self,
         user_id: Option<Uuid>,
         credentials: &Credentials,
+        lockout_key: Option<&LockoutKey>,
         reason: &str,
-    ) -> Result<TokenPair, Error> {
+    ) -> Result<LoginOutcome, Error> {
         self.audit
             .record(events::login_failed(
                 user_id,
                 credentials.audit_target(),
                 reason,
             ))
+            .await?;
+        self.count_failure(user_id, credentials.audit_target(), lockout_key, "password")
             .await?;
         Err(Error::InvalidCredentials)
     }

@@ -11,10 +11,13 @@ use uuid::Uuid;
 use bulwark_kernel::db::{DbError, traced};
 
 use crate::domain::key_schedule::Phase;
+use crate::domain::recovery_codes::RecoveryCodeHash;
 use crate::domain::refresh_token::{TokenHash, TokenState};
 use crate::domain::signing_key::{ALGORITHM, PublicJwk};
 use crate::key_encryption::Sealed;
-use crate::schema::{clients, refresh_tokens, sessions, signing_keys};
+use crate::schema::{
+    clients, mfa_challenges, recovery_codes, refresh_tokens, sessions, signing_keys, totp_secrets,
+};
 
 /// A key that is not retired: the one signing, or one pending.
 #[derive(Queryable, Selectable)]
@@ -624,4 +627,257 @@ pub async fn revoked_since(
         .into_iter()
         .filter_map(|(id, at)| at.map(|at| (id, at)))
         .collect())
+}
+
+/// A user's TOTP secret as stored (sealed).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = totp_secrets)]
+pub struct TotpRow {
+    pub secret: Vec<u8>,
+    pub kek_id: String,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub last_used_step: Option<i64>,
+}
+
+pub async fn totp_secret(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+) -> Result<Option<TotpRow>, DbError> {
+    traced("totp_secrets.get", async {
+        totp_secrets::table
+            .find(user_id)
+            .select(TotpRow::as_select())
+            .first(conn)
+            .await
+            .optional()
+    })
+    .await
+}
+
+/// Stores a pending secret for `user_id`, replacing a pending one; `false` (nothing
+/// written) when a confirmed secret exists.
+pub async fn put_pending_totp(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    sealed: &Sealed,
+) -> Result<bool, DbError> {
+    let written = traced(
+        "totp_secrets.put_pending",
+        diesel::sql_query(
+            "INSERT INTO totp_secrets (user_id, secret, kek_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id) DO UPDATE SET secret = EXCLUDED.secret, \
+             kek_id = EXCLUDED.kek_id, created_at = now(), last_used_step = NULL \
+             WHERE totp_secrets.confirmed_at IS NULL",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(user_id)
+        .bind::<diesel::sql_types::Bytea, _>(&sealed.bytes)
+        .bind::<diesel::sql_types::Text, _>(&sealed.kek_id)
+        .execute(conn),
+    )
+    .await?;
+    Ok(written == 1)
+}
+
+/// Accepts the code of `step` for `user_id`: moves `last_used_step` forward, and
+/// confirms a pending secret when `confirm`. `false` when another call accepted this
+/// step (or a later one) first, or the secret changed state: a code counts once.
+pub async fn accept_totp_step(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    step: i64,
+    confirm: bool,
+) -> Result<bool, DbError> {
+    let accepted = traced("totp_secrets.accept_step", async {
+        let target = totp_secrets::table
+            .filter(totp_secrets::user_id.eq(user_id))
+            .filter(
+                totp_secrets::last_used_step
+                    .is_null()
+                    .or(totp_secrets::last_used_step.lt(step)),
+            );
+        if confirm {
+            diesel::update(target.filter(totp_secrets::confirmed_at.is_null()))
+                .set((
+                    totp_secrets::last_used_step.eq(step),
+                    totp_secrets::confirmed_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await
+        } else {
+            diesel::update(target.filter(totp_secrets::confirmed_at.is_not_null()))
+                .set(totp_secrets::last_used_step.eq(step))
+                .execute(conn)
+                .await
+        }
+    })
+    .await?;
+    Ok(accepted == 1)
+}
+
+/// Deletes the user's TOTP secret and recovery codes; `true` if a secret was deleted.
+pub async fn delete_mfa(conn: &mut AsyncPgConnection, user_id: Uuid) -> Result<bool, DbError> {
+    traced(
+        "recovery_codes.delete_all",
+        diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id)))
+            .execute(conn),
+    )
+    .await?;
+    let deleted = traced(
+        "totp_secrets.delete",
+        diesel::delete(totp_secrets::table.find(user_id)).execute(conn),
+    )
+    .await?;
+    Ok(deleted == 1)
+}
+
+/// Replaces the user's recovery codes with `hashes`.
+pub async fn replace_recovery_codes(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    hashes: &[RecoveryCodeHash],
+) -> Result<(), DbError> {
+    traced(
+        "recovery_codes.delete_all",
+        diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id)))
+            .execute(conn),
+    )
+    .await?;
+    let rows: Vec<_> = hashes
+        .iter()
+        .map(|hash| {
+            (
+                recovery_codes::user_id.eq(user_id),
+                recovery_codes::code_hash.eq(hash.0.to_vec()),
+            )
+        })
+        .collect();
+    traced(
+        "recovery_codes.insert",
+        diesel::insert_into(recovery_codes::table)
+            .values(rows)
+            .execute(conn),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// The user's unused recovery codes.
+pub async fn unused_recovery_codes(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+) -> Result<Vec<RecoveryCodeHash>, DbError> {
+    let hashes: Vec<Vec<u8>> = traced("recovery_codes.unused", async {
+        recovery_codes::table
+            .filter(recovery_codes::user_id.eq(user_id))
+            .filter(recovery_codes::used_at.is_null())
+            .select(recovery_codes::code_hash)
+            .load(conn)
+            .await
+    })
+    .await?;
+    Ok(hashes
+        .into_iter()
+        .filter_map(|h| <[u8; 32]>::try_from(h).ok().map(RecoveryCodeHash))
+        .collect())
+}
+
+/// Marks a recovery code used; `false` when another call used it first.
+pub async fn use_recovery_code(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    hash: &RecoveryCodeHash,
+) -> Result<bool, DbError> {
+    let used = traced(
+        "recovery_codes.use",
+        diesel::update(
+            recovery_codes::table
+                .filter(recovery_codes::user_id.eq(user_id))
+                .filter(recovery_codes::code_hash.eq(hash.0.as_slice()))
+                .filter(recovery_codes::used_at.is_null()),
+        )
+        .set(recovery_codes::used_at.eq(diesel::dsl::now))
+        .execute(conn),
+    )
+    .await?;
+    Ok(used == 1)
+}
+
+/// The second step of a login to store.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = mfa_challenges)]
+pub struct NewChallengeRow {
+    pub token_hash: Vec<u8>,
+    pub user_id: Uuid,
+    pub lockout_key: String,
+    pub audit_target: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A second step of a login, as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = mfa_challenges)]
+pub struct ChallengeRow {
+    pub user_id: Uuid,
+    pub lockout_key: String,
+    pub audit_target: String,
+}
+
+/// Stores a challenge, and deletes the expired ones (so the table stays small).
+pub async fn insert_challenge(
+    conn: &mut AsyncPgConnection,
+    row: &NewChallengeRow,
+) -> Result<(), DbError> {
+    traced(
+        "mfa_challenges.prune",
+        diesel::delete(
+            mfa_challenges::table.filter(mfa_challenges::expires_at.lt(diesel::dsl::now)),
+        )
+        .execute(conn),
+    )
+    .await?;
+    traced(
+        "mfa_challenges.insert",
+        diesel::insert_into(mfa_challenges::table)
+            .values(row)
+            .execute(conn),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Takes one try of the challenge `token_hash`, atomically: `None` when it is unknown,
+/// used, expired or out of tries (`max_tries`).
+pub async fn try_challenge(
+    conn: &mut AsyncPgConnection,
+    token_hash: &[u8],
+    now: DateTime<Utc>,
+    max_tries: i32,
+) -> Result<Option<ChallengeRow>, DbError> {
+    traced("mfa_challenges.try", async {
+        diesel::update(
+            mfa_challenges::table
+                .filter(mfa_challenges::token_hash.eq(token_hash))
+                .filter(mfa_challenges::used_at.is_null())
+                .filter(mfa_challenges::expires_at.gt(now))
+                .filter(mfa_challenges::tries.lt(max_tries)),
+        )
+        .set(mfa_challenges::tries.eq(mfa_challenges::tries + 1))
+        .returning(ChallengeRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+    })
+    .await
+}
+
+/// Marks a challenge used (its login completed).
+pub async fn use_challenge(conn: &mut AsyncPgConnection, token_hash: &[u8]) -> Result<(), DbError> {
+    traced(
+        "mfa_challenges.use",
+        diesel::update(mfa_challenges::table.filter(mfa_challenges::token_hash.eq(token_hash)))
+            .set(mfa_challenges::used_at.eq(diesel::dsl::now))
+            .execute(conn),
+    )
+    .await
+    .map(|_| ())
 }

@@ -61,7 +61,7 @@ pub use limiter::{Limiter, LimiterError};
 pub use limits::{Limits, LimitsError, Rate, Unit};
 pub use lockout::{
     AccountLockout, FailureOutcome, InvalidLockoutPolicy, LockoutKey, LockoutKeyer, LockoutPolicy,
-    LockoutStatus,
+    LockoutStatus, retry_after_seconds,
 };
 pub use reload::{LimitsHandle, LimitsWatch};
 pub use request::{CheckRequest, Descriptor, Entry, InvalidRequest};

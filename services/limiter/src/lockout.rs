@@ -163,6 +163,17 @@ impl LockoutKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A key a [`LockoutKeyer`] made earlier, as [`LockoutKey::as_str`] gave it (kept
+    /// between the two steps of a login, say); `None` for anything else.
+    pub fn from_stored(stored: &str) -> Option<Self> {
+        let digest = stored.strip_prefix(LOCKOUT_KEY_PREFIX)?.strip_prefix(':')?;
+        (digest.len() == 64
+            && digest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| Self(stored.to_owned()))
+    }
 }
 
 impl std::fmt::Debug for LockoutKey {

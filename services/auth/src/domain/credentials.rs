@@ -53,10 +53,16 @@ impl Credentials {
         self.password.expose_secret()
     }
 
+    /// The email as one account has it, whatever its case and surrounding spaces: what
+    /// lockouts and audit targets key on.
+    pub fn normalized_email(&self) -> String {
+        self.email.trim().to_lowercase()
+    }
+
     /// `email:<16 hex digits of SHA-256 of the normalised email>`: lets the audit log
     /// group failed attempts on one address without storing the address itself.
     pub fn audit_target(&self) -> String {
-        let digest = Sha256::digest(self.email.trim().to_lowercase().as_bytes());
+        let digest = Sha256::digest(self.normalized_email().as_bytes());
         let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         format!("email:{hex}")
     }

@@ -14,6 +14,10 @@ pub const REFRESH: &str = "auth.refresh";
 pub const REFRESH_REUSE: &str = "auth.refresh_reuse";
 pub const LOGOUT: &str = "auth.logout";
 pub const SESSION_REVOKE: &str = "auth.session_revoke";
+pub const MFA_ENABLE: &str = "auth.mfa_enable";
+pub const MFA_DISABLE: &str = "auth.mfa_disable";
+pub const MFA_LOGIN: &str = "auth.mfa_login";
+pub const ACCOUNT_LOCK: &str = "auth.account_lock";
 pub const KEY_ROTATE: &str = "auth.key_rotate";
 pub const CLIENT_CREATE: &str = "auth.client_create";
 pub const CLIENT_TOKEN: &str = "auth.client_token";
@@ -96,6 +100,69 @@ pub fn refresh_reused(user_id: Uuid, family_id: Uuid, revoked_tokens: usize) -> 
 
 /// A logout; `revoked_tokens` is 0 when the token was unknown, already revoked or
 /// someone else's.
+/// The password step of a login passed and a second factor is asked for.
+pub fn login_needs_mfa(user_id: Uuid) -> NewAuditEvent {
+    event(
+        Some(user_id),
+        LOGIN,
+        user_id.to_string(),
+        Outcome::Success,
+        json!({ "mfa_required": true }),
+    )
+}
+
+pub fn mfa_enabled(user_id: Uuid) -> NewAuditEvent {
+    event(
+        Some(user_id),
+        MFA_ENABLE,
+        user_id.to_string(),
+        Outcome::Success,
+        json!({ "method": "totp" }),
+    )
+}
+
+pub fn mfa_disabled(user_id: Uuid) -> NewAuditEvent {
+    event(
+        Some(user_id),
+        MFA_DISABLE,
+        user_id.to_string(),
+        Outcome::Success,
+        json!({ "method": "totp" }),
+    )
+}
+
+/// The second step of a login: passed (a session started), or refused with `reason`
+/// (anonymous when the `mfa_token` named nobody).
+pub fn mfa_login(
+    user_id: Option<Uuid>,
+    session_id: Option<Uuid>,
+    reason: Option<&str>,
+) -> NewAuditEvent {
+    let (outcome, details) = match reason {
+        None => (Outcome::Success, json!({ "family_id": session_id })),
+        Some(reason) => (Outcome::Failure, json!({ "reason": reason })),
+    };
+    let target = user_id.map(|id| id.to_string()).unwrap_or_default();
+    event(user_id, MFA_LOGIN, target, outcome, details)
+}
+
+/// Consecutive failed logins locked an email (known or not) for `retry_after_seconds`.
+/// The target is the email's audit target, never the address.
+pub fn account_locked(
+    user_id: Option<Uuid>,
+    email_target: String,
+    failures_reason: &str,
+    retry_after_seconds: u64,
+) -> NewAuditEvent {
+    event(
+        user_id,
+        ACCOUNT_LOCK,
+        email_target,
+        Outcome::Success,
+        json!({ "reason": failures_reason, "locked_seconds": retry_after_seconds }),
+    )
+}
+
 /// The user ended one of their sessions by id.
 pub fn session_revoked(user_id: Uuid, session_id: Uuid, revoked_tokens: usize) -> NewAuditEvent {
     event(

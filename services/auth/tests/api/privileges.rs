@@ -15,9 +15,12 @@ async fn the_runtime_role_holds_only_what_the_code_needs() {
             "audit_outbox: DELETE, INSERT, SELECT, UPDATE",
             "clients: DELETE, INSERT, SELECT",
             "mail_outbox: DELETE, INSERT, SELECT, UPDATE",
+            "mfa_challenges: DELETE, INSERT, SELECT, UPDATE",
+            "recovery_codes: DELETE, INSERT, SELECT, UPDATE",
             "refresh_tokens: INSERT, SELECT, UPDATE",
             "sessions: INSERT, SELECT, UPDATE",
             "signing_keys: DELETE, INSERT, SELECT, UPDATE",
+            "totp_secrets: DELETE, INSERT, SELECT, UPDATE",
         ],
         &[
             "DELETE FROM refresh_tokens",

@@ -80,12 +80,14 @@ async fn login_from(
         format!("198.51.100.1, {ip}").parse().expect("ascii"),
     );
     metadata.insert("user-agent", agent.parse().expect("ascii"));
-    app.client
-        .clone()
-        .login(request)
-        .await
-        .unwrap_or_else(|s| panic!("login failed: {s:?}"))
-        .into_inner()
+    crate::support::pair_of(
+        app.client
+            .clone()
+            .login(request)
+            .await
+            .unwrap_or_else(|s| panic!("login failed: {s:?}"))
+            .into_inner(),
+    )
 }
 
 #[tokio::test]

@@ -18,8 +18,8 @@ use bulwark_kernel::{Kernel, Running};
 use bulwark_proto::audit::v1::AuditEvent;
 use bulwark_proto::auth::v1::auth_service_client::AuthServiceClient;
 use bulwark_proto::auth::v1::{
-    GetJwksRequest, Jwks, LoginRequest, LogoutRequest, RefreshRequest, RotateSigningKeyRequest,
-    RotateSigningKeyResponse, TokenPair,
+    GetJwksRequest, Jwks, LoginRequest, LoginResponse, LogoutRequest, RefreshRequest,
+    RotateSigningKeyRequest, RotateSigningKeyResponse, TokenPair,
 };
 use bulwark_proto::authz::v1::{ListUserRolesResponse, ResolveRolesResponse};
 use bulwark_proto::identity::v1::{User, VerifyCredentialsResponse};
@@ -287,9 +287,30 @@ impl TestApp {
         Self::try_start_on(database, sections).await
     }
 
+    /// Starts Auth with the test Redis (`BULWARK_TEST_REDIS_URL`), so failed logins
+    /// lock accounts.
+    pub async fn start_with_redis(sections: &[(&str, serde_json::Value)]) -> Self {
+        let redis = bulwark_kernel::testing::test_redis_url()
+            .unwrap_or_else(|e| panic!("no test Redis: {e:#}"));
+        let database = fresh_database(SPEC.name)
+            .await
+            .unwrap_or_else(|e| panic!("no test database: {e:#}"));
+        Self::try_start_full(database, sections, Some(redis))
+            .await
+            .unwrap_or_else(|e| panic!("Auth did not start: {e:#}"))
+    }
+
     pub async fn try_start_on(
         database: DatabaseConfig,
         sections: &[(&str, serde_json::Value)],
+    ) -> anyhow::Result<Self> {
+        Self::try_start_full(database, sections, None).await
+    }
+
+    async fn try_start_full(
+        database: DatabaseConfig,
+        sections: &[(&str, serde_json::Value)],
+        redis: Option<String>,
     ) -> anyhow::Result<Self> {
         let identity = Arc::new(FakeIdentity::default());
         let authz = Arc::new(FakeAuthz::default());
@@ -308,7 +329,12 @@ impl TestApp {
         {
             sections.insert(0, ("auth.key_encryption.keys.test", TEST_KEK.into()));
         }
-        let settings = settings(&SPEC, database.clone(), |_| {}, &sections);
+        let settings = settings(
+            &SPEC,
+            database.clone(),
+            |config| config.redis.url = redis.map(secrecy::SecretString::from),
+            &sections,
+        );
         let (running, kernel) = start(settings, SCHEMA, |kernel| {
             bulwark_auth::app_with(kernel, deps)
         })
@@ -337,6 +363,11 @@ impl TestApp {
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Result<TokenPair, Status> {
+        self.login_answer(email, password).await.map(pair_of)
+    }
+
+    /// `Login`'s answer as it is (a pair, or a request for the second factor).
+    pub async fn login_answer(&self, email: &str, password: &str) -> Result<LoginResponse, Status> {
         self.client
             .clone()
             .login(LoginRequest {
@@ -472,6 +503,17 @@ impl TestApp {
             .conn()
             .await
             .unwrap_or_else(|e| panic!("no database connection: {e}"))
+    }
+}
+
+/// The token pair of a login that needed no second factor.
+pub fn pair_of(answer: LoginResponse) -> TokenPair {
+    assert_ne!(answer.mfa_required, Some(true), "the login asked for MFA");
+    TokenPair {
+        access_token: answer.access_token.unwrap_or_default(),
+        refresh_token: answer.refresh_token.unwrap_or_default(),
+        token_type: answer.token_type.unwrap_or_default(),
+        expires_in: answer.expires_in.unwrap_or_default(),
     }
 }
 

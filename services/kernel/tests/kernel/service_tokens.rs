@@ -14,10 +14,12 @@ use bulwark_kernel::clients::ServiceClients;
 use bulwark_kernel::config::{KernelConfig, ServiceAccountConfig};
 use bulwark_proto::auth::v1::auth_service_server::{AuthService, AuthServiceServer};
 use bulwark_proto::auth::v1::{
-    AccessToken, CreateClientRequest, CreateClientResponse, DeleteClientRequest,
-    DeleteClientResponse, GetJwksRequest, Jwks, ListRevokedSessionsRequest,
-    ListRevokedSessionsResponse, ListSessionsRequest, ListSessionsResponse, LoginRequest,
-    LogoutRequest, LogoutResponse, RefreshRequest, RevokeSessionRequest, RevokeSessionResponse,
+    AccessToken, ConfirmTotpRequest, ConfirmTotpResponse, CreateClientRequest,
+    CreateClientResponse, DeleteClientRequest, DeleteClientResponse, DisableTotpRequest,
+    DisableTotpResponse, EnrollTotpRequest, EnrollTotpResponse, GetJwksRequest, Jwks,
+    ListRevokedSessionsRequest, ListRevokedSessionsResponse, ListSessionsRequest,
+    ListSessionsResponse, LoginMfaRequest, LoginRequest, LoginResponse, LogoutRequest,
+    LogoutResponse, RefreshRequest, RevokeSessionRequest, RevokeSessionResponse,
     RotateSigningKeyRequest, RotateSigningKeyResponse, TokenPair,
 };
 use bulwark_proto::google::api::HttpBody;
@@ -48,7 +50,28 @@ fn unused<T>() -> Result<Response<T>, Status> {
 
 #[tonic::async_trait]
 impl AuthService for FakeAuth {
-    async fn login(&self, _: Request<LoginRequest>) -> Result<Response<TokenPair>, Status> {
+    async fn login(&self, _: Request<LoginRequest>) -> Result<Response<LoginResponse>, Status> {
+        unused()
+    }
+    async fn login_mfa(&self, _: Request<LoginMfaRequest>) -> Result<Response<TokenPair>, Status> {
+        unused()
+    }
+    async fn enroll_totp(
+        &self,
+        _: Request<EnrollTotpRequest>,
+    ) -> Result<Response<EnrollTotpResponse>, Status> {
+        unused()
+    }
+    async fn confirm_totp(
+        &self,
+        _: Request<ConfirmTotpRequest>,
+    ) -> Result<Response<ConfirmTotpResponse>, Status> {
+        unused()
+    }
+    async fn disable_totp(
+        &self,
+        _: Request<DisableTotpRequest>,
+    ) -> Result<Response<DisableTotpResponse>, Status> {
         unused()
     }
     async fn refresh(&self, _: Request<RefreshRequest>) -> Result<Response<TokenPair>, Status> {

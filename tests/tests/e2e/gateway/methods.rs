@@ -85,6 +85,26 @@ const RPCS: &[(&str, &str, Kind)] = &[
     ("/bulwark.auth.v1.AuthService/GetJwks", "auth", Kind::Public),
     ("/bulwark.auth.v1.AuthService/Logout", "auth", Kind::Bearer),
     (
+        "/bulwark.auth.v1.AuthService/LoginMfa",
+        "auth",
+        Kind::Limited,
+    ),
+    (
+        "/bulwark.auth.v1.AuthService/EnrollTotp",
+        "auth",
+        Kind::Bearer,
+    ),
+    (
+        "/bulwark.auth.v1.AuthService/ConfirmTotp",
+        "auth",
+        Kind::Bearer,
+    ),
+    (
+        "/bulwark.auth.v1.AuthService/DisableTotp",
+        "auth",
+        Kind::Bearer,
+    ),
+    (
         "/bulwark.auth.v1.AuthService/ListSessions",
         "auth",
         Kind::Bearer,
