@@ -7,6 +7,7 @@ mod access;
 mod accounts;
 mod audit_log;
 mod client;
+mod lockout;
 mod service_accounts;
 mod sessions;
 mod tokens;
