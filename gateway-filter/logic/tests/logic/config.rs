@@ -411,3 +411,30 @@ fn plugin_config_selects_the_token_endpoint_rewriter_by_its_key() {
     let gateway = PluginConfig::from_json(&serde_json::to_vec(&config_json()).unwrap()).unwrap();
     assert!(matches!(gateway, PluginConfig::Gateway(_)));
 }
+
+#[test]
+fn revocation_is_off_unless_configured_and_gets_its_defaults() {
+    assert!(parse(&config_json()).unwrap().revocation.is_none());
+    let mut value = config_json();
+    value["revocation"] = json!({"cluster": "auth"});
+    let source = parse(&value).unwrap().revocation.unwrap();
+    assert_eq!(source.cluster, "auth");
+    assert_eq!(source.interval, Duration::from_secs(1));
+    assert_eq!(source.timeout, Duration::from_secs(2));
+    assert_eq!(source.max_entries, 262_144);
+}
+
+#[test]
+fn revocation_settings_out_of_range_are_each_named() {
+    let mut value = config_json();
+    value["revocation"] = json!({
+        "interval_ms": 10, "timeout_ms": 0, "max_entries": 0
+    });
+    let err = problems(&value);
+    assert_problem(&err, "revocation.cluster", "required");
+    assert_problem(&err, "revocation.interval_ms", "between 100 and 60000");
+    assert_problem(&err, "revocation.timeout_ms", "between 1 and");
+    assert_problem(&err, "revocation.max_entries", "between 1 and");
+    value["revocation"] = json!({"cluster": "auth", "every_ms": 5});
+    assert!(parse(&value).is_err(), "an unknown field is refused");
+}
