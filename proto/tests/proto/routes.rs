@@ -81,7 +81,13 @@ const EXTRA_ROUTES: &[Route] = &[
     route("POST", "/v1/audit/chain/verify", AUDIT, "VerifyChain", "*"),
     // Accounts (issue 11): sessions.
     route("GET", "/v1/auth/sessions", AUTH, "ListSessions", ""),
-    route("DELETE", "/v1/auth/sessions/{id}", AUTH, "RevokeSession", ""),
+    route(
+        "DELETE",
+        "/v1/auth/sessions/{id}",
+        AUTH,
+        "RevokeSession",
+        "",
+    ),
     // A service account whose secret leaked must be revocable.
     route(
         "DELETE",
@@ -97,6 +103,10 @@ const EXTRA_ROUTES: &[Route] = &[
 const INTERNAL_RPCS: &[&str] = &[
     "bulwark.identity.v1.IdentityService/DeactivateUser",
     "bulwark.identity.v1.IdentityService/VerifyCredentials",
+    "bulwark.identity.v1.IdentityService/FindUserByEmail",
+    "bulwark.identity.v1.IdentityService/SetPassword",
+    "bulwark.identity.v1.IdentityService/MarkEmailVerified",
+    "bulwark.identity.v1.IdentityService/SetMfaEnabled",
     "bulwark.auth.v1.AuthService/RotateSigningKey",
     "bulwark.auth.v1.AuthService/ListRevokedSessions",
     "bulwark.authz.v1.AuthzService/ListUserRoles",

@@ -71,6 +71,7 @@ fn bearer_routes_need_a_token() {
         // is now public or not whatever the method, so no path below `/` is.
         "/",
         "/bulwark.identity.v1.IdentityService/VerifyCredentials",
+        "/bulwark.identity.v1.IdentityService/SetPassword",
     ] {
         assert_eq!(
             gateway.authorize(&head(path, None), NOW),

@@ -25,8 +25,10 @@ use bulwark_proto::identity::v1::identity_service_server::{
     IdentityService, IdentityServiceServer,
 };
 use bulwark_proto::identity::v1::{
-    CreateUserRequest, DeactivateUserRequest, GetMeRequest, GetUserRequest,
-    UpdateDisplayNameRequest, User, VerifyCredentialsRequest, VerifyCredentialsResponse,
+    CreateUserRequest, DeactivateUserRequest, FindUserByEmailRequest, FindUserByEmailResponse,
+    GetMeRequest, GetUserRequest, MarkEmailVerifiedRequest, SetMfaEnabledRequest,
+    SetPasswordRequest, SetPasswordResponse, UpdateDisplayNameRequest, User,
+    VerifyCredentialsRequest, VerifyCredentialsResponse,
 };
 use secrecy::SecretString;
 use tonic::{Code, Request, Response, Status};
@@ -150,6 +152,30 @@ impl IdentityService for FakeIdentity {
     async fn deactivate_user(
         &self,
         _: Request<DeactivateUserRequest>,
+    ) -> Result<Response<User>, Status> {
+        unused()
+    }
+    async fn find_user_by_email(
+        &self,
+        _: Request<FindUserByEmailRequest>,
+    ) -> Result<Response<FindUserByEmailResponse>, Status> {
+        unused()
+    }
+    async fn set_password(
+        &self,
+        _: Request<SetPasswordRequest>,
+    ) -> Result<Response<SetPasswordResponse>, Status> {
+        unused()
+    }
+    async fn mark_email_verified(
+        &self,
+        _: Request<MarkEmailVerifiedRequest>,
+    ) -> Result<Response<User>, Status> {
+        unused()
+    }
+    async fn set_mfa_enabled(
+        &self,
+        _: Request<SetMfaEnabledRequest>,
     ) -> Result<Response<User>, Status> {
         unused()
     }

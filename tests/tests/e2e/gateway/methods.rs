@@ -71,6 +71,26 @@ const RPCS: &[(&str, &str, Kind)] = &[
         "identity",
         Kind::Internal,
     ),
+    (
+        "/bulwark.identity.v1.IdentityService/FindUserByEmail",
+        "identity",
+        Kind::Internal,
+    ),
+    (
+        "/bulwark.identity.v1.IdentityService/SetPassword",
+        "identity",
+        Kind::Internal,
+    ),
+    (
+        "/bulwark.identity.v1.IdentityService/MarkEmailVerified",
+        "identity",
+        Kind::Internal,
+    ),
+    (
+        "/bulwark.identity.v1.IdentityService/SetMfaEnabled",
+        "identity",
+        Kind::Internal,
+    ),
     ("/bulwark.auth.v1.AuthService/Login", "auth", Kind::Limited),
     (
         "/bulwark.auth.v1.AuthService/Refresh",
