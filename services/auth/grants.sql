@@ -14,3 +14,5 @@ GRANT SELECT, INSERT, UPDATE ON sessions TO {runtime};
 -- The mail outbox: written with each change that mails, claimed (SELECT ... FOR UPDATE),
 -- marked sent or rescheduled by the relay, and pruned once long sent.
 GRANT SELECT, INSERT, UPDATE, DELETE ON mail_outbox TO {runtime};
+-- Mailed account tokens: minted, then marked used or superseded; never deleted.
+GRANT SELECT, INSERT, UPDATE ON account_tokens TO {runtime};

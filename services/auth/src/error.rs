@@ -13,6 +13,10 @@ use crate::domain::client_credentials::{OAuthError, OAuthErrorCode};
 pub const INVALID_CREDENTIALS: &str = "invalid email or password";
 /// The message of every refused refresh token, whatever the reason.
 pub const INVALID_REFRESH_TOKEN: &str = "invalid or expired refresh token";
+/// The message of every refused mailed token (verification, reset), whatever the reason.
+pub const INVALID_ACCOUNT_TOKEN: &str = "token: invalid, expired or already used";
+/// The message of a password change with a wrong current password.
+pub const WRONG_PASSWORD: &str = "invalid password";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -25,6 +29,15 @@ pub enum Error {
     /// Unknown, expired, revoked or reused refresh token, or an inactive user.
     #[error("{INVALID_REFRESH_TOKEN}")]
     InvalidRefreshToken,
+    /// Unknown, expired, used or superseded mailed token: one answer for all.
+    #[error("{INVALID_ACCOUNT_TOKEN}")]
+    InvalidAccountToken,
+    /// A password change whose current password is wrong.
+    #[error("{WRONG_PASSWORD}")]
+    WrongPassword,
+    /// A verification request for an email already verified.
+    #[error("email: already verified")]
+    AlreadyVerified,
     #[error("permission {0} required")]
     PermissionDenied(&'static str),
     #[error("{0} not found")]
@@ -107,6 +120,9 @@ impl From<Error> for Status {
             Error::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
             Error::InvalidCredentials => Status::unauthenticated(INVALID_CREDENTIALS),
             Error::InvalidRefreshToken => Status::unauthenticated(INVALID_REFRESH_TOKEN),
+            Error::InvalidAccountToken => Status::invalid_argument(INVALID_ACCOUNT_TOKEN),
+            Error::WrongPassword => Status::unauthenticated(WRONG_PASSWORD),
+            Error::AlreadyVerified => Status::failed_precondition(error.to_string()),
             Error::PermissionDenied(_) => Status::permission_denied(error.to_string()),
             Error::NotFound(_) => Status::not_found(error.to_string()),
             Error::Refused(refusal) => refusal.into(),
@@ -156,6 +172,17 @@ mod tests {
                 Error::InvalidRefreshToken,
                 Code::Unauthenticated,
                 INVALID_REFRESH_TOKEN,
+            ),
+            (
+                Error::InvalidAccountToken,
+                Code::InvalidArgument,
+                INVALID_ACCOUNT_TOKEN,
+            ),
+            (Error::WrongPassword, Code::Unauthenticated, WRONG_PASSWORD),
+            (
+                Error::AlreadyVerified,
+                Code::FailedPrecondition,
+                "email: already verified",
             ),
             (
                 Error::PermissionDenied("keys:write"),

@@ -81,6 +81,12 @@ impl FakeIdentity {
         self.down.store(down, Ordering::SeqCst);
     }
 
+    /// The user as the fake holds it now (its password, its flags).
+    pub fn get(&self, id: Uuid) -> FakeUser {
+        self.find(|u| u.id == id)
+            .unwrap_or_else(|| panic!("the fake Identity has no user {id}"))
+    }
+
     /// Changes the user `id` as `change` says; NOT_FOUND when there is none.
     fn update(&self, id: &str, change: impl FnOnce(&mut FakeUser)) -> Result<FakeUser, Status> {
         if self.down.load(Ordering::SeqCst) {

@@ -14,11 +14,14 @@ use bulwark_kernel::clients::ServiceClients;
 use bulwark_kernel::config::{KernelConfig, ServiceAccountConfig};
 use bulwark_proto::auth::v1::auth_service_server::{AuthService, AuthServiceServer};
 use bulwark_proto::auth::v1::{
-    AccessToken, CreateClientRequest, CreateClientResponse, DeleteClientRequest,
+    AccessToken, ChangePasswordRequest, ChangePasswordResponse, ConfirmPasswordResetRequest,
+    ConfirmPasswordResetResponse, CreateClientRequest, CreateClientResponse, DeleteClientRequest,
     DeleteClientResponse, GetJwksRequest, Jwks, ListRevokedSessionsRequest,
     ListRevokedSessionsResponse, ListSessionsRequest, ListSessionsResponse, LoginRequest,
-    LogoutRequest, LogoutResponse, RefreshRequest, RevokeSessionRequest, RevokeSessionResponse,
-    RotateSigningKeyRequest, RotateSigningKeyResponse, TokenPair,
+    LogoutRequest, LogoutResponse, RefreshRequest, RequestEmailVerificationRequest,
+    RequestEmailVerificationResponse, RequestPasswordResetRequest, RequestPasswordResetResponse,
+    RevokeSessionRequest, RevokeSessionResponse, RotateSigningKeyRequest, RotateSigningKeyResponse,
+    TokenPair, VerifyEmailRequest,
 };
 use bulwark_proto::google::api::HttpBody;
 use bulwark_proto::identity::v1::identity_service_server::{
@@ -50,6 +53,33 @@ fn unused<T>() -> Result<Response<T>, Status> {
 
 #[tonic::async_trait]
 impl AuthService for FakeAuth {
+    async fn request_email_verification(
+        &self,
+        _: Request<RequestEmailVerificationRequest>,
+    ) -> Result<Response<RequestEmailVerificationResponse>, Status> {
+        unused()
+    }
+    async fn verify_email(&self, _: Request<VerifyEmailRequest>) -> Result<Response<User>, Status> {
+        unused()
+    }
+    async fn request_password_reset(
+        &self,
+        _: Request<RequestPasswordResetRequest>,
+    ) -> Result<Response<RequestPasswordResetResponse>, Status> {
+        unused()
+    }
+    async fn confirm_password_reset(
+        &self,
+        _: Request<ConfirmPasswordResetRequest>,
+    ) -> Result<Response<ConfirmPasswordResetResponse>, Status> {
+        unused()
+    }
+    async fn change_password(
+        &self,
+        _: Request<ChangePasswordRequest>,
+    ) -> Result<Response<ChangePasswordResponse>, Status> {
+        unused()
+    }
     async fn login(&self, _: Request<LoginRequest>) -> Result<Response<TokenPair>, Status> {
         unused()
     }
