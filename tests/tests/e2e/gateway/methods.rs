@@ -102,6 +102,31 @@ const RPCS: &[(&str, &str, Kind)] = &[
         "auth",
         Kind::Limited,
     ),
+    (
+        "/bulwark.auth.v1.AuthService/VerifyEmail",
+        "auth",
+        Kind::Limited,
+    ),
+    (
+        "/bulwark.auth.v1.AuthService/RequestPasswordReset",
+        "auth",
+        Kind::Limited,
+    ),
+    (
+        "/bulwark.auth.v1.AuthService/ConfirmPasswordReset",
+        "auth",
+        Kind::Limited,
+    ),
+    (
+        "/bulwark.auth.v1.AuthService/RequestEmailVerification",
+        "auth",
+        Kind::Bearer,
+    ),
+    (
+        "/bulwark.auth.v1.AuthService/ChangePassword",
+        "auth",
+        Kind::Bearer,
+    ),
     ("/bulwark.auth.v1.AuthService/GetJwks", "auth", Kind::Public),
     ("/bulwark.auth.v1.AuthService/Logout", "auth", Kind::Bearer),
     (
@@ -486,6 +511,10 @@ fn rest_form(grpc_path: &str) -> &'static str {
         Some("Login") => "/v1/auth/login",
         Some("Refresh") => "/v1/auth/refresh",
         Some("IssueToken") => "/v1/oauth2/token",
+        Some("VerifyEmail") => "/v1/users/verify-email",
+        Some("RequestPasswordReset") => "/v1/auth/password-reset",
+        Some("ConfirmPasswordReset") => "/v1/auth/password-reset/confirm",
+        Some("LoginMfa") => "/v1/auth/login/mfa",
         _ => panic!("{grpc_path} has no limited REST form"),
     }
 }
