@@ -530,7 +530,12 @@ async fn post_on_every_grpc_path_meets_its_limit_or_its_token() {
     let admin = login(&mesh, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let token = bearer(&admin.access_token);
     let limited: Vec<_> = RPCS.iter().filter(|r| r.2 == Kind::Limited).collect();
-    assert_eq!(limited.len(), 4, "CreateUser, Login, Refresh, IssueToken");
+    assert_eq!(
+        limited.len(),
+        7,
+        "CreateUser, Login, Refresh, IssueToken, VerifyEmail, RequestPasswordReset, \
+         ConfirmPasswordReset"
+    );
 
     for (index, (path, cluster, _)) in limited.into_iter().enumerate() {
         let ip = limited_ip(u8::try_from(index + 1).unwrap_or(1));
