@@ -675,6 +675,27 @@ descriptors:
     descriptors:
       - key: client_ip
         rate_limit: { unit: minute, requests_per_unit: 10 }
+  # The public account routes (issue 11), like login: 10 per minute per IP.
+  - key: route
+    value: /v1/users/verify-email
+    descriptors:
+      - key: client_ip
+        rate_limit: { unit: minute, requests_per_unit: 10 }
+  - key: route
+    value: /v1/auth/password-reset
+    descriptors:
+      - key: client_ip
+        rate_limit: { unit: minute, requests_per_unit: 10 }
+  - key: route
+    value: /v1/auth/password-reset/confirm
+    descriptors:
+      - key: client_ip
+        rate_limit: { unit: minute, requests_per_unit: 10 }
+  - key: route
+    value: /v1/auth/login/mfa
+    descriptors:
+      - key: client_ip
+        rate_limit: { unit: minute, requests_per_unit: 10 }
   # Bearer routes: 100 requests per second per user.
   - key: user_id
     rate_limit: { unit: second, requests_per_unit: 100 }

@@ -20,3 +20,5 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON totp_secrets TO {runtime};
 GRANT SELECT, INSERT, UPDATE, DELETE ON recovery_codes TO {runtime};
 -- Second login steps: created, tried, used, and pruned once expired.
 GRANT SELECT, INSERT, UPDATE, DELETE ON mfa_challenges TO {runtime};
+-- Mailed account tokens: minted, then marked used or superseded; never deleted.
+GRANT SELECT, INSERT, UPDATE ON account_tokens TO {runtime};

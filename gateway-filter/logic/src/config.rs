@@ -369,6 +369,28 @@ pub const GRPC_ISSUE_TOKEN: &str = "/bulwark.auth.v1.AuthService/IssueToken";
 /// REST path of `IssueToken`.
 pub const REST_OAUTH_TOKEN: &str = "/v1/oauth2/token";
 
+/// The public account routes (issue 11), each as (REST path, gRPC method path): the
+/// mailed-token routes and the second step of an MFA login. Public, and limited per
+/// client IP like login.
+pub const ACCOUNT_ROUTES: [(&str, &str); 4] = [
+    (
+        "/v1/users/verify-email",
+        "/bulwark.auth.v1.AuthService/VerifyEmail",
+    ),
+    (
+        "/v1/auth/password-reset",
+        "/bulwark.auth.v1.AuthService/RequestPasswordReset",
+    ),
+    (
+        "/v1/auth/password-reset/confirm",
+        "/bulwark.auth.v1.AuthService/ConfirmPasswordReset",
+    ),
+    ("/v1/auth/login/mfa", GRPC_LOGIN_MFA),
+];
+/// `LoginMfa`, the second step of a login with MFA: a code-guessing oracle like login's
+/// password, so its limit fails closed.
+pub const GRPC_LOGIN_MFA: &str = "/bulwark.auth.v1.AuthService/LoginMfa";
+
 /// The routes the edge contract makes public, in REST form (filter placed before the
 /// transcoder, or untranscoded routes) and in gRPC form (placed after it). Each is a
 /// path, whatever the method: a CORS preflight is answered by Envoy's cors filter before
@@ -389,6 +411,11 @@ pub fn default_public_routes() -> Vec<RouteRule> {
         GRPC_ISSUE_TOKEN,
     ]
     .into_iter()
+    .chain(
+        ACCOUNT_ROUTES
+            .iter()
+            .flat_map(|(rest, grpc)| [*rest, *grpc]),
+    )
     .map(RouteRule::exact)
     .collect()
 }
@@ -403,7 +430,7 @@ pub fn default_client_ip_routes() -> Vec<ClientIpRoute> {
         name: name.to_owned(),
         failure_mode,
     };
-    vec![
+    let mut routes = vec![
         route("/v1/auth/login", "/v1/auth/login", FailureMode::Closed),
         route(GRPC_LOGIN, "/v1/auth/login", FailureMode::Closed),
         route(REST_OAUTH_TOKEN, REST_OAUTH_TOKEN, FailureMode::Closed),
@@ -412,7 +439,20 @@ pub fn default_client_ip_routes() -> Vec<ClientIpRoute> {
         route(GRPC_REFRESH, "/v1/auth/refresh", FailureMode::Open),
         route("/v1/users", "/v1/users", FailureMode::Open),
         route(GRPC_CREATE_USER, "/v1/users", FailureMode::Open),
-    ]
+    ];
+    // The mailed tokens are 256 random bits, guessed by nobody, and a reset request
+    // mails at most 3 times an hour whatever gets through: open, like refresh. The MFA
+    // step is a 6-digit code: closed, like login.
+    for (rest, grpc) in ACCOUNT_ROUTES {
+        let mode = if grpc == GRPC_LOGIN_MFA {
+            FailureMode::Closed
+        } else {
+            FailureMode::Open
+        };
+        routes.push(route(rest, rest, mode));
+        routes.push(route(grpc, rest, mode));
+    }
+    routes
 }
 
 /// A route rule with the rate-limit-only fields still attached.

@@ -31,6 +31,8 @@ fn service_messages_round_trip() {
             nanos: 123_000_000,
         }),
         active: true,
+        email_verified: true,
+        mfa_enabled: false,
     });
     round_trip(&TokenPair {
         access_token: "eyJ.header.sig".to_owned(),

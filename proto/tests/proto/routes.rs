@@ -57,6 +57,30 @@ const CONTRACT_ROUTES: &[Route] = &[
     // "Service accounts (OAuth 2.0 client credentials)".
     route("POST", "/v1/auth/clients", AUTH, "CreateClient", "*"),
     route("POST", "/v1/oauth2/token", AUTH, "IssueToken", "*"),
+    // "Accounts: verification, recovery, sessions, MFA".
+    route(
+        "POST",
+        "/v1/users/me/verification",
+        AUTH,
+        "RequestEmailVerification",
+        "*",
+    ),
+    route("POST", "/v1/users/verify-email", AUTH, "VerifyEmail", "*"),
+    route(
+        "POST",
+        "/v1/auth/password-reset",
+        AUTH,
+        "RequestPasswordReset",
+        "*",
+    ),
+    route(
+        "POST",
+        "/v1/auth/password-reset/confirm",
+        AUTH,
+        "ConfirmPasswordReset",
+        "*",
+    ),
+    route("POST", "/v1/users/me/password", AUTH, "ChangePassword", "*"),
 ];
 
 /// Routes beyond the contract, each a deliberate design decision.
@@ -120,6 +144,10 @@ const EXTRA_ROUTES: &[Route] = &[
 const INTERNAL_RPCS: &[&str] = &[
     "bulwark.identity.v1.IdentityService/DeactivateUser",
     "bulwark.identity.v1.IdentityService/VerifyCredentials",
+    "bulwark.identity.v1.IdentityService/FindUserByEmail",
+    "bulwark.identity.v1.IdentityService/SetPassword",
+    "bulwark.identity.v1.IdentityService/MarkEmailVerified",
+    "bulwark.identity.v1.IdentityService/SetMfaEnabled",
     "bulwark.auth.v1.AuthService/RotateSigningKey",
     "bulwark.auth.v1.AuthService/ListRevokedSessions",
     "bulwark.authz.v1.AuthzService/ListUserRoles",

@@ -17,6 +17,10 @@ pub const INVALID_MFA: &str = "invalid code or expired MFA token";
 pub const LOCKED_OUT: &str = "too many failed logins for this account; try again later";
 /// The message of every refused refresh token, whatever the reason.
 pub const INVALID_REFRESH_TOKEN: &str = "invalid or expired refresh token";
+/// The message of every refused mailed token (verification, reset), whatever the reason.
+pub const INVALID_ACCOUNT_TOKEN: &str = "token: invalid, expired or already used";
+/// The message of a password change with a wrong current password.
+pub const WRONG_PASSWORD: &str = "invalid password";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -38,6 +42,15 @@ pub enum Error {
     /// The call needs a state the account is not in (MFA already on, or off).
     #[error("{0}")]
     FailedPrecondition(&'static str),
+    /// Unknown, expired, used or superseded mailed token: one answer for all.
+    #[error("{INVALID_ACCOUNT_TOKEN}")]
+    InvalidAccountToken,
+    /// A password change whose current password is wrong.
+    #[error("{WRONG_PASSWORD}")]
+    WrongPassword,
+    /// A verification request for an email already verified.
+    #[error("email: already verified")]
+    AlreadyVerified,
     #[error("permission {0} required")]
     PermissionDenied(&'static str),
     #[error("{0} not found")]
@@ -134,6 +147,9 @@ impl From<Error> for Status {
                 )
             }
             Error::FailedPrecondition(_) => Status::failed_precondition(error.to_string()),
+            Error::InvalidAccountToken => Status::invalid_argument(INVALID_ACCOUNT_TOKEN),
+            Error::WrongPassword => Status::unauthenticated(WRONG_PASSWORD),
+            Error::AlreadyVerified => Status::failed_precondition(error.to_string()),
             Error::PermissionDenied(_) => Status::permission_denied(error.to_string()),
             Error::NotFound(_) => Status::not_found(error.to_string()),
             Error::Refused(refusal) => refusal.into(),
@@ -183,6 +199,17 @@ mod tests {
                 Error::InvalidRefreshToken,
                 Code::Unauthenticated,
                 INVALID_REFRESH_TOKEN,
+            ),
+            (
+                Error::InvalidAccountToken,
+                Code::InvalidArgument,
+                INVALID_ACCOUNT_TOKEN,
+            ),
+            (Error::WrongPassword, Code::Unauthenticated, WRONG_PASSWORD),
+            (
+                Error::AlreadyVerified,
+                Code::FailedPrecondition,
+                "email: already verified",
             ),
             (
                 Error::PermissionDenied("keys:write"),

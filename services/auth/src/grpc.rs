@@ -10,17 +10,23 @@ use bulwark_kernel::timestamp;
 use bulwark_kernel::tonic::{Request, Response, Status};
 use bulwark_proto::auth::v1::auth_service_server::AuthService;
 use bulwark_proto::auth::v1::{
-    AccessToken, ConfirmTotpRequest, ConfirmTotpResponse, CreateClientRequest,
+    AccessToken, ChangePasswordRequest, ChangePasswordResponse, ConfirmPasswordResetRequest,
+    ConfirmPasswordResetResponse, ConfirmTotpRequest, ConfirmTotpResponse, CreateClientRequest,
     CreateClientResponse, DeleteClientRequest, DeleteClientResponse, DisableTotpRequest,
     DisableTotpResponse, EnrollTotpRequest, EnrollTotpResponse, GetJwksRequest, Jwks,
     ListRevokedSessionsRequest, ListRevokedSessionsResponse, ListSessionsRequest,
     ListSessionsResponse, LoginMfaRequest, LoginRequest, LoginResponse, LogoutRequest,
-    LogoutResponse, RefreshRequest, RevokeSessionRequest, RevokeSessionResponse, RevokedSession,
-    RotateSigningKeyRequest, RotateSigningKeyResponse, Session, TokenPair,
+    LogoutResponse, RefreshRequest, RequestEmailVerificationRequest,
+    RequestEmailVerificationResponse, RequestPasswordResetRequest, RequestPasswordResetResponse,
+    RevokeSessionRequest, RevokeSessionResponse, RevokedSession, RotateSigningKeyRequest,
+    RotateSigningKeyResponse, Session, TokenPair, VerifyEmailRequest,
 };
 use bulwark_proto::google::api::HttpBody;
+use bulwark_proto::identity::v1::User;
 
+use crate::accounts::AccountFlows;
 use crate::audit_trail::AuditTrail;
+use crate::domain::account_token;
 use crate::domain::client_credentials;
 use crate::domain::credentials::Credentials;
 use crate::domain::events;
@@ -39,6 +45,7 @@ pub struct AuthHandlers {
     kernel: Kernel,
     sessions: Arc<Sessions>,
     accounts: Arc<ServiceAccounts>,
+    flows: Arc<AccountFlows>,
     keys: Arc<KeyRing>,
     access: RequestLayer,
     audit: AuditTrail,
@@ -55,6 +62,7 @@ impl AuthHandlers {
         kernel: Kernel,
         sessions: Arc<Sessions>,
         accounts: Arc<ServiceAccounts>,
+        flows: Arc<AccountFlows>,
         access: RequestLayer,
     ) -> Self {
         Self {
@@ -63,6 +71,7 @@ impl AuthHandlers {
             kernel,
             sessions,
             accounts,
+            flows,
             access,
         }
     }
@@ -88,6 +97,22 @@ impl AuthHandlers {
             tracing::warn!(service, code = ?status.code(), message = status.message(), "dependency unavailable");
         }
         error.into()
+    }
+
+    /// The user behind a bearer call; a service account has no account to act on.
+    async fn user_caller<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(uuid::Uuid, Option<uuid::Uuid>), Status> {
+        let caller = self
+            .access
+            .caller(request)
+            .await
+            .map_err(|e| self.status(e.into()))?;
+        match caller.user_id() {
+            Some(user_id) => Ok((user_id, caller.session_id)),
+            None => Err(self.status(Error::NotFound("user"))),
+        }
     }
 }
 
@@ -386,5 +411,74 @@ impl AuthService for AuthHandlers {
             .await
             .map_err(|e| self.status(e))?;
         Ok(Response::new(token))
+    }
+
+    async fn request_email_verification(
+        &self,
+        request: Request<RequestEmailVerificationRequest>,
+    ) -> Result<Response<RequestEmailVerificationResponse>, Status> {
+        let (user_id, _) = self.user_caller(&request).await?;
+        self.flows
+            .request_verification(user_id)
+            .await
+            .map_err(|e| self.status(e))?;
+        Ok(Response::new(RequestEmailVerificationResponse {}))
+    }
+
+    async fn verify_email(
+        &self,
+        request: Request<VerifyEmailRequest>,
+    ) -> Result<Response<User>, Status> {
+        let hash =
+            account_token::parse_presented(&request.get_ref().token).map_err(|e| self.status(e))?;
+        let user = self
+            .flows
+            .verify_email(hash)
+            .await
+            .map_err(|e| self.status(e))?;
+        Ok(Response::new(user))
+    }
+
+    async fn request_password_reset(
+        &self,
+        request: Request<RequestPasswordResetRequest>,
+    ) -> Result<Response<RequestPasswordResetResponse>, Status> {
+        self.flows
+            .request_reset(&request.get_ref().email)
+            .await
+            .map_err(|e| self.status(e))?;
+        Ok(Response::new(RequestPasswordResetResponse {}))
+    }
+
+    async fn confirm_password_reset(
+        &self,
+        request: Request<ConfirmPasswordResetRequest>,
+    ) -> Result<Response<ConfirmPasswordResetResponse>, Status> {
+        let ConfirmPasswordResetRequest {
+            token,
+            new_password,
+        } = request.into_inner();
+        let hash = account_token::parse_presented(&token).map_err(|e| self.status(e))?;
+        self.flows
+            .confirm_reset(hash, new_password)
+            .await
+            .map_err(|e| self.status(e))?;
+        Ok(Response::new(ConfirmPasswordResetResponse {}))
+    }
+
+    async fn change_password(
+        &self,
+        request: Request<ChangePasswordRequest>,
+    ) -> Result<Response<ChangePasswordResponse>, Status> {
+        let (user_id, session_id) = self.user_caller(&request).await?;
+        let ChangePasswordRequest {
+            current_password,
+            new_password,
+        } = request.into_inner();
+        self.flows
+            .change_password(user_id, session_id, current_password, new_password)
+            .await
+            .map_err(|e| self.status(e))?;
+        Ok(Response::new(ChangePasswordResponse {}))
     }
 }

@@ -1,7 +1,8 @@
 //! The Auth service: login, token refresh and logout, service accounts and their
-//! client-credentials tokens, the signing keys behind the JWKS, and the mail that
-//! account flows send.
+//! client-credentials tokens, the signing keys behind the JWKS, and the account flows
+//! (email verification, password reset and change) with the mail they send.
 
+mod accounts;
 mod audit_trail;
 mod config;
 // Public for the fuzz targets (`fuzz/`), which feed it untrusted requests.
@@ -31,9 +32,11 @@ use bulwark_kernel::{
 };
 use bulwark_proto::auth::v1::auth_service_server::AuthServiceServer;
 
+pub use accounts::RESET_ANSWER_FLOOR;
 pub use grpc::AuthHandlers;
 pub use keys::KEY_CACHE_TTL;
 
+use accounts::AccountFlows;
 use audit_trail::AuditTrail;
 use config::AuthConfig;
 use keys::{KeyRing, TableKeys};
@@ -96,9 +99,7 @@ pub async fn app_with(kernel: Kernel, deps: Deps) -> anyhow::Result<GrpcServices
     )?);
     let lockout = LoginLockout::start(&kernel, config.lockout.policy(), &sealing)?;
     let relay = kernel.start_outbox_relay_with(deps.audit);
-    // The verification and password reset flows (issue 11) will take the mailer from
-    // here; until then the relay still sends whatever the outbox holds.
-    let _mailer = mail::Mailer::start(&kernel, mail_settings);
+    let mailer = mail::Mailer::start(&kernel, mail_settings);
     let keys = KeyRing::open(
         kernel.db.clone(),
         sealing.clone(),
@@ -129,6 +130,12 @@ pub async fn app_with(kernel: Kernel, deps: Deps) -> anyhow::Result<GrpcServices
         identity: deps.identity.clone(),
         audit: audit.clone(),
     });
+    let flows = Arc::new(AccountFlows {
+        db: kernel.db.clone(),
+        identity: deps.identity.clone(),
+        mailer,
+        audit: audit.clone(),
+    });
     let sessions = Arc::new(Sessions {
         db: kernel.db.clone(),
         keys,
@@ -143,7 +150,7 @@ pub async fn app_with(kernel: Kernel, deps: Deps) -> anyhow::Result<GrpcServices
 
     let permissions: Arc<dyn PermissionSource> = Arc::new(deps.authz);
     let access = RequestLayer::new(verifier, permissions);
-    let handlers = AuthHandlers::new(kernel.clone(), sessions, accounts, access);
+    let handlers = AuthHandlers::new(kernel.clone(), sessions, accounts, flows, access);
     let server = bulwark_kernel::grpc_limits!(kernel, AuthServiceServer::new(handlers));
     Ok(GrpcServices::new().with(server))
 }

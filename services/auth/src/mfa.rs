@@ -135,6 +135,7 @@ impl Mfa {
         })
         .await?;
         self.audit.committed();
+        self.publish(user_id, true).await?;
         Ok(codes.codes)
     }
 
@@ -165,7 +166,18 @@ impl Mfa {
             ));
         }
         self.audit.committed();
+        self.publish(user_id, false).await?;
         Ok(())
+    }
+
+    /// Tells Identity, which shows `mfa_enabled` on the user. Auth's own tables decide
+    /// logins; a failure here is reported, and the next enable or disable repeats it.
+    async fn publish(&self, user_id: Uuid, enabled: bool) -> Result<(), Error> {
+        self.identity
+            .set_mfa_enabled(user_id.to_string(), enabled)
+            .await
+            .map(|_| ())
+            .map_err(|status| Error::from_upstream("identity", status))
     }
 
     /// Starts the second step of a login whose password was right: the `mfa_token`.

@@ -102,3 +102,16 @@ diesel::table! {
         sent_at -> Nullable<Timestamptz>,
     }
 }
+
+diesel::table! {
+    account_tokens (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        kind -> Text,
+        token_hash -> Bytea,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        superseded_at -> Nullable<Timestamptz>,
+    }
+}

@@ -1,5 +1,5 @@
 //! Diesel queries on the `auth` schema: signing keys, sessions and their refresh tokens,
-//! and clients. Every query
+//! clients, and (in [`account_tokens`]) mailed account tokens. Every query
 //! runs as a `db.query` span; callers choose the connection, so several of these
 //! share one transaction with the audit outbox record.
 
@@ -9,6 +9,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use bulwark_kernel::db::{DbError, traced};
+
+pub mod account_tokens;
 
 use crate::domain::key_schedule::Phase;
 use crate::domain::recovery_codes::RecoveryCodeHash;

@@ -3,7 +3,10 @@
 //!
 //! Permission checks come before existence checks, so a caller without `users:read`
 //! learns nothing about which ids exist. `VerifyCredentials` is internal: only a service
-//! account whose token carries `credentials:verify` (Auth's) may call it.
+//! account whose token carries `credentials:verify` (Auth's) may call it; the account
+//! RPCs Auth's verification, recovery and MFA flows call (`FindUserByEmail`,
+//! `SetPassword`, `MarkEmailVerified`, `SetMfaEnabled`) need `accounts:manage`, which
+//! only Auth's built-in client holds.
 
 use std::sync::Arc;
 
@@ -16,14 +19,17 @@ use bulwark_kernel::tonic::{Request, Response, Status};
 use bulwark_proto::audit::v1::Outcome;
 use bulwark_proto::identity::v1::identity_service_server::IdentityService;
 use bulwark_proto::identity::v1::{
-    self as api, CreateUserRequest, DeactivateUserRequest, GetMeRequest, GetUserRequest,
-    UpdateDisplayNameRequest, VerifyCredentialsRequest, VerifyCredentialsResponse,
+    self as api, CreateUserRequest, DeactivateUserRequest, FindUserByEmailRequest,
+    FindUserByEmailResponse, GetMeRequest, GetUserRequest, MarkEmailVerifiedRequest,
+    SetMfaEnabledRequest, SetPasswordRequest, SetPasswordResponse, UpdateDisplayNameRequest,
+    VerifyCredentialsRequest, VerifyCredentialsResponse,
 };
 use uuid::Uuid;
 
 use crate::credentials::Passwords;
 use crate::domain::{
-    DisplayName, Email, InvalidInput, LoginAttempt, NewUser, Password, User, UserId, events,
+    DisplayName, Email, InvalidInput, LoginAttempt, LookupEmail, NewUser, Password, User, UserId,
+    events,
 };
 use crate::error::Error;
 use crate::store;
@@ -34,6 +40,9 @@ pub const USERS_READ: &str = "users:read";
 pub const USERS_WRITE: &str = "users:write";
 /// Permission (of a service account) to check passwords.
 pub const CREDENTIALS_VERIFY: &str = "credentials:verify";
+/// Permission (of a service account: Auth's) to look accounts up by email and change
+/// their password, verification and MFA state.
+pub const ACCOUNTS_MANAGE: &str = "accounts:manage";
 
 /// The identity service's handlers.
 #[derive(Clone)]
@@ -221,6 +230,67 @@ impl IdentityHandlers {
             _ => Err(Error::InvalidCredentials),
         }
     }
+
+    async fn find_by_email(
+        &self,
+        request: Request<FindUserByEmailRequest>,
+    ) -> Result<FindUserByEmailResponse, Error> {
+        self.access.service(&request, ACCOUNTS_MANAGE).await?;
+        let email = LookupEmail::parse(&request.get_ref().email)?;
+        let mut conn = self.conn().await?;
+        let user = store::find_by_email(&mut conn, &email.normalized)
+            .await?
+            .ok_or(Error::NotFound)?;
+        Ok(FindUserByEmailResponse {
+            user_id: user.id.to_string(),
+            email: user.email,
+            active: user.active,
+        })
+    }
+
+    async fn replace_password(&self, request: Request<SetPasswordRequest>) -> Result<(), Error> {
+        self.access.service(&request, ACCOUNTS_MANAGE).await?;
+        let SetPasswordRequest { user_id, password } = request.into_inner();
+        let UserId(id) = UserId::parse("user_id", &user_id)?;
+        let password = Password::parse(password)?;
+        // Unknown users are refused before the slow hash.
+        if store::find(&mut *self.conn().await?, id).await?.is_none() {
+            return Err(Error::NotFound);
+        }
+        let hash = self.passwords.hash(password).await?;
+        let mut conn = self.conn().await?;
+        if !store::set_password_hash(&mut conn, id, &hash).await? {
+            return Err(Error::NotFound);
+        }
+        tracing::info!(user_id = %id, "password replaced");
+        Ok(())
+    }
+
+    async fn mark_verified(
+        &self,
+        request: Request<MarkEmailVerifiedRequest>,
+    ) -> Result<User, Error> {
+        self.access.service(&request, ACCOUNTS_MANAGE).await?;
+        let UserId(id) = UserId::parse("user_id", &request.get_ref().user_id)?;
+        let mut conn = self.conn().await?;
+        let user = store::mark_email_verified(&mut conn, id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        tracing::info!(user_id = %id, "email verified");
+        Ok(user)
+    }
+
+    async fn set_mfa(&self, request: Request<SetMfaEnabledRequest>) -> Result<User, Error> {
+        self.access.service(&request, ACCOUNTS_MANAGE).await?;
+        let UserId(id) = UserId::parse("user_id", &request.get_ref().user_id)?;
+        let enabled = request.get_ref().enabled;
+        let mut conn = self.conn().await?;
+        let user = store::set_mfa_enabled(&mut conn, id, enabled)
+            .await?
+            .ok_or(Error::NotFound)?;
+        tracing::info!(user_id = %id, enabled, "second factor set");
+        Ok(user)
+    }
 }
 
 #[bulwark_kernel::tonic::async_trait]
@@ -279,6 +349,46 @@ impl IdentityService for IdentityHandlers {
         self.check_credentials(request)
             .await
             .map(Response::new)
+            .map_err(|e| self.reject(e))
+    }
+
+    async fn find_user_by_email(
+        &self,
+        request: Request<FindUserByEmailRequest>,
+    ) -> Result<Response<FindUserByEmailResponse>, Status> {
+        self.find_by_email(request)
+            .await
+            .map(Response::new)
+            .map_err(|e| self.reject(e))
+    }
+
+    async fn set_password(
+        &self,
+        request: Request<SetPasswordRequest>,
+    ) -> Result<Response<SetPasswordResponse>, Status> {
+        self.replace_password(request)
+            .await
+            .map(|()| Response::new(SetPasswordResponse {}))
+            .map_err(|e| self.reject(e))
+    }
+
+    async fn mark_email_verified(
+        &self,
+        request: Request<MarkEmailVerifiedRequest>,
+    ) -> Result<Response<api::User>, Status> {
+        self.mark_verified(request)
+            .await
+            .map(|user| Response::new(user.into()))
+            .map_err(|e| self.reject(e))
+    }
+
+    async fn set_mfa_enabled(
+        &self,
+        request: Request<SetMfaEnabledRequest>,
+    ) -> Result<Response<api::User>, Status> {
+        self.set_mfa(request)
+            .await
+            .map(|user| Response::new(user.into()))
             .map_err(|e| self.reject(e))
     }
 }

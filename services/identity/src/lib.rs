@@ -20,7 +20,7 @@ use bulwark_proto::identity::v1::identity_service_server::IdentityServiceServer;
 
 pub use credentials::Passwords;
 pub use error::INVALID_CREDENTIALS;
-pub use grpc::{IdentityHandlers, USERS_READ, USERS_WRITE};
+pub use grpc::{ACCOUNTS_MANAGE, IdentityHandlers, USERS_READ, USERS_WRITE};
 
 /// Name and default ports (gRPC 50051, admin HTTP 9101).
 pub const SPEC: ServiceSpec = ServiceSpec::new("identity", 50051, 9101).reading_admin_password();

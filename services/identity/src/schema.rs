@@ -10,5 +10,7 @@ diesel::table! {
         active -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        email_verified -> Bool,
+        mfa_enabled -> Bool,
     }
 }

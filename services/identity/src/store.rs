@@ -28,6 +28,8 @@ struct UserRow {
     display_name: String,
     created_at: DateTime<Utc>,
     active: bool,
+    email_verified: bool,
+    mfa_enabled: bool,
 }
 
 impl From<UserRow> for User {
@@ -38,6 +40,8 @@ impl From<UserRow> for User {
             display_name: row.display_name,
             created_at: row.created_at,
             active: row.active,
+            email_verified: row.email_verified,
+            mfa_enabled: row.mfa_enabled,
         }
     }
 }
@@ -239,6 +243,66 @@ pub async fn deactivate(
         Ok(Some(user))
     })
     .await
+}
+
+/// Replaces a user's password hash; `false` when there is no such user.
+pub async fn set_password_hash(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    password_hash: &str,
+) -> Result<bool, Error> {
+    let updated = traced(
+        "users.set_password_hash",
+        diesel::update(users::table.find(id))
+            .set((
+                users::password_hash.eq(password_hash),
+                users::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn),
+    )
+    .await?;
+    Ok(updated == 1)
+}
+
+/// Marks a user's email verified; `None` when there is no such user.
+pub async fn mark_email_verified(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<User>, Error> {
+    let row: Option<UserRow> = traced("users.mark_email_verified", async {
+        diesel::update(users::table.find(id))
+            .set((
+                users::email_verified.eq(true),
+                users::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(UserRow::as_returning())
+            .get_result(conn)
+            .await
+            .optional()
+    })
+    .await?;
+    Ok(row.map(User::from))
+}
+
+/// Sets whether a user's logins need a second factor; `None` when there is no such user.
+pub async fn set_mfa_enabled(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    enabled: bool,
+) -> Result<Option<User>, Error> {
+    let row: Option<UserRow> = traced("users.set_mfa_enabled", async {
+        diesel::update(users::table.find(id))
+            .set((
+                users::mfa_enabled.eq(enabled),
+                users::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(UserRow::as_returning())
+            .get_result(conn)
+            .await
+            .optional()
+    })
+    .await?;
+    Ok(row.map(User::from))
 }
 
 /// Records an event that goes with no change (a refused attempt).

@@ -20,7 +20,9 @@ use bulwark_proto::authz::v1::{
 };
 use bulwark_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use bulwark_proto::identity::v1::{
-    GetUserRequest, User, VerifyCredentialsRequest, VerifyCredentialsResponse,
+    FindUserByEmailRequest, FindUserByEmailResponse, GetUserRequest, MarkEmailVerifiedRequest,
+    SetMfaEnabledRequest, SetPasswordRequest, User, VerifyCredentialsRequest,
+    VerifyCredentialsResponse,
 };
 use futures::future::BoxFuture;
 use tonic::Status;
@@ -57,6 +59,21 @@ pub trait IdentityApi: Send + Sync {
         password: String,
     ) -> BoxFuture<'_, Result<VerifyCredentialsResponse, Status>>;
     fn get_user(&self, id: String) -> BoxFuture<'_, Result<User, Status>>;
+    /// The account registered under `email` (NOT_FOUND when none is).
+    fn find_user_by_email(
+        &self,
+        email: String,
+    ) -> BoxFuture<'_, Result<FindUserByEmailResponse, Status>>;
+    /// Replaces the user's password; Identity hashes it and enforces its length.
+    fn set_password(&self, user_id: String, password: String) -> BoxFuture<'_, Result<(), Status>>;
+    /// Marks the user's email verified and returns the user.
+    fn mark_email_verified(&self, user_id: String) -> BoxFuture<'_, Result<User, Status>>;
+    /// Sets whether the user's logins need a second factor and returns the user.
+    fn set_mfa_enabled(
+        &self,
+        user_id: String,
+        enabled: bool,
+    ) -> BoxFuture<'_, Result<User, Status>>;
 }
 
 /// Auth operations other services use.
@@ -340,6 +357,71 @@ impl IdentityApi for GrpcIdentity {
             async move {
                 client
                     .get_user(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        }))
+    }
+
+    fn find_user_by_email(
+        &self,
+        email: String,
+    ) -> BoxFuture<'_, Result<FindUserByEmailResponse, Status>> {
+        Box::pin(self.policy.idempotent(move || {
+            let mut client = self.client.clone();
+            let request = self.policy.request(FindUserByEmailRequest {
+                email: email.clone(),
+            });
+            async move {
+                client
+                    .find_user_by_email(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        }))
+    }
+
+    // Setting the same password twice leaves the same state: idempotent, so retried.
+    fn set_password(&self, user_id: String, password: String) -> BoxFuture<'_, Result<(), Status>> {
+        Box::pin(self.policy.idempotent(move || {
+            let mut client = self.client.clone();
+            let request = self.policy.request(SetPasswordRequest {
+                user_id: user_id.clone(),
+                password: password.clone(),
+            });
+            async move { client.set_password(request).await.map(|_| ()) }
+        }))
+    }
+
+    fn mark_email_verified(&self, user_id: String) -> BoxFuture<'_, Result<User, Status>> {
+        Box::pin(self.policy.idempotent(move || {
+            let mut client = self.client.clone();
+            let request = self.policy.request(MarkEmailVerifiedRequest {
+                user_id: user_id.clone(),
+            });
+            async move {
+                client
+                    .mark_email_verified(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        }))
+    }
+
+    fn set_mfa_enabled(
+        &self,
+        user_id: String,
+        enabled: bool,
+    ) -> BoxFuture<'_, Result<User, Status>> {
+        Box::pin(self.policy.idempotent(move || {
+            let mut client = self.client.clone();
+            let request = self.policy.request(SetMfaEnabledRequest {
+                user_id: user_id.clone(),
+                enabled,
+            });
+            async move {
+                client
+                    .set_mfa_enabled(request)
                     .await
                     .map(tonic::Response::into_inner)
             }

@@ -4,6 +4,7 @@
 //! here the rate limits are raised so that a test may register and log in freely.
 
 mod access;
+mod account_flows;
 mod accounts;
 mod audit_log;
 mod client;

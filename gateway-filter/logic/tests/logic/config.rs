@@ -62,6 +62,14 @@ fn minimal_configuration_gets_the_documented_defaults() {
             RouteRule::exact("/bulwark.identity.v1.IdentityService/CreateUser"),
             RouteRule::exact("/bulwark.auth.v1.AuthService/GetJwks"),
             RouteRule::exact("/bulwark.auth.v1.AuthService/IssueToken"),
+            RouteRule::exact("/v1/users/verify-email"),
+            RouteRule::exact("/bulwark.auth.v1.AuthService/VerifyEmail"),
+            RouteRule::exact("/v1/auth/password-reset"),
+            RouteRule::exact("/bulwark.auth.v1.AuthService/RequestPasswordReset"),
+            RouteRule::exact("/v1/auth/password-reset/confirm"),
+            RouteRule::exact("/bulwark.auth.v1.AuthService/ConfirmPasswordReset"),
+            RouteRule::exact("/v1/auth/login/mfa"),
+            RouteRule::exact("/bulwark.auth.v1.AuthService/LoginMfa"),
         ]
     );
 }
@@ -149,6 +157,46 @@ fn rate_limit_defaults_limit_public_auth_routes_with_login_and_token_failing_clo
                 "/bulwark.identity.v1.IdentityService/CreateUser",
                 "/v1/users",
                 FailureMode::Open
+            ),
+            (
+                "/v1/users/verify-email",
+                "/v1/users/verify-email",
+                FailureMode::Open
+            ),
+            (
+                "/bulwark.auth.v1.AuthService/VerifyEmail",
+                "/v1/users/verify-email",
+                FailureMode::Open
+            ),
+            (
+                "/v1/auth/password-reset",
+                "/v1/auth/password-reset",
+                FailureMode::Open
+            ),
+            (
+                "/bulwark.auth.v1.AuthService/RequestPasswordReset",
+                "/v1/auth/password-reset",
+                FailureMode::Open
+            ),
+            (
+                "/v1/auth/password-reset/confirm",
+                "/v1/auth/password-reset/confirm",
+                FailureMode::Open
+            ),
+            (
+                "/bulwark.auth.v1.AuthService/ConfirmPasswordReset",
+                "/v1/auth/password-reset/confirm",
+                FailureMode::Open
+            ),
+            (
+                "/v1/auth/login/mfa",
+                "/v1/auth/login/mfa",
+                FailureMode::Closed
+            ),
+            (
+                "/bulwark.auth.v1.AuthService/LoginMfa",
+                "/v1/auth/login/mfa",
+                FailureMode::Closed
             ),
         ]
     );

@@ -37,6 +37,14 @@ fn public_routes_pass_without_a_token() {
         "/bulwark.auth.v1.AuthService/GetJwks",
         "/bulwark.auth.v1.AuthService/IssueToken",
         "/bulwark.identity.v1.IdentityService/CreateUser",
+        "/v1/users/verify-email",
+        "/v1/auth/password-reset",
+        "/v1/auth/password-reset/confirm",
+        "/v1/auth/login/mfa",
+        "/bulwark.auth.v1.AuthService/VerifyEmail",
+        "/bulwark.auth.v1.AuthService/RequestPasswordReset",
+        "/bulwark.auth.v1.AuthService/ConfirmPasswordReset",
+        "/bulwark.auth.v1.AuthService/LoginMfa",
     ] {
         assert_eq!(
             gateway.authorize(&head(path, None), NOW),
@@ -62,6 +70,11 @@ fn bearer_routes_need_a_token() {
         "/v1/users/123",
         "/v1/audit/events",
         "/v1/auth/clients",
+        // The bearer account routes beside the public ones.
+        "/v1/users/me/verification",
+        "/v1/users/me/password",
+        "/bulwark.auth.v1.AuthService/RequestEmailVerification",
+        "/bulwark.auth.v1.AuthService/ChangePassword",
         "/bulwark.auth.v1.AuthService/Logout",
         "/bulwark.auth.v1.AuthService/CreateClient",
         "/bulwark.identity.v1.IdentityService/GetMe",
@@ -71,6 +84,7 @@ fn bearer_routes_need_a_token() {
         // is now public or not whatever the method, so no path below `/` is.
         "/",
         "/bulwark.identity.v1.IdentityService/VerifyCredentials",
+        "/bulwark.identity.v1.IdentityService/SetPassword",
     ] {
         assert_eq!(
             gateway.authorize(&head(path, None), NOW),

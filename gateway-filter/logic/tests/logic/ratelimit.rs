@@ -267,3 +267,41 @@ fn token_endpoint_is_limited_per_client_ip_in_both_forms_and_fails_closed() {
         assert_eq!(check.failure_mode, FailureMode::Closed, "{path}");
     }
 }
+
+#[test]
+fn public_account_routes_are_limited_per_client_ip_in_both_forms() {
+    for (rest, grpc, mode) in [
+        (
+            "/v1/users/verify-email",
+            "/bulwark.auth.v1.AuthService/VerifyEmail",
+            FailureMode::Open,
+        ),
+        (
+            "/v1/auth/password-reset",
+            "/bulwark.auth.v1.AuthService/RequestPasswordReset",
+            FailureMode::Open,
+        ),
+        (
+            "/v1/auth/password-reset/confirm",
+            "/bulwark.auth.v1.AuthService/ConfirmPasswordReset",
+            FailureMode::Open,
+        ),
+        (
+            "/v1/auth/login/mfa",
+            "/bulwark.auth.v1.AuthService/LoginMfa",
+            FailureMode::Closed,
+        ),
+    ] {
+        for path in [rest, grpc] {
+            let check = gateway()
+                .rate_limit_check(&subject(path, Some("203.0.113.7"), None))
+                .unwrap_or_else(|| panic!("{path}: no limit"));
+            assert_eq!(
+                check.descriptors,
+                vec![entries(&[("route", rest), ("client_ip", "203.0.113.7")])],
+                "{path}: REST and gRPC forms must share the REST path's counter"
+            );
+            assert_eq!(check.failure_mode, mode, "{path}");
+        }
+    }
+}

@@ -1,5 +1,5 @@
-//! The audit events Auth records, one per login, refresh, logout, session revocation and
-//! key rotation.
+//! The audit events Auth records, one per login, refresh, logout, session revocation,
+//! key rotation, and step of the account flows (verification, reset, change).
 //! None carries a secret: no password, token or key material, and a failed login
 //! names the email only by a hash prefix.
 
@@ -22,6 +22,11 @@ pub const KEY_ROTATE: &str = "auth.key_rotate";
 pub const CLIENT_CREATE: &str = "auth.client_create";
 pub const CLIENT_TOKEN: &str = "auth.client_token";
 pub const CLIENT_DELETE: &str = "auth.client_delete";
+pub const VERIFICATION_SEND: &str = "auth.email_verification_send";
+pub const EMAIL_VERIFY: &str = "auth.email_verify";
+pub const PASSWORD_RESET_REQUEST: &str = "auth.password_reset_request";
+pub const PASSWORD_RESET: &str = "auth.password_reset";
+pub const PASSWORD_CHANGE: &str = "auth.password_change";
 
 fn event(
     actor: Option<Uuid>,
@@ -252,4 +257,77 @@ pub fn key_rotation_denied(actor: &str) -> NewAuditEvent {
         outcome: Outcome::Denied,
         details: json!({ "missing_permission": super::signing_key::ROTATE_PERMISSION }),
     }
+}
+
+/// A verification mail was queued for the user.
+pub fn verification_sent(user_id: Uuid) -> NewAuditEvent {
+    event(
+        Some(user_id),
+        VERIFICATION_SEND,
+        user_id.to_string(),
+        Outcome::Success,
+        json!({}),
+    )
+}
+
+/// A mailed verification token came back: the user's email is verified.
+pub fn email_verified(user_id: Uuid) -> NewAuditEvent {
+    event(
+        Some(user_id),
+        EMAIL_VERIFY,
+        user_id.to_string(),
+        Outcome::Success,
+        json!({}),
+    )
+}
+
+/// Someone asked for a reset mail for `email_target` (a hash prefix of the email);
+/// `user_id` is the account when the email is known, `mailed` whether a mail went out
+/// (not for an unknown or inactive account, nor over the hourly limit: `reason`).
+pub fn password_reset_requested(
+    user_id: Option<Uuid>,
+    email_target: String,
+    mailed: bool,
+    reason: Option<&str>,
+) -> NewAuditEvent {
+    event(
+        None,
+        PASSWORD_RESET_REQUEST,
+        user_id.map_or(email_target, |id| id.to_string()),
+        Outcome::Success,
+        json!({ "mailed": mailed, "reason": reason }),
+    )
+}
+
+/// A reset token set a new password; every session of the user ended.
+pub fn password_reset(user_id: Uuid, sessions_ended: usize) -> NewAuditEvent {
+    event(
+        Some(user_id),
+        PASSWORD_RESET,
+        user_id.to_string(),
+        Outcome::Success,
+        json!({ "sessions_ended": sessions_ended }),
+    )
+}
+
+/// The user changed their password; every other session ended.
+pub fn password_changed(user_id: Uuid, sessions_ended: usize) -> NewAuditEvent {
+    event(
+        Some(user_id),
+        PASSWORD_CHANGE,
+        user_id.to_string(),
+        Outcome::Success,
+        json!({ "sessions_ended": sessions_ended }),
+    )
+}
+
+/// A password change refused for a wrong current password.
+pub fn password_change_refused(user_id: Uuid) -> NewAuditEvent {
+    event(
+        Some(user_id),
+        PASSWORD_CHANGE,
+        user_id.to_string(),
+        Outcome::Failure,
+        json!({ "reason": "wrong_password" }),
+    )
 }

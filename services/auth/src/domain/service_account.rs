@@ -25,11 +25,14 @@ const BUILTIN: [(&str, &[&str]); 4] = [
     // audit outbox.
     ("identity", &["audit:append", "roles:read"]),
     // Checks passwords, confirms accounts on refresh, reads roles for tokens and
-    // service accounts, checks `keys:write`/`clients:write`, relays its outbox.
+    // service accounts, checks `keys:write`/`clients:write`, relays its outbox; finds
+    // accounts by email and sets their password, verification and MFA state for the
+    // account flows.
     (
         "auth",
         &[
             "credentials:verify",
+            "accounts:manage",
             "users:read",
             "roles:read",
             "audit:append",
@@ -163,6 +166,7 @@ mod tests {
             Some(
                 &[
                     "credentials:verify",
+                    "accounts:manage",
                     "users:read",
                     "roles:read",
                     "audit:append"
@@ -172,10 +176,11 @@ mod tests {
         assert_eq!(builtin_permissions("authz"), Some(&["audit:append"][..]));
         assert_eq!(builtin_permissions("ratelimit"), None);
         assert_eq!(builtin_permissions("client:auth"), None);
-        // No built-in client can verify passwords except Auth.
+        // No built-in client can verify passwords or manage accounts except Auth.
         for id in builtin_ids().filter(|id| *id != "auth") {
             let permissions = builtin_permissions(id).unwrap_or_default();
             assert!(!permissions.contains(&"credentials:verify"), "{id}");
+            assert!(!permissions.contains(&"accounts:manage"), "{id}");
         }
     }
 

@@ -1,6 +1,7 @@
 //! Integration tests of the Auth service against a real Postgres (a fresh database
 //! per test), with Identity, Authz and Audit faked in-process.
 
+mod accounts;
 mod activation;
 mod audit;
 mod clients;

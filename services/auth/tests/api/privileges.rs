@@ -12,6 +12,7 @@ async fn the_runtime_role_holds_only_what_the_code_needs() {
         &app.database,
         &[
             "__diesel_schema_migrations: SELECT",
+            "account_tokens: INSERT, SELECT, UPDATE",
             "audit_outbox: DELETE, INSERT, SELECT, UPDATE",
             "clients: DELETE, INSERT, SELECT",
             "mail_outbox: DELETE, INSERT, SELECT, UPDATE",
@@ -24,6 +25,7 @@ async fn the_runtime_role_holds_only_what_the_code_needs() {
         ],
         &[
             "DELETE FROM refresh_tokens",
+            "DELETE FROM account_tokens",
             "UPDATE clients SET roles = '{admin}'",
             "TRUNCATE signing_keys",
             "TRUNCATE refresh_tokens",

@@ -22,7 +22,7 @@ use bulwark_proto::auth::v1::{
     RotateSigningKeyRequest, RotateSigningKeyResponse, TokenPair,
 };
 use bulwark_proto::authz::v1::{ListUserRolesResponse, ResolveRolesResponse};
-use bulwark_proto::identity::v1::{User, VerifyCredentialsResponse};
+use bulwark_proto::identity::v1::{FindUserByEmailResponse, User, VerifyCredentialsResponse};
 use futures::future::BoxFuture;
 use prost::Message as _;
 use uuid::Uuid;
@@ -34,8 +34,10 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub struct FakeUser {
     pub id: Uuid,
     pub email: String,
-    password: String,
-    active: bool,
+    pub password: String,
+    pub active: bool,
+    pub email_verified: bool,
+    pub mfa_enabled: bool,
 }
 
 /// Identity as Auth sees it: a credential check and user lookups.
@@ -52,6 +54,8 @@ impl FakeIdentity {
             email: email.to_owned(),
             password: PASSWORD.to_owned(),
             active: true,
+            email_verified: false,
+            mfa_enabled: false,
         };
         self.users
             .lock()
@@ -75,6 +79,26 @@ impl FakeIdentity {
 
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// The user as the fake holds it now (its password, its flags).
+    pub fn get(&self, id: Uuid) -> FakeUser {
+        self.find(|u| u.id == id)
+            .unwrap_or_else(|| panic!("the fake Identity has no user {id}"))
+    }
+
+    /// Changes the user `id` as `change` says; NOT_FOUND when there is none.
+    fn update(&self, id: &str, change: impl FnOnce(&mut FakeUser)) -> Result<FakeUser, Status> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(Status::unavailable("connection refused"));
+        }
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        let user = users
+            .iter_mut()
+            .find(|u| u.id.to_string() == id)
+            .ok_or_else(|| Status::not_found("user not found"))?;
+        change(user);
+        Ok(user.clone())
     }
 
     fn find(&self, matches: impl Fn(&FakeUser) -> bool) -> Option<FakeUser> {
@@ -115,14 +139,77 @@ impl IdentityApi for FakeIdentity {
             let user = self
                 .find(|u| u.id.to_string() == id)
                 .ok_or_else(|| Status::not_found("no such user"))?;
-            Ok(User {
-                id: user.id.to_string(),
+            Ok(user.to_proto())
+        })
+    }
+
+    fn find_user_by_email(
+        &self,
+        email: String,
+    ) -> BoxFuture<'_, Result<FindUserByEmailResponse, Status>> {
+        Box::pin(async move {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Status::unavailable("connection refused"));
+            }
+            let user = self
+                .find(|u| u.email.eq_ignore_ascii_case(&email))
+                .ok_or_else(|| Status::not_found("user not found"))?;
+            Ok(FindUserByEmailResponse {
+                user_id: user.id.to_string(),
                 email: user.email,
-                display_name: "Test User".into(),
-                created_at: None,
                 active: user.active,
             })
         })
+    }
+
+    /// Identity's rule: 12 to 128 characters, refused with field `password`.
+    fn set_password(&self, user_id: String, password: String) -> BoxFuture<'_, Result<(), Status>> {
+        Box::pin(async move {
+            let length = password.chars().count();
+            if length < 12 {
+                return Err(Status::invalid_argument(
+                    "password: must be at least 12 characters",
+                ));
+            }
+            if length > 128 {
+                return Err(Status::invalid_argument(
+                    "password: must be at most 128 characters",
+                ));
+            }
+            self.update(&user_id, |u| u.password = password).map(|_| ())
+        })
+    }
+
+    fn mark_email_verified(&self, user_id: String) -> BoxFuture<'_, Result<User, Status>> {
+        Box::pin(async move {
+            self.update(&user_id, |u| u.email_verified = true)
+                .map(|u| u.to_proto())
+        })
+    }
+
+    fn set_mfa_enabled(
+        &self,
+        user_id: String,
+        enabled: bool,
+    ) -> BoxFuture<'_, Result<User, Status>> {
+        Box::pin(async move {
+            self.update(&user_id, |u| u.mfa_enabled = enabled)
+                .map(|u| u.to_proto())
+        })
+    }
+}
+
+impl FakeUser {
+    fn to_proto(&self) -> User {
+        User {
+            id: self.id.to_string(),
+            email: self.email.clone(),
+            display_name: "Test User".into(),
+            created_at: None,
+            active: self.active,
+            email_verified: self.email_verified,
+            mfa_enabled: self.mfa_enabled,
+        }
     }
 }
 

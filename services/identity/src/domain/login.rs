@@ -42,9 +42,39 @@ impl LoginAttempt {
     }
 }
 
+/// An email to look an account up by: only its size is checked (like a login's), so
+/// any input costs the same lookup.
+#[derive(Debug)]
+pub struct LookupEmail {
+    /// The comparison key of the email (lowercased).
+    pub normalized: String,
+}
+
+impl LookupEmail {
+    pub fn parse(email: &str) -> Result<Self, FieldError> {
+        if email.is_empty() {
+            return Err(FieldError::new("email", "is required"));
+        }
+        if email.len() > MAX_EMAIL_BYTES {
+            return Err(FieldError::new("email", "must be at most 254 characters"));
+        }
+        Ok(Self {
+            normalized: normalize(email),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookup_emails_are_lowercased_and_bounded() {
+        let found = LookupEmail::parse("Known@Example.COM").map(|e| e.normalized);
+        assert_eq!(found.ok().as_deref(), Some("known@example.com"));
+        assert!(LookupEmail::parse("").is_err());
+        assert!(LookupEmail::parse(&"a".repeat(255)).is_err());
+    }
 
     #[test]
     fn malformed_emails_pass_and_are_lowercased() {

@@ -12,7 +12,7 @@ mod user;
 
 pub use display_name::DisplayName;
 pub use email::Email;
-pub use login::LoginAttempt;
+pub use login::{LoginAttempt, LookupEmail};
 pub use password::Password;
 pub use user::{NewUser, User, UserId};
 

@@ -33,6 +33,8 @@ pub struct User {
     pub display_name: String,
     pub created_at: DateTime<Utc>,
     pub active: bool,
+    pub email_verified: bool,
+    pub mfa_enabled: bool,
 }
 
 /// A validated registration with its password already hashed.
@@ -53,6 +55,8 @@ impl From<User> for bulwark_proto::identity::v1::User {
             display_name: user.display_name,
             created_at: Some(bulwark_kernel::timestamp::to_proto(user.created_at)),
             active: user.active,
+            email_verified: user.email_verified,
+            mfa_enabled: user.mfa_enabled,
         }
     }
 }

@@ -244,12 +244,13 @@ pub fn as_service<T>(client_id: &str, permissions: &[&str], message: T) -> Reque
 }
 
 /// `message` as Auth sends it: its built-in client's token, which carries
-/// `credentials:verify` (and more permissions Identity does not ask about).
+/// `credentials:verify` and `accounts:manage` (and more permissions Identity does not ask about).
 pub fn as_auth<T>(message: T) -> Request<T> {
     as_service(
         "auth",
         &[
             "credentials:verify",
+            "accounts:manage",
             "users:read",
             "roles:read",
             "audit:append",

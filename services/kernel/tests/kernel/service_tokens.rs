@@ -14,21 +14,26 @@ use bulwark_kernel::clients::ServiceClients;
 use bulwark_kernel::config::{KernelConfig, ServiceAccountConfig};
 use bulwark_proto::auth::v1::auth_service_server::{AuthService, AuthServiceServer};
 use bulwark_proto::auth::v1::{
-    AccessToken, ConfirmTotpRequest, ConfirmTotpResponse, CreateClientRequest,
+    AccessToken, ChangePasswordRequest, ChangePasswordResponse, ConfirmPasswordResetRequest,
+    ConfirmPasswordResetResponse, ConfirmTotpRequest, ConfirmTotpResponse, CreateClientRequest,
     CreateClientResponse, DeleteClientRequest, DeleteClientResponse, DisableTotpRequest,
     DisableTotpResponse, EnrollTotpRequest, EnrollTotpResponse, GetJwksRequest, Jwks,
     ListRevokedSessionsRequest, ListRevokedSessionsResponse, ListSessionsRequest,
     ListSessionsResponse, LoginMfaRequest, LoginRequest, LoginResponse, LogoutRequest,
-    LogoutResponse, RefreshRequest, RevokeSessionRequest, RevokeSessionResponse,
-    RotateSigningKeyRequest, RotateSigningKeyResponse, TokenPair,
+    LogoutResponse, RefreshRequest, RequestEmailVerificationRequest,
+    RequestEmailVerificationResponse, RequestPasswordResetRequest, RequestPasswordResetResponse,
+    RevokeSessionRequest, RevokeSessionResponse, RotateSigningKeyRequest, RotateSigningKeyResponse,
+    TokenPair, VerifyEmailRequest,
 };
 use bulwark_proto::google::api::HttpBody;
 use bulwark_proto::identity::v1::identity_service_server::{
     IdentityService, IdentityServiceServer,
 };
 use bulwark_proto::identity::v1::{
-    CreateUserRequest, DeactivateUserRequest, GetMeRequest, GetUserRequest,
-    UpdateDisplayNameRequest, User, VerifyCredentialsRequest, VerifyCredentialsResponse,
+    CreateUserRequest, DeactivateUserRequest, FindUserByEmailRequest, FindUserByEmailResponse,
+    GetMeRequest, GetUserRequest, MarkEmailVerifiedRequest, SetMfaEnabledRequest,
+    SetPasswordRequest, SetPasswordResponse, UpdateDisplayNameRequest, User,
+    VerifyCredentialsRequest, VerifyCredentialsResponse,
 };
 use secrecy::SecretString;
 use tonic::{Code, Request, Response, Status};
@@ -50,6 +55,33 @@ fn unused<T>() -> Result<Response<T>, Status> {
 
 #[tonic::async_trait]
 impl AuthService for FakeAuth {
+    async fn request_email_verification(
+        &self,
+        _: Request<RequestEmailVerificationRequest>,
+    ) -> Result<Response<RequestEmailVerificationResponse>, Status> {
+        unused()
+    }
+    async fn verify_email(&self, _: Request<VerifyEmailRequest>) -> Result<Response<User>, Status> {
+        unused()
+    }
+    async fn request_password_reset(
+        &self,
+        _: Request<RequestPasswordResetRequest>,
+    ) -> Result<Response<RequestPasswordResetResponse>, Status> {
+        unused()
+    }
+    async fn confirm_password_reset(
+        &self,
+        _: Request<ConfirmPasswordResetRequest>,
+    ) -> Result<Response<ConfirmPasswordResetResponse>, Status> {
+        unused()
+    }
+    async fn change_password(
+        &self,
+        _: Request<ChangePasswordRequest>,
+    ) -> Result<Response<ChangePasswordResponse>, Status> {
+        unused()
+    }
     async fn login(&self, _: Request<LoginRequest>) -> Result<Response<LoginResponse>, Status> {
         unused()
     }
@@ -173,6 +205,30 @@ impl IdentityService for FakeIdentity {
     async fn deactivate_user(
         &self,
         _: Request<DeactivateUserRequest>,
+    ) -> Result<Response<User>, Status> {
+        unused()
+    }
+    async fn find_user_by_email(
+        &self,
+        _: Request<FindUserByEmailRequest>,
+    ) -> Result<Response<FindUserByEmailResponse>, Status> {
+        unused()
+    }
+    async fn set_password(
+        &self,
+        _: Request<SetPasswordRequest>,
+    ) -> Result<Response<SetPasswordResponse>, Status> {
+        unused()
+    }
+    async fn mark_email_verified(
+        &self,
+        _: Request<MarkEmailVerifiedRequest>,
+    ) -> Result<Response<User>, Status> {
+        unused()
+    }
+    async fn set_mfa_enabled(
+        &self,
+        _: Request<SetMfaEnabledRequest>,
     ) -> Result<Response<User>, Status> {
         unused()
     }

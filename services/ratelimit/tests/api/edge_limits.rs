@@ -27,6 +27,10 @@ async fn public_routes_allow_ten_per_minute_per_client_ip_and_route() {
         "/v1/auth/refresh",
         "/v1/users",
         "/v1/oauth2/token",
+        "/v1/users/verify-email",
+        "/v1/auth/password-reset",
+        "/v1/auth/password-reset/confirm",
+        "/v1/auth/login/mfa",
     ] {
         let ask = || {
             service.ask(request(

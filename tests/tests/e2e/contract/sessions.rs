@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::client::{Edge, PASSWORD, Tokens, exactly, start_mesh};
 
 /// What the contract allows between a revocation and its 401 at the edge.
-const WITHIN: Duration = Duration::from_secs(5);
+pub(super) const WITHIN: Duration = Duration::from_secs(5);
 
 fn sid(access: &str) -> String {
     let payload = access.split('.').nth(1).unwrap_or_default();
@@ -30,7 +30,7 @@ fn sid(access: &str) -> String {
 /// Waits until `access` answers 401 on `GET /v1/users/me`; returns how long that took
 /// from `since`. Fails past twice the contract's bound (the assertion on the bound is
 /// the caller's, with the figure).
-async fn refused_after(edge: &Edge<'_>, access: &str, since: Instant) -> Duration {
+pub(super) async fn refused_after(edge: &Edge<'_>, access: &str, since: Instant) -> Duration {
     loop {
         let reply = edge.get("/v1/users/me").bearer(access).send().await;
         match reply.status {

@@ -71,6 +71,26 @@ const RPCS: &[(&str, &str, Kind)] = &[
         "identity",
         Kind::Internal,
     ),
+    (
+        "/bulwark.identity.v1.IdentityService/FindUserByEmail",
+        "identity",
+        Kind::Internal,
+    ),
+    (
+        "/bulwark.identity.v1.IdentityService/SetPassword",
+        "identity",
+        Kind::Internal,
+    ),
+    (
+        "/bulwark.identity.v1.IdentityService/MarkEmailVerified",
+        "identity",
+        Kind::Internal,
+    ),
+    (
+        "/bulwark.identity.v1.IdentityService/SetMfaEnabled",
+        "identity",
+        Kind::Internal,
+    ),
     ("/bulwark.auth.v1.AuthService/Login", "auth", Kind::Limited),
     (
         "/bulwark.auth.v1.AuthService/Refresh",
@@ -81,6 +101,31 @@ const RPCS: &[(&str, &str, Kind)] = &[
         "/bulwark.auth.v1.AuthService/IssueToken",
         "auth",
         Kind::Limited,
+    ),
+    (
+        "/bulwark.auth.v1.AuthService/VerifyEmail",
+        "auth",
+        Kind::Limited,
+    ),
+    (
+        "/bulwark.auth.v1.AuthService/RequestPasswordReset",
+        "auth",
+        Kind::Limited,
+    ),
+    (
+        "/bulwark.auth.v1.AuthService/ConfirmPasswordReset",
+        "auth",
+        Kind::Limited,
+    ),
+    (
+        "/bulwark.auth.v1.AuthService/RequestEmailVerification",
+        "auth",
+        Kind::Bearer,
+    ),
+    (
+        "/bulwark.auth.v1.AuthService/ChangePassword",
+        "auth",
+        Kind::Bearer,
     ),
     ("/bulwark.auth.v1.AuthService/GetJwks", "auth", Kind::Public),
     ("/bulwark.auth.v1.AuthService/Logout", "auth", Kind::Bearer),
@@ -486,6 +531,10 @@ fn rest_form(grpc_path: &str) -> &'static str {
         Some("Login") => "/v1/auth/login",
         Some("Refresh") => "/v1/auth/refresh",
         Some("IssueToken") => "/v1/oauth2/token",
+        Some("VerifyEmail") => "/v1/users/verify-email",
+        Some("RequestPasswordReset") => "/v1/auth/password-reset",
+        Some("ConfirmPasswordReset") => "/v1/auth/password-reset/confirm",
+        Some("LoginMfa") => "/v1/auth/login/mfa",
         _ => panic!("{grpc_path} has no limited REST form"),
     }
 }
@@ -501,7 +550,12 @@ async fn post_on_every_grpc_path_meets_its_limit_or_its_token() {
     let admin = login(&mesh, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let token = bearer(&admin.access_token);
     let limited: Vec<_> = RPCS.iter().filter(|r| r.2 == Kind::Limited).collect();
-    assert_eq!(limited.len(), 4, "CreateUser, Login, Refresh, IssueToken");
+    assert_eq!(
+        limited.len(),
+        7,
+        "CreateUser, Login, Refresh, IssueToken, VerifyEmail, RequestPasswordReset, \
+         ConfirmPasswordReset"
+    );
 
     for (index, (path, cluster, _)) in limited.into_iter().enumerate() {
         let ip = limited_ip(u8::try_from(index + 1).unwrap_or(1));

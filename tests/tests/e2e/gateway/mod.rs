@@ -110,6 +110,26 @@ descriptors:
     descriptors:
       - key: client_ip
         rate_limit: {{ unit: minute, requests_per_unit: 10 }}
+  - key: route
+    value: /v1/users/verify-email
+    descriptors:
+      - key: client_ip
+        rate_limit: {{ unit: minute, requests_per_unit: 10 }}
+  - key: route
+    value: /v1/auth/password-reset
+    descriptors:
+      - key: client_ip
+        rate_limit: {{ unit: minute, requests_per_unit: 10 }}
+  - key: route
+    value: /v1/auth/password-reset/confirm
+    descriptors:
+      - key: client_ip
+        rate_limit: {{ unit: minute, requests_per_unit: 10 }}
+  - key: route
+    value: /v1/auth/login/mfa
+    descriptors:
+      - key: client_ip
+        rate_limit: {{ unit: minute, requests_per_unit: 10 }}
   - key: user_id
     rate_limit: {{ unit: minute, requests_per_unit: {user_per_minute} }}
 "
