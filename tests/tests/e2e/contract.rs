@@ -9,6 +9,7 @@ mod accounts;
 mod audit_log;
 mod client;
 mod lockout;
+mod mfa;
 mod service_accounts;
 mod sessions;
 mod tokens;

@@ -183,6 +183,8 @@ fn expected_secret_items(name: &str) -> BTreeMap<String, String> {
             items.insert(format!("{SERVICE_CLIENTS}{}", client.to_uppercase()), item);
         }
         items.insert(format!("{KEK_KEYS}PRIMARY"), "kek_primary".to_owned());
+        // Failed logins lock accounts, counted in Redis (required outside local).
+        items.insert("BULWARK_REDIS__URL".to_owned(), "redis_url".to_owned());
     }
     items
 }

@@ -552,9 +552,9 @@ async fn post_on_every_grpc_path_meets_its_limit_or_its_token() {
     let limited: Vec<_> = RPCS.iter().filter(|r| r.2 == Kind::Limited).collect();
     assert_eq!(
         limited.len(),
-        7,
+        8,
         "CreateUser, Login, Refresh, IssueToken, VerifyEmail, RequestPasswordReset, \
-         ConfirmPasswordReset"
+         ConfirmPasswordReset, LoginMfa"
     );
 
     for (index, (path, cluster, _)) in limited.into_iter().enumerate() {
