@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::JwksSource;
+use crate::host::Host;
 
 /// Shared-data key of the JWKS document for a source. Shared data is per VM id; the
 /// cluster and path are part of the key so two filter configs in one VM never mix keys.
@@ -53,6 +54,23 @@ impl FetchRecord {
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         serde_json::from_slice(bytes).ok()
     }
+}
+
+/// Writes `record` as the outcome of the fetch started at `started_at_ms`, unless a
+/// newer fetch has been claimed under `record_key` since (then that one's outcome
+/// counts). Used for every fetch workers take turns at: the JWKS, the revoked sessions.
+pub fn record_outcome(
+    host: &impl Host,
+    record_key: &str,
+    started_at_ms: u64,
+    record: &FetchRecord,
+) {
+    let (stored, cas) = host.shared_data(record_key);
+    let current = stored.as_deref().and_then(FetchRecord::decode);
+    if current.is_some_and(|r| r.started_at_ms != started_at_ms) {
+        return;
+    }
+    let _ = host.set_shared_data(record_key, &record.encode(), cas);
 }
 
 /// Why a worker considers fetching.

@@ -321,18 +321,17 @@ impl Worker {
         state: FetchState,
         more: bool,
     ) {
-        let record_key = revocation::fetch_record_key(source);
-        let (stored, cas) = host.shared_data(&record_key);
-        let current = stored.as_deref().and_then(FetchRecord::decode);
-        if current.is_some_and(|r| r.started_at_ms != started_at_ms) {
-            return;
-        }
         let record = FetchRecord {
             // Dated at the epoch, a record is due at the next tick.
             started_at_ms: if more { 0 } else { started_at_ms },
             state,
         };
-        let _ = host.set_shared_data(&record_key, &record.encode(), cas);
+        jwks_sync::record_outcome(
+            host,
+            &revocation::fetch_record_key(source),
+            started_at_ms,
+            &record,
+        );
     }
 
     fn jwks_tick(&mut self, host: &impl Host, now_ms: u64) {
@@ -664,20 +663,15 @@ impl Worker {
 
     /// Marks this worker's fetch as finished, unless a newer fetch has been claimed since.
     fn record_outcome(&self, host: &impl Host, started_at_ms: u64, state: FetchState) {
-        let record_key = fetch_record_key(&self.gateway.config().jwks);
-        let (stored, cas) = host.shared_data(&record_key);
-        let current = stored.as_deref().and_then(FetchRecord::decode);
-        if current.is_some_and(|r| r.started_at_ms != started_at_ms) {
-            return;
-        }
-        let _ = host.set_shared_data(
-            &record_key,
-            &FetchRecord {
-                started_at_ms,
-                state,
-            }
-            .encode(),
-            cas,
+        let record = FetchRecord {
+            started_at_ms,
+            state,
+        };
+        jwks_sync::record_outcome(
+            host,
+            &fetch_record_key(&self.gateway.config().jwks),
+            started_at_ms,
+            &record,
         );
     }
 }

@@ -17,7 +17,7 @@ use bulwark_proto::auth::v1::EnrollTotpResponse;
 use crate::audit_trail::AuditTrail;
 use crate::domain::events;
 use crate::domain::recovery_codes::{self, NewRecoveryCodes, RecoveryCode};
-use crate::domain::refresh_token::{TokenHash, random_secret};
+use crate::domain::refresh_token::{TokenHash, parse_secret, random_secret};
 use crate::domain::totp::{self, TotpCode, TotpSecret};
 use crate::error::Error;
 use crate::key_encryption::KeyEncryption;
@@ -203,10 +203,9 @@ impl Mfa {
     /// Takes one try of `mfa_token` with `code`. Passed: the challenge is used up and
     /// the code with it.
     pub async fn complete(&self, mfa_token: &str, code: &str) -> Result<Passed, Refused> {
-        if mfa_token.is_empty() || mfa_token.len() > MAX_MFA_TOKEN_BYTES {
+        let Ok(TokenHash(hash)) = parse_secret("mfa_token", mfa_token, MAX_MFA_TOKEN_BYTES) else {
             return Err(Refused::Token);
-        }
-        let hash = TokenHash::of(mfa_token).0;
+        };
         let outcome = self.try_once(&hash, code).await;
         match outcome {
             Ok(Some((passed, true))) => Ok(passed),

@@ -718,12 +718,7 @@ pub async fn accept_totp_step(
 
 /// Deletes the user's TOTP secret and recovery codes; `true` if a secret was deleted.
 pub async fn delete_mfa(conn: &mut AsyncPgConnection, user_id: Uuid) -> Result<bool, DbError> {
-    traced(
-        "recovery_codes.delete_all",
-        diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id)))
-            .execute(conn),
-    )
-    .await?;
+    delete_recovery_codes(conn, user_id).await?;
     let deleted = traced(
         "totp_secrets.delete",
         diesel::delete(totp_secrets::table.find(user_id)).execute(conn),
@@ -732,18 +727,23 @@ pub async fn delete_mfa(conn: &mut AsyncPgConnection, user_id: Uuid) -> Result<b
     Ok(deleted == 1)
 }
 
+async fn delete_recovery_codes(conn: &mut AsyncPgConnection, user_id: Uuid) -> Result<(), DbError> {
+    traced(
+        "recovery_codes.delete_all",
+        diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id)))
+            .execute(conn),
+    )
+    .await
+    .map(|_| ())
+}
+
 /// Replaces the user's recovery codes with `hashes`.
 pub async fn replace_recovery_codes(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
     hashes: &[RecoveryCodeHash],
 ) -> Result<(), DbError> {
-    traced(
-        "recovery_codes.delete_all",
-        diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id)))
-            .execute(conn),
-    )
-    .await?;
+    delete_recovery_codes(conn, user_id).await?;
     let rows: Vec<_> = hashes
         .iter()
         .map(|hash| {

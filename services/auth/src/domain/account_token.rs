@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::refresh_token::{TokenHash, random_secret};
+use super::refresh_token::{TokenHash, parse_secret};
 use crate::error::Error;
 use crate::mail::{EMAIL_VERIFICATION_TTL, PASSWORD_RESET_TTL};
 
@@ -52,33 +52,13 @@ impl TokenKind {
 }
 
 /// A freshly minted token: the plaintext goes into the mail, the hash into the table.
-#[derive(Debug)]
-pub struct NewAccountToken {
-    pub plaintext: String,
-    pub hash: TokenHash,
-}
-
-impl NewAccountToken {
-    pub fn generate() -> Result<Self, Error> {
-        let plaintext = random_secret()?;
-        let hash = TokenHash::of(&plaintext);
-        Ok(Self { plaintext, hash })
-    }
-}
+/// A newly minted account token: minted like a refresh token.
+pub use super::refresh_token::NewRefreshToken as NewAccountToken;
 
 /// A token as a client presents it: present and of bounded size. Whether it is known
 /// is the table's answer.
 pub fn parse_presented(token: &str) -> Result<TokenHash, Error> {
-    if token.is_empty() {
-        return Err(Error::invalid("token", "is required"));
-    }
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(Error::invalid(
-            "token",
-            format!("must be at most {MAX_TOKEN_BYTES} bytes"),
-        ));
-    }
-    Ok(TokenHash::of(token))
+    parse_secret("token", token, MAX_TOKEN_BYTES)
 }
 
 /// Where a stored token stands at a given moment.

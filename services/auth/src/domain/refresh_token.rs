@@ -22,7 +22,8 @@ impl TokenHash {
     }
 }
 
-/// A newly minted refresh token: the plaintext goes to the client, the hash to the table.
+/// A newly minted opaque token (a refresh token, a mailed account token): the plaintext
+/// goes to the client, the hash to the table.
 #[derive(Debug)]
 pub struct NewRefreshToken {
     pub plaintext: String,
@@ -51,13 +52,24 @@ pub fn random_secret() -> Result<String, Error> {
 /// A refresh token as presented by a client: present and of bounded size; whether it
 /// is known is the table's answer.
 pub fn parse_presented(token: &str) -> Result<TokenHash, Error> {
+    parse_secret("refresh_token", token, MAX_REFRESH_TOKEN_BYTES)
+}
+
+/// Any opaque secret Auth handed out (a [`random_secret`]), as the client presents it
+/// in `field`: present and at most `max_bytes`; whether it is known is the table's
+/// answer.
+pub fn parse_secret(
+    field: &'static str,
+    token: &str,
+    max_bytes: usize,
+) -> Result<TokenHash, Error> {
     if token.is_empty() {
-        return Err(Error::invalid("refresh_token", "is required"));
+        return Err(Error::invalid(field, "is required"));
     }
-    if token.len() > MAX_REFRESH_TOKEN_BYTES {
+    if token.len() > max_bytes {
         return Err(Error::invalid(
-            "refresh_token",
-            format!("must be at most {MAX_REFRESH_TOKEN_BYTES} bytes"),
+            field,
+            format!("must be at most {max_bytes} bytes"),
         ));
     }
     Ok(TokenHash::of(token))
