@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use super::client::{Edge, PASSWORD, assert_leaks_nothing, start_mesh};
 
 /// Checks the contract's user object: exactly `{id, email, display_name, created_at}`
-/// (plus `active`), snake_case, never anything about credentials.
+/// (plus `active`) and the booleans `email_verified` and `mfa_enabled`, snake_case, never
+/// anything about credentials. A new user has neither proven the email nor turned on MFA.
 #[track_caller]
 fn assert_user(user: &Value, email: &str, display_name: &str, what: &str) {
     let id = user["id"].as_str().unwrap_or_default();
@@ -26,13 +27,29 @@ fn assert_user(user: &Value, email: &str, display_name: &str, what: &str) {
         created_at.len() >= 20 && created_at.ends_with('Z') && created_at.contains('T'),
         "{what}: created_at is not an RFC 3339 UTC time: {user}"
     );
+    for flag in ["email_verified", "mfa_enabled"] {
+        assert_eq!(
+            user[flag],
+            Value::Bool(false),
+            "{what}: `{flag}` is not the boolean false for a new user: {user}"
+        );
+    }
     let fields: Vec<&String> = user
         .as_object()
         .map(|o| o.keys().collect())
         .unwrap_or_default();
     for field in &fields {
         assert!(
-            ["id", "email", "display_name", "created_at", "active"].contains(&field.as_str()),
+            [
+                "id",
+                "email",
+                "display_name",
+                "created_at",
+                "active",
+                "email_verified",
+                "mfa_enabled",
+            ]
+            .contains(&field.as_str()),
             "{what}: unexpected field `{field}` in the user: {user}"
         );
     }

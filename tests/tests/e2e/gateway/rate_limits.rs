@@ -15,10 +15,6 @@ use super::{
 };
 use crate::support::assert_security_headers;
 
-/// A login body Auth refuses at once (401, no password hashing), so that a burst of
-/// attempts stays well inside one emission interval of the limit.
-const INVALID_LOGIN: &str = r#"{"email":"not-an-email","password":"whatever-it-is"}"#;
-
 /// A client whose connections to the edge come from `ip` (a loopback address).
 fn client_from(ip: Ipv4Addr) -> reqwest::Client {
     reqwest::Client::builder()
@@ -29,11 +25,23 @@ fn client_from(ip: Ipv4Addr) -> reqwest::Client {
         .expect("building a client bound to a loopback address")
 }
 
+/// A login body Auth refuses at once (401, no password hashing, as the email is not one),
+/// so that a burst of attempts stays well inside one emission interval of the limit. A new
+/// "email" each time: the per-IP limit is under test here, and Auth's per-account lockout
+/// (five failures of one email) must not answer first.
+fn invalid_login() -> String {
+    serde_json::json!({
+        "email": format!("not-an-email-{}", uuid::Uuid::new_v4().simple()),
+        "password": "whatever-it-is",
+    })
+    .to_string()
+}
+
 async fn login_attempt(mesh: &Mesh, http: &reqwest::Client, what: &str) -> Reply {
     Reply::of(
         http.post(mesh.edge_url("/v1/auth/login"))
             .header("content-type", "application/json")
-            .body(INVALID_LOGIN),
+            .body(invalid_login()),
         what,
     )
     .await
