@@ -4,7 +4,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use bulwark_gateway_logic::{Counter, Host, LocalResponse};
+use bulwark_gateway_logic::{Counter, Fact, Host, LocalResponse};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, GrpcStatusCode, MapType};
 
@@ -99,6 +99,14 @@ impl Host for ProxyHost {
 
     fn count(&self, counter: Counter) {
         self.metrics.count(counter);
+    }
+
+    fn record(&self, fact: Fact, value: &str) {
+        // Envoy keeps it as filter state `wasm.<name>` (bytes), which the tracing custom
+        // tags and the access log read; it lives as long as the request.
+        if let Err(status) = hostcalls::set_property(vec![fact.name()], Some(value.as_bytes())) {
+            log::warn!("could not record {}: {status:?}", fact.name());
+        }
     }
 }
 

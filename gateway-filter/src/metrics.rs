@@ -13,6 +13,10 @@ pub struct Metrics {
     callout_failures: Option<u32>,
     lease_spent: Option<u32>,
     lease_renewals: Option<u32>,
+    jwks_refreshes: Option<u32>,
+    jwks_failures: Option<u32>,
+    fail_open: Option<u32>,
+    fail_closed: Option<u32>,
 }
 
 fn define(name: &str) -> Option<u32> {
@@ -40,6 +44,10 @@ impl Metrics {
             callout_failures: define("bulwark_gateway.callout_failures"),
             lease_spent: define("bulwark_gateway.lease_spent"),
             lease_renewals: define("bulwark_gateway.lease_renewals"),
+            jwks_refreshes: define("bulwark_gateway.jwks_refreshes"),
+            jwks_failures: define("bulwark_gateway.jwks_failures"),
+            fail_open: define("bulwark_gateway.fail_open"),
+            fail_closed: define("bulwark_gateway.fail_closed"),
         }
     }
 
@@ -51,6 +59,10 @@ impl Metrics {
             Counter::CalloutFailure => self.callout_failures,
             Counter::LeaseSpent => self.lease_spent,
             Counter::LeaseRenewal => self.lease_renewals,
+            Counter::JwksRefresh => self.jwks_refreshes,
+            Counter::JwksFailure => self.jwks_failures,
+            Counter::FailOpen => self.fail_open,
+            Counter::FailClosed => self.fail_closed,
         });
     }
 }

@@ -29,15 +29,40 @@ pub fn render(template: &str, values: &[(String, String)]) -> anyhow::Result<Str
     fill_placeholders("envoy/edge.yaml", template, values)
 }
 
+/// The template's tracing values: the collector of an `http://host:port` OTLP endpoint and
+/// every request sampled, or no sampling (and a collector address nothing listens on).
+pub fn tracing_values(otlp: Option<&str>) -> anyhow::Result<Vec<(String, String)>> {
+    let (host, port, sampling) = match otlp {
+        None => ("127.0.0.1".to_owned(), "4317".to_owned(), "0"),
+        Some(endpoint) => {
+            let authority = endpoint
+                .strip_prefix("http://")
+                .with_context(|| format!("OTLP endpoint {endpoint:?} is not http://host:port"))?
+                .trim_end_matches('/');
+            let (host, port) = authority
+                .rsplit_once(':')
+                .filter(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+                .with_context(|| format!("OTLP endpoint {endpoint:?} is not http://host:port"))?;
+            (host.to_owned(), port.to_owned(), "100")
+        }
+    };
+    Ok(vec![
+        ("OTLP_HOST".to_owned(), host),
+        ("OTLP_PORT".to_owned(), port),
+        ("TRACE_SAMPLING".to_owned(), sampling.to_owned()),
+    ])
+}
+
 impl Envoy {
     /// Renders `envoy/edge.yaml` into `dir` with the services' gRPC ports and starts Envoy
-    /// with `workers` worker threads.
+    /// with `workers` worker threads; with an OTLP endpoint it traces every request there.
     /// A service without a port points at a closed port (Envoy answers 503 for it).
     pub(crate) fn spawn(
         dir: &Path,
         ports: (u16, u16),
         workers: u32,
         upstreams: &[(ServiceKind, u16)],
+        otlp: Option<&str>,
         descriptor: &Path,
         log: &Path,
     ) -> anyhow::Result<Self> {
@@ -57,6 +82,7 @@ impl Envoy {
                 gateway_filter_wasm()?.display().to_string(),
             ),
         ];
+        values.extend(tracing_values(otlp)?);
         for (kind, grpc_port) in upstreams {
             let upper = kind.name().to_uppercase();
             values.push((format!("{upper}_HOST"), "127.0.0.1".to_owned()));

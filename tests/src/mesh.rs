@@ -29,6 +29,8 @@ pub struct MeshBuilder {
     /// Envoy instances and the workers of each.
     envoys: (usize, u32),
     service_env: Vec<(ServiceKind, String, String)>,
+    /// OTLP/gRPC endpoint every service and Envoy export spans to.
+    otlp: Option<String>,
 }
 
 impl MeshBuilder {
@@ -78,6 +80,14 @@ impl MeshBuilder {
     pub fn service_env(mut self, kind: ServiceKind, key: &str, value: &str) -> Self {
         self.service_env
             .push((kind, key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Exports every service's and every Envoy's spans to the OTLP/gRPC `endpoint`
+    /// (`http://127.0.0.1:<port>`, e.g. [`crate::OtlpReceiver::endpoint`]); Envoy then
+    /// samples every request.
+    pub fn otlp(mut self, endpoint: &str) -> Self {
+        self.otlp = Some(endpoint.to_owned());
         self
     }
 
@@ -187,10 +197,20 @@ impl MeshBuilder {
                 mesh_env: mesh.mesh_env(*kind, edge_ports.first().map(|(port, _)| *port)),
                 secret_env: mesh.secret_env(*kind),
                 extra_env: self
-                    .service_env
+                    .otlp
                     .iter()
-                    .filter(|(k, _, _)| k == kind)
-                    .map(|(_, key, value)| (key.clone(), value.clone()))
+                    .map(|endpoint| {
+                        (
+                            "BULWARK_TELEMETRY__OTLP_ENDPOINT".to_owned(),
+                            endpoint.clone(),
+                        )
+                    })
+                    .chain(
+                        self.service_env
+                            .iter()
+                            .filter(|(k, _, _)| k == kind)
+                            .map(|(_, key, value)| (key.clone(), value.clone())),
+                    )
                     .collect(),
             };
             let log = mesh.logs.join(format!("{}.log", kind.name()));
@@ -219,6 +239,7 @@ impl MeshBuilder {
                     ports,
                     workers,
                     &grpc_ports,
+                    self.otlp.as_deref(),
                     &descriptor,
                     &mesh.logs.join(name),
                 )?;

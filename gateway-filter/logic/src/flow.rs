@@ -15,12 +15,12 @@
 
 use crate::config::FailureMode;
 use crate::gateway::{Access, RequestHead};
-use crate::host::{Action, Counter, Host};
+use crate::host::{Action, Counter, Fact, Host};
 use crate::jwks_sync::FetchReason;
 use crate::lease::{self, Claim, Grant, GrantMode, Spend};
 use crate::lease_call::{self, ItemRequest};
 use crate::ratelimit::{self, DescriptorEntry, RateLimitSubject, RateLimitVerdict};
-use crate::response::{answers_in_grpc, internal_error, unauthorized};
+use crate::response::{LocalResponse, answers_in_grpc, internal_error, unauthorized};
 use crate::worker::{PendingFetch, Renewal, Worker};
 
 /// The request facts kept while the request waits on a JWKS refetch.
@@ -77,8 +77,39 @@ fn needs_refetch(access: &Access) -> bool {
 /// Refuses the request with 500 when the filter cannot decide (no configuration).
 pub fn fail_closed(host: &impl Host, why: &str, grpc: bool) -> Action {
     log::error!("bulwark gateway: refusing request: {why}");
+    host.record(Fact::Decision, "error");
     host.send_local_response(&internal_error(), grpc);
     Action::Pause
+}
+
+/// Lets the request go on.
+fn allow(host: &impl Host) -> Action {
+    host.count(Counter::Allowed);
+    host.record(Fact::Decision, "allowed");
+    Action::Continue
+}
+
+/// Refuses the request with the rate limit's 429.
+fn refuse_over_limit(host: &impl Host, reply: &LocalResponse, grpc: bool) -> Action {
+    host.count(Counter::RateLimited);
+    host.record(Fact::Decision, "rate_limited");
+    host.send_local_response(reply, grpc);
+    Action::Pause
+}
+
+/// Decides on the request's credentials, recording whether its token was answered by the
+/// verified-token cache (nothing when no token was looked up: a public route, no or a
+/// malformed `Authorization`).
+fn authorize(worker: &mut Worker, host: &impl Host, head: &RequestHead<'_>, now: u64) -> Access {
+    let before = worker.gateway().verifier().cache_stats();
+    let access = worker.gateway_mut().authorize(head, now);
+    let after = worker.gateway().verifier().cache_stats();
+    if after.hits != before.hits {
+        host.record(Fact::TokenCache, "hit");
+    } else if after.misses != before.misses {
+        host.record(Fact::TokenCache, "miss");
+    }
+    access
 }
 
 impl RequestFlow {
@@ -124,9 +155,9 @@ impl RequestFlow {
         let now_ms = host.now_ms();
         let now = now_ms / 1_000;
 
-        let mut access = worker.gateway_mut().authorize(&head, now);
+        let mut access = authorize(worker, host, &head, now);
         if needs_refetch(&access) && worker.sync_jwks(host) {
-            access = worker.gateway_mut().authorize(&head, now);
+            access = authorize(worker, host, &head, now);
         }
         if needs_refetch(&access)
             && let Some(fetch) = worker.start_fetch(host, FetchReason::UnknownKid, now_ms)
@@ -154,7 +185,7 @@ impl RequestFlow {
         };
         worker.finish_fetch(host, paused.fetch, body_size);
         let head = paused.head();
-        let access = worker.gateway_mut().authorize(&head, host.now_ms() / 1_000);
+        let access = authorize(worker, host, &head, host.now_ms() / 1_000);
         if let Action::Continue = self.decide(worker, host, &head, access) {
             host.resume_request();
         }
@@ -250,6 +281,8 @@ impl RequestFlow {
             Access::Denied(err) => {
                 log::debug!("bulwark gateway: 401 for {}: {err}", head.path);
                 host.count(Counter::Unauthenticated);
+                host.record(Fact::Decision, "unauthenticated");
+                host.record(Fact::Reason, err.reason());
                 host.send_local_response(&unauthorized(&err), self.grpc);
                 return Action::Pause;
             }
@@ -275,8 +308,7 @@ impl RequestFlow {
             user_id,
         };
         let Some(mut check) = worker.gateway().rate_limit_check(&subject) else {
-            host.count(Counter::Allowed);
-            return Action::Continue;
+            return allow(host);
         };
         let entries: Vec<DescriptorEntry> = check.descriptors.pop().unwrap_or_default();
         let key = lease::descriptor_key(&check.domain, &entries);
@@ -289,7 +321,6 @@ impl RequestFlow {
             Spend::Admitted { headers, renew } => {
                 self.response_headers = headers;
                 host.count(Counter::LeaseSpent);
-                host.count(Counter::Allowed);
                 if let Some(claim) = renew {
                     worker.queue_renewal(Renewal {
                         key,
@@ -297,17 +328,10 @@ impl RequestFlow {
                         claim,
                     });
                 }
-                return Action::Continue;
+                return allow(host);
             }
-            Spend::Unlimited => {
-                host.count(Counter::Allowed);
-                return Action::Continue;
-            }
-            Spend::Refused(reply) => {
-                host.count(Counter::RateLimited);
-                host.send_local_response(&reply, self.grpc);
-                return Action::Pause;
-            }
+            Spend::Unlimited => return allow(host),
+            Spend::Refused(reply) => return refuse_over_limit(host, &reply, self.grpc),
             Spend::Ask(claim) => claim,
         };
         let message = lease_call::encode(
@@ -348,8 +372,7 @@ impl RequestFlow {
     /// The decision for this request in a grant that included its hit.
     fn on_grant(&mut self, host: &impl Host, grant: &Grant) -> Action {
         if grant.mode == GrantMode::Unlimited {
-            host.count(Counter::Allowed);
-            return Action::Continue;
+            return allow(host);
         }
         let mut status = grant.status;
         status.over_limit = grant.granted == 0;
@@ -366,15 +389,10 @@ impl RequestFlow {
             statuses: vec![status],
         };
         match ratelimit::refusal(&verdict) {
-            Some(reply) => {
-                host.count(Counter::RateLimited);
-                host.send_local_response(&reply, self.grpc);
-                Action::Pause
-            }
+            Some(reply) => refuse_over_limit(host, &reply, self.grpc),
             None => {
                 self.response_headers = ratelimit::response_headers(&verdict);
-                host.count(Counter::Allowed);
-                Action::Continue
+                allow(host)
             }
         }
     }
@@ -382,11 +400,15 @@ impl RequestFlow {
     fn on_failure(&mut self, host: &impl Host, mode: FailureMode) -> Action {
         match ratelimit::on_failure(mode) {
             Some(reply) => {
+                host.count(Counter::FailClosed);
+                host.record(Fact::Decision, "fail_closed");
                 host.send_local_response(&reply, self.grpc);
                 Action::Pause
             }
             None => {
                 host.count(Counter::Allowed);
+                host.count(Counter::FailOpen);
+                host.record(Fact::Decision, "fail_open");
                 Action::Continue
             }
         }

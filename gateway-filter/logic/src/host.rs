@@ -32,6 +32,40 @@ pub enum Counter {
     LeaseSpent,
     /// A background lease renewal call.
     LeaseRenewal,
+    /// A JWKS fetch that got a usable key set (new or unchanged).
+    JwksRefresh,
+    /// A JWKS fetch that could not be made or gave no usable key set.
+    JwksFailure,
+    /// A request let through because its rate-limit call failed and its route fails open.
+    FailOpen,
+    /// A request answered 503 because its rate-limit call failed and its route fails
+    /// closed.
+    FailClosed,
+}
+
+/// A fact about one request the filter records for the proxy's span and access log
+/// (Envoy: filter state `wasm.<name>`, read by the tracing custom tags and the access
+/// log of `envoy/edge.yaml` as `%FILTER_STATE(wasm.<name>:PLAIN)%`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fact {
+    /// What the filter did: `allowed`, `unauthenticated`, `rate_limited`, `fail_open`,
+    /// `fail_closed` or `error`.
+    Decision,
+    /// Why a request was refused with 401 ([`crate::error::AuthError::reason`]).
+    Reason,
+    /// Whether the bearer token was answered by the verified-token cache: `hit` or `miss`.
+    TokenCache,
+}
+
+impl Fact {
+    /// The property name (the filter-state key without Envoy's `wasm.` prefix).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Decision => "bulwark_decision",
+            Self::Reason => "bulwark_reason",
+            Self::TokenCache => "bulwark_token_cache",
+        }
+    }
 }
 
 /// The proxy, as the flow sees it.
@@ -96,4 +130,8 @@ pub trait Host {
 
     /// Adds one to a counter.
     fn count(&self, counter: Counter);
+
+    /// Records a fact about the request being handled (see [`Fact`]); a host that cannot
+    /// keep it logs why, and the request goes on.
+    fn record(&self, fact: Fact, value: &str);
 }

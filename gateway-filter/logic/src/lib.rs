@@ -40,7 +40,7 @@ pub use config::{ConfigError, FailureMode, GatewayConfig, PluginConfig};
 pub use error::AuthError;
 pub use flow::RequestFlow;
 pub use gateway::{Access, Gateway, RequestHead};
-pub use host::{Action, Counter, Host};
+pub use host::{Action, Counter, Fact, Host};
 pub use jwks::{JwksError, KeyAlgorithm, KeyStore};
 pub use response::LocalResponse;
 pub use verifier::{TokenVerifier, VerifiedClaims};

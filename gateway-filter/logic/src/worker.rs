@@ -603,6 +603,7 @@ impl Worker {
             }),
             None => {
                 host.count(Counter::CalloutFailure);
+                host.count(Counter::JwksFailure);
                 self.record_outcome(host, now_ms, FetchState::Failed);
                 None
             }
@@ -620,6 +621,7 @@ impl Worker {
                     "bulwark gateway: JWKS from cluster {} unchanged",
                     source.cluster
                 );
+                host.count(Counter::JwksRefresh);
                 self.record_outcome(host, fetch.started_at_ms, FetchState::Succeeded);
                 return;
             }
@@ -648,10 +650,12 @@ impl Worker {
                     source.cluster,
                     loaded.store.kids()
                 );
+                host.count(Counter::JwksRefresh);
                 self.record_outcome(host, fetch.started_at_ms, FetchState::Succeeded);
             }
             Err(reason) => {
                 host.count(Counter::CalloutFailure);
+                host.count(Counter::JwksFailure);
                 log::warn!(
                     "bulwark gateway: JWKS fetch from cluster {} failed: {reason}",
                     source.cluster

@@ -94,6 +94,29 @@ impl TokenError {
         }
     }
 
+    /// A short, stable name of the refusal (`expired`, `revoked`, ...) for traces, logs
+    /// and metrics; never carries the token's content.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::NotBearer => "not_bearer",
+            Self::TooLarge { .. } => "too_large",
+            Self::Malformed(_) => "malformed",
+            Self::MissingKid => "missing_kid",
+            Self::UnsupportedAlgorithm(_) => "unsupported_algorithm",
+            Self::AlgorithmMismatch { .. } => "algorithm_mismatch",
+            Self::UnknownKid(_) => "unknown_kid",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::MissingClaim(_) => "missing_claim",
+            Self::InvalidClaim(_) => "invalid_claim",
+            Self::Revoked => "revoked",
+        }
+    }
+
     /// The `kid` to look for in a refreshed JWKS, when that could fix this failure.
     pub fn unknown_kid(&self) -> Option<&str> {
         match self {

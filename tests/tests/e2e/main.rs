@@ -15,3 +15,4 @@ mod metrics;
 mod observability;
 mod support;
 mod through_envoy;
+mod tracing;

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bulwark_gateway_logic::lease::LEASE_SERVICE;
-use bulwark_gateway_logic::{Action, Counter, GatewayConfig, RequestFlow, Worker};
+use bulwark_gateway_logic::{Action, Counter, Fact, GatewayConfig, RequestFlow, Worker};
 use bulwark_proto::ratelimit::v1::LeaseRequest;
 use prost::Message;
 use serde_json::{Value, json};
@@ -288,6 +288,10 @@ fn a_refused_lease_refuses_locally_until_a_quarter_lease_fits() {
                     }
                 }
                 assert_eq!(edge.host.replied(), Some(429));
+                assert_eq!(
+                    edge.host.fact(Fact::Decision).as_deref(),
+                    Some("rate_limited")
+                );
                 break;
             }
         }
@@ -390,6 +394,16 @@ fn losing_the_service_mid_lease_spends_what_is_held_then_fails_as_the_route_says
             }
             None => assert_eq!(edge.host.resumed.get(), 1, "{mode}: let through"),
         }
+        let (decision, counter) = match mode {
+            "closed" => ("fail_closed", Counter::FailClosed),
+            _ => ("fail_open", Counter::FailOpen),
+        };
+        assert_eq!(
+            edge.host.fact(Fact::Decision).as_deref(),
+            Some(decision),
+            "{mode}"
+        );
+        assert_eq!(edge.host.counter(counter), 1, "{mode}");
         // A call that cannot even start is a failure too.
         edge.host.refuse_calls.set(true);
         let (_, action) = edge.bearer(&token);
@@ -842,5 +856,67 @@ fn an_upstreams_own_rate_limit_headers_are_left_as_they_are() {
     assert_eq!(
         edge.host.sent_response_header("ratelimit-limit").as_deref(),
         Some("100")
+    );
+}
+
+#[test]
+fn every_decision_is_recorded_for_the_edge_span_with_the_token_caches_answer() {
+    let key = support::ed25519_a();
+    let proxy = Proxy::new(START_MS);
+    let mut edge = Edge::new(&proxy, limited_config("open", 1024), &key);
+    let service = ModelService::new(leased(100, 20));
+    let token = token_for(&key, USER);
+    let facts = |edge: &Edge| {
+        [Fact::Decision, Fact::Reason, Fact::TokenCache].map(|fact| edge.host.fact(fact))
+    };
+
+    // First sight of the token: verified in full, then allowed once the lease is granted.
+    let (mut flow, action) = edge.bearer(&token);
+    assert_eq!(action, Action::Pause);
+    assert_eq!(
+        facts(&edge),
+        [None, None, Some("miss".to_owned())],
+        "no decision before the lease call is answered"
+    );
+    let call = edge.lease_calls().pop().expect("a lease call");
+    edge.answer(&mut flow, &call, &service);
+    assert_eq!(
+        facts(&edge),
+        [Some("allowed".to_owned()), None, Some("miss".to_owned())]
+    );
+
+    // Again: answered by the cache, allowed from the lease.
+    assert_eq!(edge.bearer(&token).1, Action::Continue);
+    assert_eq!(
+        facts(&edge),
+        [Some("allowed".to_owned()), None, Some("hit".to_owned())]
+    );
+
+    // No token: refused before any cache lookup.
+    edge.send(&[(":path", "/v1/users/me"), (":method", "GET")]);
+    assert_eq!(edge.host.replied(), Some(401));
+    assert_eq!(
+        facts(&edge),
+        [
+            Some("unauthenticated".to_owned()),
+            Some("missing_token".to_owned()),
+            None
+        ]
+    );
+
+    // A forged signature: looked up, missed, verified and refused.
+    // (Not the last character, whose spare bits would make the base64 malformed.)
+    let at = token.len() - 10;
+    let swapped = if &token[at..=at] == "A" { "B" } else { "A" };
+    let forged = format!("{}{swapped}{}", &token[..at], &token[at + 1..]);
+    edge.bearer(&forged);
+    assert_eq!(edge.host.replied(), Some(401));
+    assert_eq!(
+        facts(&edge),
+        [
+            Some("unauthenticated".to_owned()),
+            Some("bad_signature".to_owned()),
+            Some("miss".to_owned())
+        ]
     );
 }

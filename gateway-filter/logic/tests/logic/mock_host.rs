@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bulwark_gateway_logic::{Counter, Host, LocalResponse};
+use bulwark_gateway_logic::{Counter, Fact, Host, LocalResponse};
 use bulwark_proto::envoy::service::ratelimit::v3::rate_limit_response::{
     Code, DescriptorStatus, RateLimit, rate_limit,
 };
@@ -92,6 +92,7 @@ pub struct MockHost {
     pub refuse_calls: Cell<bool>,
     pub source_address: RefCell<Option<String>>,
     counters: RefCell<HashMap<Counter, u32>>,
+    facts: RefCell<HashMap<Fact, String>>,
     next_token: Cell<u32>,
 }
 
@@ -112,6 +113,7 @@ impl MockHost {
             refuse_calls: Cell::new(false),
             source_address: RefCell::new(Some("203.0.113.7:51234".to_owned())),
             counters: RefCell::default(),
+            facts: RefCell::default(),
             next_token: Cell::new(1),
         }
     }
@@ -128,7 +130,13 @@ impl MockHost {
         self.response_headers.borrow_mut().clear();
         self.upstream_response_headers.borrow_mut().clear();
         self.replies.borrow_mut().clear();
+        self.facts.borrow_mut().clear();
         self.resumed.set(0);
+    }
+
+    /// The value last recorded for `fact`, if any.
+    pub fn fact(&self, fact: Fact) -> Option<String> {
+        self.facts.borrow().get(&fact).cloned()
     }
 
     pub fn counter(&self, counter: Counter) -> u32 {
@@ -306,6 +314,10 @@ impl Host for MockHost {
 
     fn count(&self, counter: Counter) {
         *self.counters.borrow_mut().entry(counter).or_default() += 1;
+    }
+
+    fn record(&self, fact: Fact, value: &str) {
+        self.facts.borrow_mut().insert(fact, value.to_owned());
     }
 }
 

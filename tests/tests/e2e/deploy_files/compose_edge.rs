@@ -39,6 +39,12 @@ fn compose_values(descriptor: &str, wasm: &str) -> Vec<(String, String)> {
         ("DESCRIPTOR", descriptor.to_owned()),
         ("WASM", wasm.to_owned()),
         ("CORS_ORIGIN_REGEX", CORS_ORIGIN_REGEX.to_owned()),
+        // No collector in the Compose file: the edge starts no sampled trace (a client's
+        // sampled traceparent is still followed). Point OTLP_HOST/OTLP_PORT at a
+        // collector and set TRACE_SAMPLING to 100 to trace.
+        ("OTLP_HOST", "127.0.0.1".to_owned()),
+        ("OTLP_PORT", "4317".to_owned()),
+        ("TRACE_SAMPLING", "0".to_owned()),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value))
