@@ -1,6 +1,7 @@
 //! A real Prometheus (the Debian package's binary) scraping a test's mesh, configured
 //! from the same template production starts from (`observability/prometheus/prometheus.yml`)
-//! with the recording and alerting rules of `observability/prometheus/rules.yml`.
+//! with the recording and alerting rules of `observability/prometheus/rules.yml` and the
+//! SLOs of `observability/prometheus/slo.yml`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,8 +25,15 @@ const INSTALL_HINT: &str = "`deploy/local/mesh test` (or `deploy/local/mesh up`)
 
 /// The scrape configuration template, relative to the workspace root.
 pub const CONFIG_TEMPLATE: &str = "observability/prometheus/prometheus.yml";
-/// The rules file, relative to the workspace root.
-pub const RULES: &str = "observability/prometheus/rules.yml";
+/// The directory of the rule files, relative to the workspace root.
+pub const RULES_DIR: &str = "observability/prometheus";
+/// The rule files the template loads, relative to the workspace root.
+pub const RULE_FILES: [&str; 2] = [
+    "observability/prometheus/rules.yml",
+    "observability/prometheus/slo.yml",
+];
+/// The `promtool test rules` unit tests of the rules, relative to the workspace root.
+pub const RULE_TESTS_DIR: &str = "observability/prometheus/tests";
 
 /// A running Prometheus; dropping it kills the process.
 #[derive(Debug)]
@@ -75,7 +83,7 @@ pub fn render_config(template: &str, values: &[(&str, String)]) -> anyhow::Resul
 }
 
 /// The template's values for a mesh started with `.all_services().envoy()`: every
-/// service's admin address, Envoy's admin address, the rules file and the interval.
+/// service's admin address, Envoy's admin address, the rules directory and the interval.
 ///
 /// # Panics
 /// If the mesh lacks a service or Envoy (a mistake in the test itself).
@@ -86,7 +94,10 @@ pub fn config_values(mesh: &Mesh, scrape_interval: Duration) -> Vec<(&'static st
             "SCRAPE_INTERVAL",
             format!("{}ms", scrape_interval.as_millis()),
         ),
-        ("RULES", workspace_root().join(RULES).display().to_string()),
+        (
+            "RULES_DIR",
+            workspace_root().join(RULES_DIR).display().to_string(),
+        ),
         ("ENVOY_ADMIN", address(mesh.envoy().admin_url(""))),
     ];
     for kind in ServiceKind::EVERY {

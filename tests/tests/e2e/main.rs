@@ -11,6 +11,7 @@ mod faults;
 mod gateway;
 mod health;
 mod mail;
+mod mesh_command;
 mod metrics;
 mod observability;
 mod support;

@@ -88,32 +88,44 @@ fn grafana_variables(expr: &str) -> String {
         .replace("$__range", "1h")
 }
 
-/// Every recording and alerting rule's `expr` in rules.yml.
+/// Every recording and alerting rule's `expr` in every rule file the template loads.
 fn rule_expressions() -> Vec<Expression> {
-    let path = workspace_root().join(prometheus::RULES);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
-    let rules: Value = serde_yaml_ng::from_str(&text)
-        .unwrap_or_else(|err| panic!("{} is not YAML: {err}", path.display()));
     let mut expressions = Vec::new();
-    for group in rules["groups"].as_array().into_iter().flatten() {
-        for rule in group["rules"].as_array().into_iter().flatten() {
-            let name = rule["record"]
-                .as_str()
-                .map(|record| format!("recording rule {record}"))
-                .or_else(|| rule["alert"].as_str().map(|alert| format!("alert {alert}")))
-                .unwrap_or_else(|| "a rule without record or alert".to_owned());
-            let expr = rule["expr"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{name} in rules.yml has no expr"));
-            expressions.push(Expression {
-                origin: format!("rules.yml group {}, {name}", group["name"]),
-                expr: expr.to_owned(),
-            });
+    for file in prometheus::RULE_FILES {
+        let path = workspace_root().join(file);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
+        let rules: Value = serde_yaml_ng::from_str(&text)
+            .unwrap_or_else(|err| panic!("{} is not YAML: {err}", path.display()));
+        let before = expressions.len();
+        for group in rules["groups"].as_array().into_iter().flatten() {
+            for rule in group["rules"].as_array().into_iter().flatten() {
+                let name = rule["record"]
+                    .as_str()
+                    .map(|record| format!("recording rule {record}"))
+                    .or_else(|| rule["alert"].as_str().map(|alert| format!("alert {alert}")))
+                    .unwrap_or_else(|| "a rule without record or alert".to_owned());
+                let expr = rule["expr"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{name} in {file} has no expr"));
+                expressions.push(Expression {
+                    origin: format!("{file} group {}, {name}", group["name"]),
+                    expr: expr.to_owned(),
+                });
+            }
         }
+        assert!(expressions.len() > before, "{file} holds no rule");
     }
-    assert!(!expressions.is_empty(), "rules.yml holds no rule");
     expressions
+}
+
+/// `promtool check rules` on every rule file the template loads.
+fn check_rule_files() {
+    for file in prometheus::RULE_FILES {
+        let path = workspace_root().join(file);
+        prometheus::promtool(&["check", "rules", &path.display().to_string()])
+            .unwrap_or_else(|err| panic!("{err:#}"));
+    }
 }
 
 /// POSTs a JSON body through the edge; the status and the body text.
@@ -145,8 +157,9 @@ async fn register(mesh: &Mesh) -> (String, String) {
     (email, password)
 }
 
-/// Logs in, reads /me with the token, and fails a login with a wrong password (an
-/// error in Auth's and Identity's RPC series, a 4xx at the edge), all through the edge.
+/// Logs in, reads /me with the token and without one (a 401 of the gateway filter), and
+/// fails a login with a wrong password (an error in Auth's and Identity's RPC series, a
+/// 4xx at the edge), all through the edge.
 async fn log_in_read_me_and_fail_a_login(mesh: &Mesh, email: &str, password: &str) {
     let credentials = serde_json::json!({ "email": email, "password": password });
     let (status, text) = post_json(mesh, "/v1/auth/login", credentials).await;
@@ -174,6 +187,19 @@ async fn log_in_read_me_and_fail_a_login(mesh: &Mesh, email: &str, password: &st
         status,
         StatusCode::OK,
         "GET /v1/users/me with the token: {text}"
+    );
+
+    // No token: the gateway filter answers 401 itself (its unauthenticated counter).
+    let response = mesh
+        .http()
+        .get(mesh.edge_url("/v1/users/me"))
+        .send()
+        .await
+        .expect("GET /v1/users/me without a token");
+    assert_eq!(
+        response.status(),
+        StatusCode::UNAUTHORIZED,
+        "GET /v1/users/me without a token"
     );
 
     let wrong = serde_json::json!({ "email": email, "password": "not-the-password-1" });
@@ -229,6 +255,17 @@ fn require_each(
             problems.join(", "),
             Value::from(samples.to_vec())
         ))
+    }
+}
+
+/// Exactly one series, whose value `check` accepts.
+fn one_value(samples: &[Value], check: impl Fn(f64) -> bool) -> Result<(), String> {
+    match samples {
+        [sample] if check(value(sample)) => Ok(()),
+        _ => Err(format!(
+            "expected one series with an acceptable value: {}",
+            Value::from(samples.to_vec())
+        )),
     }
 }
 
@@ -337,14 +374,57 @@ fn expectations() -> Vec<Expectation> {
             why: "rules.yml is loaded and its recording rules evaluate over the scraped series",
             check: |s| require_each(s, "function", &["Login"], |v| v > 0.0),
         },
+        Expectation {
+            expr: "rate(bulwark_gateway_allowed[5m])",
+            why: "the gateway filter admitted the logins and /me (edge \"Gateway filter decisions\")",
+            check: |s| one_value(s, |v| v > 0.0),
+        },
+        Expectation {
+            expr: "rate(bulwark_gateway_unauthenticated[5m])",
+            why: "the filter answered /me without a token with 401 (edge \"Gateway filter decisions\")",
+            check: |s| one_value(s, |v| v > 0.0),
+        },
+        Expectation {
+            expr: "bulwark_gateway_jwks_refreshes",
+            why: "the filter fetched the JWKS at least once before it verified a token (edge \"JWKS refreshes and failures\")",
+            check: |s| one_value(s, |v| v >= 1.0),
+        },
+        Expectation {
+            expr: r#"sum by (envoy_cluster_name, envoy_response_code_class) (rate(envoy_cluster_upstream_rq_xx{envoy_cluster_name=~"identity|auth|authz|audit"}[5m]))"#,
+            why: "registration and /me went to identity, logins to auth (edge \"Requests by route and status class\")",
+            check: |s| require_each(s, "envoy_cluster_name", &["identity", "auth"], |v| v > 0.0),
+        },
+        Expectation {
+            expr: r#"histogram_quantile(0.95, sum by (le) (rate(envoy_http_downstream_rq_time_bucket{envoy_http_conn_manager_prefix="edge"}[5m])))"#,
+            why: "the edge's latency histogram has the burst's requests (edge \"Edge latency\")",
+            check: |s| one_value(s, |v| v.is_finite() && v > 0.0),
+        },
+        Expectation {
+            expr: r#"sum by (domain, descriptor, decision) (rate(ratelimit_decisions_total{service="ratelimit", descriptor="route=/v1/auth/login;client_ip"}[5m]))"#,
+            why: "the logins were counted against the per-address login limit (rate limiter \"Decisions by limit\", its login row)",
+            check: |s| require_each(s, "decision", &["ok"], |v| v > 0.0),
+        },
+        Expectation {
+            expr: r#"histogram_quantile(0.95, sum by (le) (rate(ratelimit_redis_duration_seconds_bucket{service="ratelimit"}[5m])))"#,
+            why: "each decision timed its Redis work (rate limiter \"Redis latency per decision\")",
+            check: |s| one_value(s, |v| v.is_finite() && v > 0.0),
+        },
+        Expectation {
+            expr: r#"slo:sli_error:ratio_rate5m{slo="auth-latency"}"#,
+            why: "slo.yml is loaded and Auth's latency SLI (calls over the le=\"0.1\" bucket) evaluates over the scraped series",
+            check: |s| one_value(s, |v| (0.0..=1.0).contains(&v)),
+        },
+        Expectation {
+            expr: r#"slo:sli_error:ratio_rate5m{slo="edge-availability"}"#,
+            why: "slo.yml is loaded and the edge's 5xx ratio evaluates over the scraped series (no 5xx in the traffic)",
+            check: |s| one_value(s, |v| v == 0.0),
+        },
     ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboards_and_rules_query_real_prometheus() {
-    let rules_path = workspace_root().join(prometheus::RULES);
-    prometheus::promtool(&["check", "rules", &rules_path.display().to_string()])
-        .unwrap_or_else(|err| panic!("{err:#}"));
+    check_rule_files();
 
     let mesh = Mesh::builder()
         .all_services()
@@ -410,6 +490,36 @@ async fn dashboards_and_rules_query_real_prometheus() {
         )
         .await
         .unwrap_or_else(|err| panic!("{err:#}"));
+    }
+}
+
+/// The SLO burn-rate alerts against synthetic series (`promtool test rules`): each fires
+/// when its budget burns as fast as its windows say, and stays silent within budget, with
+/// no traffic, and after a burn has stopped. The cases are in
+/// observability/prometheus/tests/, beside the rules.
+#[test]
+fn slo_alerts_fire_when_the_budget_burns_and_stay_silent_otherwise() {
+    check_rule_files();
+    let dir = workspace_root().join(prometheus::RULE_TESTS_DIR);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()))
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yml"))
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "no promtool rule tests in {}",
+        dir.display()
+    );
+    for file in files {
+        let output = prometheus::promtool(&["test", "rules", &file.display().to_string()])
+            .unwrap_or_else(|err| panic!("{err:#}"));
+        assert!(
+            output.contains("SUCCESS"),
+            "promtool test rules {}: {output}",
+            file.display()
+        );
     }
 }
 
