@@ -355,7 +355,7 @@ fn check_admin_exposed(
     let limit = restart
         .and_then(|r| attribute(r, "limit"))
         .and_then(|l| l.parse::<u32>().ok());
-    if !limit.is_some_and(|limit| limit > 0) {
+    if limit.is_none_or(|limit| limit == 0) {
         problems.push(format!(
             "{name}: the /ready check has no check_restart with a limit ({CHECK_RESTART_DOC})"
         ));
@@ -373,7 +373,7 @@ fn check_shutdown(
     problems: &mut Problems,
 ) {
     let delay = attribute(group, "shutdown_delay").and_then(|d| duration_ms(&d));
-    if !delay.is_some_and(|delay| delay > 0) {
+    if delay.is_none_or(|delay| delay == 0) {
         problems.push(format!(
             "{name}: no group shutdown_delay, so callers still pick an instance that is \
              already stopping ({SHUTDOWN_DELAY_DOC})"
