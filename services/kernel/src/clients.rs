@@ -207,6 +207,9 @@ impl CallPolicy {
 pub struct ServiceClients {
     config: ClientsConfig,
     tokens: Option<Arc<ServiceTokens>>,
+    /// The services a client was built for, with their endpoints: what the service
+    /// calls, and so the upstreams its Connect sidecar needs.
+    used: Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, String>>>,
 }
 
 impl ServiceClients {
@@ -215,7 +218,17 @@ impl ServiceClients {
         Self {
             config,
             tokens: None,
+            used: Arc::default(),
         }
+    }
+
+    /// `(service, endpoint)` of every client built so far (the service account's
+    /// channel to Auth included).
+    pub fn used(&self) -> Vec<(&'static str, String)> {
+        self.used
+            .lock()
+            .map(|used| used.iter().map(|(k, v)| (*k, v.clone())).collect())
+            .unwrap_or_default()
     }
 
     /// Clients whose calls carry the service account's token, obtained from the Auth
@@ -279,6 +292,9 @@ impl ServiceClients {
         endpoint: Option<&String>,
     ) -> Result<Channel, ClientError> {
         let endpoint = endpoint.ok_or(ClientError::NotConfigured { service })?;
+        if let Ok(mut used) = self.used.lock() {
+            used.insert(service, endpoint.clone());
+        }
         Ok(Endpoint::from_shared(endpoint.clone())
             .map_err(|source| ClientError::Endpoint {
                 service,

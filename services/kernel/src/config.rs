@@ -379,6 +379,20 @@ impl KernelConfig {
         ] {
             if let Some(endpoint) = endpoint {
                 validate_http_url(key, endpoint)?;
+                // Registered with Consul, a loopback client is a sidecar upstream; one
+                // in the agent's sidecar range collides with some sidecar's listener.
+                if self.consul.address.is_some()
+                    && let Some(port) = crate::consul::loopback_port(endpoint)
+                    && crate::consul::AGENT_SIDECAR_PORTS.contains(&port)
+                {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "port {port} lies in the Consul agent's sidecar range 21000-21255; \
+                             bind the upstream elsewhere (consul/README.md)"
+                        ),
+                    ));
+                }
             }
         }
         positive("clients.timeout_ms", self.clients.timeout_ms)?;
@@ -650,6 +664,22 @@ mod tests {
                 "{var}={value}: key {key} not named in: {text}"
             );
         }
+    }
+
+    #[test]
+    fn with_consul_a_client_upstream_in_the_agents_sidecar_range_is_refused() {
+        let consul = ("CONSUL__ADDRESS", "http://127.0.0.1:8500");
+        let text = error_text(load(
+            None,
+            &[consul, ("CLIENTS__AUTH", "http://127.0.0.1:21052")],
+        ));
+        assert!(
+            text.contains("clients.auth") && text.contains("21000-21255"),
+            "an upstream port in the sidecar range was not refused: {text}"
+        );
+        assert!(load(None, &[consul, ("CLIENTS__AUTH", "http://127.0.0.1:18152")]).is_ok());
+        // Without Consul the port is an ordinary one.
+        assert!(load(None, &[("CLIENTS__AUTH", "http://127.0.0.1:21052")]).is_ok());
     }
 
     #[test]

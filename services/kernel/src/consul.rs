@@ -1,7 +1,15 @@
 //! Consul registration and discovery over the agent's documented HTTP API: the service
-//! registers itself with an HTTP check on `/ready` and a Connect sidecar at start, and
-//! deregisters during shutdown; healthy instances of other services are listed from
-//! the health endpoint.
+//! registers itself with an HTTP check on `/ready` and a Connect sidecar whose upstreams
+//! are the services its clients call, and deregisters during shutdown; healthy
+//! instances of other services are listed from the health endpoint.
+//!
+//! The registration follows Consul's service definition
+//! (<https://developer.hashicorp.com/consul/docs/services/configuration/services-configuration-reference>)
+//! and its sidecar registration
+//! (<https://developer.hashicorp.com/consul/docs/connect/proxies/deploy-sidecar-services>):
+//! an empty service address makes the agent advertise its node's address, which the
+//! sidecar inherits, so that proxies on other nodes can reach it; a loopback address
+//! there would make them dial themselves.
 //!
 //! A thin client on purpose: `rs-consul` registers through the catalog API only (no
 //! agent registration with a Connect sidecar) and the `consul` crate is blocking.
@@ -20,7 +28,9 @@ pub struct ConsulConfig {
     /// ACL token sent as `X-Consul-Token`.
     #[serde(serialize_with = "serialize_token")]
     pub token: Option<SecretString>,
-    /// Address other services should dial (defaults to the gRPC listen address).
+    /// Address other nodes' proxies dial for this instance's sidecar. Unset, the
+    /// registration leaves it empty and the agent uses its node's address; never the
+    /// gRPC listen address, which is loopback (only the sidecar reaches the service).
     pub service_address: Option<String>,
 }
 
@@ -77,19 +87,97 @@ pub struct Check {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct Connect {
-    /// An empty object asks the agent for a sidecar with default settings.
-    pub sidecar_service: serde_json::Map<String, serde_json::Value>,
+    /// The sidecar the agent registers with the service (its port comes from the
+    /// agent's sidecar range, 21000-21255).
+    pub sidecar_service: SidecarService,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct SidecarService {
+    pub proxy: Proxy,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Proxy {
+    pub upstreams: Vec<Upstream>,
+}
+
+/// A service the sidecar makes reachable on a local port of this node.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Upstream {
+    pub destination_name: String,
+    pub local_bind_address: String,
+    pub local_bind_port: u16,
+}
+
+/// The ports a Consul agent hands out to sidecars by default (`sidecar_min_port`,
+/// `sidecar_max_port`; <https://developer.hashicorp.com/consul/docs/install/ports>):
+/// an upstream bound there collides with some sidecar's public listener.
+pub const AGENT_SIDECAR_PORTS: std::ops::RangeInclusive<u16> = 21000..=21255;
+
+/// The upstreams of `service`'s sidecar: one for each client it uses (`clients.<name>`,
+/// as `(name, endpoint)`) that points at a loopback port, where the sidecar listens
+/// for it. A client of the service itself is a call to its own listener, and a client
+/// on another host bypasses the mesh; neither is an upstream.
+pub fn upstreams<'a>(
+    service: &str,
+    clients: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<Upstream> {
+    let mut upstreams: Vec<Upstream> = clients
+        .into_iter()
+        .filter(|(name, _)| *name != service)
+        .filter_map(|(name, endpoint)| {
+            let port = loopback_port(endpoint);
+            if port.is_none() {
+                tracing::warn!(
+                    client = name,
+                    endpoint,
+                    "clients.{name} is not a loopback port of a Connect upstream: its calls \
+                     bypass the sidecar"
+                );
+            }
+            Some(Upstream {
+                destination_name: name.to_owned(),
+                local_bind_address: "127.0.0.1".to_owned(),
+                local_bind_port: port?,
+            })
+        })
+        .collect();
+    upstreams.sort_by(|a, b| a.destination_name.cmp(&b.destination_name));
+    upstreams.dedup();
+    upstreams
+}
+
+/// The port of an `http://127.0.0.1:<port>` (or `localhost`) endpoint.
+pub fn loopback_port(endpoint: &str) -> Option<u16> {
+    let authority = endpoint.strip_prefix("http://")?.trim_end_matches('/');
+    let (host, port) = authority.rsplit_once(':')?;
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+        .then(|| port.parse().ok())
+        .flatten()
 }
 
 impl Registration {
-    /// The registration of one instance: gRPC address and port, `/ready` as its check.
-    pub fn new(service: &str, grpc: SocketAddr, admin: SocketAddr, address: Option<&str>) -> Self {
-        let address = address.map_or_else(|| grpc.ip().to_string(), str::to_owned);
+    /// The registration of one instance: its gRPC port (dialled by its sidecar on
+    /// loopback), the address other nodes reach it at (empty: the agent's node
+    /// address), `/ready` as its check and a sidecar with `upstreams`.
+    pub fn new(
+        service: &str,
+        grpc: SocketAddr,
+        admin: SocketAddr,
+        address: Option<&str>,
+        upstreams: Vec<Upstream>,
+    ) -> Self {
+        let address = address.unwrap_or_default().to_owned();
         let mut meta = std::collections::BTreeMap::new();
         meta.insert("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned());
         meta.insert("admin_port".to_owned(), admin.port().to_string());
         Self {
-            id: format!("{service}-{address}-{}", grpc.port()),
+            // Unique on the agent: one node has one listener per port.
+            id: format!("{service}-{}", grpc.port()),
             name: service.to_owned(),
             tags: vec!["bulwark".to_owned(), "grpc".to_owned()],
             address,
@@ -102,7 +190,9 @@ impl Registration {
                 deregister_critical_service_after: "1m".to_owned(),
             },
             connect: Connect {
-                sidecar_service: serde_json::Map::new(),
+                sidecar_service: SidecarService {
+                    proxy: Proxy { upstreams },
+                },
             },
         }
     }
@@ -318,7 +408,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn registration_carries_ready_check_sidecar_and_token_then_deregisters() {
+    async fn registration_carries_ready_check_sidecar_with_upstreams_and_token_then_deregisters() {
         let (address, seen) = fake_agent().await;
         let agent = ConsulAgent::new(&address, Some(SecretString::from("s3cret")));
         let registration = Registration::new(
@@ -326,6 +416,13 @@ mod tests {
             "127.0.0.1:50051".parse().unwrap_or_else(|_| panic!()),
             "127.0.0.1:9101".parse().unwrap_or_else(|_| panic!()),
             None,
+            upstreams(
+                "identity",
+                [
+                    ("auth", "http://127.0.0.1:18152"),
+                    ("audit", "http://127.0.0.1:18154/"),
+                ],
+            ),
         );
         agent
             .register(&registration)
@@ -343,12 +440,51 @@ mod tests {
         assert_eq!(query.as_deref(), Some("replace-existing-checks=true"));
         assert_eq!(token.as_deref(), Some("s3cret"));
         assert_eq!(body["Name"], "identity");
-        assert_eq!(body["ID"], "identity-127.0.0.1-50051");
+        assert_eq!(body["ID"], "identity-50051");
+        // Empty: the agent advertises its node's address, never the loopback listener.
+        assert_eq!(body["Address"], "");
         assert_eq!(body["Port"], 50051);
         assert_eq!(body["Check"]["HTTP"], "http://127.0.0.1:9101/ready");
         assert_eq!(body["Check"]["DeregisterCriticalServiceAfter"], "1m");
-        assert_eq!(body["Connect"]["SidecarService"], serde_json::json!({}));
-        assert_eq!(seen[1].0, "deregister identity-127.0.0.1-50051");
+        assert_eq!(
+            body["Connect"]["SidecarService"]["Proxy"]["Upstreams"],
+            serde_json::json!([
+                {"DestinationName": "audit", "LocalBindAddress": "127.0.0.1", "LocalBindPort": 18154},
+                {"DestinationName": "auth", "LocalBindAddress": "127.0.0.1", "LocalBindPort": 18152},
+            ])
+        );
+        assert_eq!(seen[1].0, "deregister identity-50051");
+    }
+
+    #[test]
+    fn a_configured_address_is_advertised_and_only_loopback_clients_of_others_are_upstreams() {
+        let registration = Registration::new(
+            "auth",
+            "0.0.0.0:50052".parse().unwrap_or_else(|_| panic!()),
+            "127.0.0.1:9102".parse().unwrap_or_else(|_| panic!()),
+            Some("10.0.0.7"),
+            upstreams(
+                "auth",
+                [
+                    // Auth's own service account asks its own listener: no upstream.
+                    ("auth", "http://127.0.0.1:50052"),
+                    ("identity", "http://localhost:18251"),
+                    // Another host bypasses the mesh: not an upstream.
+                    ("authz", "http://authz.internal:50053"),
+                    ("audit", "http://127.0.0.1:18254"),
+                ],
+            ),
+        );
+        assert_eq!(registration.address, "10.0.0.7");
+        let bound: Vec<(&str, u16)> = registration
+            .connect
+            .sidecar_service
+            .proxy
+            .upstreams
+            .iter()
+            .map(|u| (u.destination_name.as_str(), u.local_bind_port))
+            .collect();
+        assert_eq!(bound, vec![("audit", 18254), ("identity", 18251)]);
     }
 
     #[tokio::test]

@@ -234,11 +234,19 @@ impl Kernel {
     fn register_with_consul(&self, address: &str, grpc: SocketAddr, admin: SocketAddr) {
         let config = &self.config().consul;
         let agent = ConsulAgent::new(address, config.token.clone());
+        let service = &self.config().service.name;
+        let used = self.clients.used();
+        let upstreams = crate::consul::upstreams(
+            service,
+            used.iter()
+                .map(|(name, endpoint)| (*name, endpoint.as_str())),
+        );
         let registration = Registration::new(
-            &self.config().service.name,
+            service,
             grpc,
             admin,
             config.service_address.as_deref(),
+            upstreams,
         );
         let id = registration.id.clone();
         let errors = self.errors.clone();

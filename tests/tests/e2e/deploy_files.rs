@@ -2,7 +2,7 @@
 //! engine, no Nomad, no Consul): the Compose file, its Envoy configuration, the Nomad
 //! job and the Dockerfile. They are checked against each other, against the
 //! configuration keys the kernel really reads and the services' default ports; the
-//! Compose edge configuration also by the real Envoy (`--mode validate`).
+//! Compose and mesh edge configurations also by the real Envoy (`--mode validate`).
 
 /// The one service that creates the bootstrap admin from `admin_password` and so needs
 /// it (`ServiceSpec::reading_admin_password` in `services/identity/src/lib.rs`); the
@@ -61,6 +61,7 @@ pub fn limits_file(service: &str) -> Option<LimitsFile> {
 mod compose;
 mod compose_edge;
 mod dockerfile;
+mod edge_mesh;
 mod nomad;
 
 use std::fmt::{Debug, Display};
@@ -243,11 +244,6 @@ fn check_env_key(kernel: &Value, service: &str, env_key: &str) -> Result<(), Str
              section {service} reads (services/{service}/src)"
         )),
     }
-}
-
-/// The port of `host:port`.
-fn port_of(address: &str) -> Option<u16> {
-    address.rsplit_once(':')?.1.parse().ok()
 }
 
 /// What is wrong with one file, collected so that a failure lists everything at once.

@@ -1,7 +1,8 @@
 //! `deploy/compose/compose.yaml`: every service, its settings, files and dependencies
-//! (the limits files of the rate-limit service and Audit among them), and the service
-//! accounts, bootstrap admin and Audit's checkpoint key, whose secrets the user must
-//! supply.
+//! (the limits files of the rate-limit service and Audit among them), health checks
+//! (Postgres asked over TCP, the edge's Envoy on its admin `/ready`), pinned images, and
+//! the database roles, service accounts, bootstrap admin and Audit's checkpoint key,
+//! whose secrets the user must supply.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -15,11 +16,20 @@ use super::{
 };
 use serde_json::{Map, Value};
 
-use super::{CORE, EDGE_PORT, EVERY, Problems, check_env_key, kernel_keys, read, spec};
+use super::{
+    CORE, EDGE_ADMIN_PORT, EDGE_PORT, EVERY, Problems, check_env_key, kernel_keys, read, spec,
+};
 
 const COMPOSE: &str = "deploy/compose/compose.yaml";
 const DOCKERFILE: &str = "deploy/docker/Dockerfile";
-const POSTGRES_INIT: &str = "deploy/compose/postgres-init.sql";
+const POSTGRES_INIT: &str = "deploy/compose/postgres-init.sh";
+const INTERPOLATION_DOC: &str =
+    "https://docs.docker.com/compose/how-tos/environment-variables/variable-interpolation/";
+const HEALTHCHECK_DOC: &str =
+    "https://docs.docker.com/reference/compose-file/services/#healthcheck";
+/// The Postgres image runs its init scripts against a temporary server that listens on
+/// the Unix socket only; over TCP `pg_isready` answers once the real server is up.
+const POSTGRES_IMAGE_DOC: &str = "https://hub.docker.com/_/postgres (Initialization scripts)";
 
 fn compose_dir() -> PathBuf {
     workspace_root().join("deploy/compose")
@@ -65,27 +75,61 @@ fn bind_mounts(service: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `(role, password)` of each `CREATE ROLE <role> LOGIN PASSWORD '<password>'` and
-/// `(schema, owner)` of each `CREATE SCHEMA <schema> AUTHORIZATION <owner>`.
+/// The database roles of `postgres-init.sh`: `role -> environment variable` of each
+/// `CREATE ROLE <role> LOGIN PASSWORD :'<psql variable>'` whose psql variable is set
+/// with `-v <variable>="${<ENV>:?}"`, and `(schema, owner)` of each
+/// `CREATE SCHEMA <schema> AUTHORIZATION <owner>`.
 fn postgres_init() -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let text = read(POSTGRES_INIT);
+    let psql_variables: BTreeMap<String, String> = text
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.trim().strip_prefix("-v ")?.split_once('=')?;
+            // The value is the first word: a `\` or the heredoc may follow it.
+            let env = value
+                .split_whitespace()
+                .next()?
+                .trim_matches('"')
+                .strip_prefix("${")?
+                .strip_suffix(":?}")?;
+            Some((name.to_owned(), env.to_owned()))
+        })
+        .collect();
     let mut roles = BTreeMap::new();
     let mut schemas = BTreeMap::new();
-    for statement in read(POSTGRES_INIT).split(';') {
+    for statement in text.split(';') {
         let words: Vec<&str> = statement
             .lines()
-            .filter(|line| !line.trim_start().starts_with("--"))
+            .filter(|line| !line.trim_start().starts_with('#'))
             .flat_map(str::split_whitespace)
             .collect();
         match words.as_slice() {
-            ["CREATE", "ROLE", role, "LOGIN", "PASSWORD", password] => {
-                roles.insert((*role).to_owned(), password.trim_matches('\'').to_owned());
+            [.., "CREATE", "ROLE", role, "LOGIN", "PASSWORD", password] => {
+                let variable = password
+                    .strip_prefix(":'")
+                    .and_then(|v| v.strip_suffix('\''))
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{POSTGRES_INIT}: {role}'s password {password} is written in the file"
+                        )
+                    });
+                let env = psql_variables.get(variable).unwrap_or_else(|| {
+                    panic!(
+                        "{POSTGRES_INIT}: psql variable {variable} is not set from the environment"
+                    )
+                });
+                roles.insert((*role).to_owned(), env.clone());
             }
-            ["CREATE", "SCHEMA", schema, "AUTHORIZATION", owner] => {
+            [.., "CREATE", "SCHEMA", schema, "AUTHORIZATION", owner] => {
                 schemas.insert((*schema).to_owned(), (*owner).to_owned());
             }
             _ => {}
         }
     }
+    assert!(
+        roles.len() >= 8,
+        "{POSTGRES_INIT}: found only the roles {roles:?}"
+    );
     (roles, schemas)
 }
 
@@ -172,23 +216,52 @@ fn check_service(name: &str, service: &Value, kernel: &Value, problems: &mut Pro
     }
 }
 
+/// A database URL `postgres://<role>:${VARIABLE:?...}@postgres:5432/bulwark` whose
+/// password is the variable `role` was created with (`roles`), which Postgres is given
+/// too (`postgres_env`); no password is written in the file.
+fn check_url(
+    what: &str,
+    url: Option<String>,
+    (role, roles, postgres_env): (&str, &BTreeMap<String, String>, &BTreeMap<String, String>),
+    problems: &mut Problems,
+) {
+    let expected = roles.get(role).map(String::as_str);
+    let variable = url.as_deref().and_then(|url| {
+        let password = url
+            .strip_prefix(&format!("postgres://{role}:"))?
+            .strip_suffix("@postgres:5432/bulwark")?;
+        required_variable(password)
+    });
+    problems.expect(
+        format_args!("{what}: the variable of {role}'s password in the URL ({INTERPOLATION_DOC})"),
+        variable,
+        expected,
+    );
+    problems.expect(
+        format_args!(
+            "postgres: {} (read by {POSTGRES_INIT})",
+            expected.unwrap_or("?")
+        ),
+        expected
+            .and_then(|variable| postgres_env.get(variable))
+            .and_then(|value| required_variable(value)),
+        expected,
+    );
+}
+
 /// A core service runs as `<svc>_svc`, which owns nothing, after its `<svc>-migrate`
 /// job applied the migrations as `<svc>_owner`, the owner of schema `<svc>`; only the
 /// job gets the owner's URL.
 fn check_database(name: &str, services: &Map<String, Value>, problems: &mut Problems) {
     let (roles, schemas) = postgres_init();
     let (runtime, owner) = (format!("{name}_svc"), format!("{name}_owner"));
-    let url = |role: &str| {
-        let password = roles
-            .get(role)
-            .map_or("<no such role in postgres-init.sql>", String::as_str);
-        format!("postgres://{role}:{password}@postgres:5432/bulwark")
-    };
+    let postgres_env = env_of(&services["postgres"]);
     let service = &services[name];
-    problems.expect(
-        format_args!("{name}: BULWARK_DATABASE__URL"),
+    check_url(
+        &format!("{name}: BULWARK_DATABASE__URL"),
         env_of(service).get("BULWARK_DATABASE__URL").cloned(),
-        Some(url(&runtime)),
+        (&runtime, &roles, &postgres_env),
+        problems,
     );
     if env_of(service).contains_key("BULWARK_DATABASE__OWNER_URL") {
         problems.push(format!("{name} is given the schema owner's URL"));
@@ -213,10 +286,11 @@ fn check_database(name: &str, services: &Map<String, Value>, problems: &mut Prob
         &serde_json::json!([format!("bulwark-{name}"), "migrate"]),
     );
     let env = env_of(migrate);
-    problems.expect(
-        format_args!("{job}: BULWARK_DATABASE__OWNER_URL"),
+    check_url(
+        &format!("{job}: BULWARK_DATABASE__OWNER_URL"),
         env.get("BULWARK_DATABASE__OWNER_URL").cloned(),
-        Some(url(&owner)),
+        (&owner, &roles, &postgres_env),
+        problems,
     );
     // The job reads only the runtime role's name from BULWARK_DATABASE__URL.
     let runtime_user = env
@@ -493,6 +567,78 @@ fn check_edge(edge: &Value, problems: &mut Problems) {
     }
 }
 
+/// The image of every service names a release (never `latest`, never a bare major),
+/// and Bulwark's own images default to the workspace's version.
+fn check_images(services: &Map<String, Value>, problems: &mut Problems) {
+    let manifest = read("Cargo.toml");
+    let version = manifest
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("version = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("Cargo.toml: no workspace version"));
+    for (name, service) in services {
+        let image = service["image"].as_str().unwrap_or_default();
+        let Some((repository, tag)) = image.split_once(':') else {
+            problems.push(format!("{name}: image {image:?} has no tag"));
+            continue;
+        };
+        let tag = if repository.starts_with("bulwark") {
+            let default = tag
+                .strip_prefix("${BULWARK_VERSION:-")
+                .and_then(|t| t.strip_suffix('}'));
+            problems.expect(
+                format_args!("{name}: the default tag of {repository} (${{BULWARK_VERSION:-...}})"),
+                default,
+                Some(version),
+            );
+            default.unwrap_or_default()
+        } else {
+            tag
+        };
+        if tag == "latest" || !tag.contains('.') {
+            problems.push(format!(
+                "{name}: image {image:?} is not pinned to a release (major.minor at least)"
+            ));
+        }
+    }
+}
+
+/// Postgres is healthy when its real server answers over TCP, the superuser's password
+/// is required from the user, and the edge is healthy when Envoy's admin `/ready` says so.
+fn check_health(services: &Map<String, Value>, problems: &mut Problems) {
+    let postgres = &services["postgres"];
+    let test: Vec<&str> = postgres["healthcheck"]["test"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let host = test
+        .windows(2)
+        .find(|pair| pair[0] == "-h")
+        .map(|pair| pair[1]);
+    if !(test.contains(&"pg_isready") && matches!(host, Some("127.0.0.1" | "localhost"))) {
+        problems.push(format!(
+            "postgres: healthcheck {test:?} must run pg_isready -h 127.0.0.1 (TCP) \
+             ({POSTGRES_IMAGE_DOC})"
+        ));
+    }
+    problems.expect(
+        "postgres: the variable POSTGRES_PASSWORD requires",
+        env_of(postgres)
+            .get("POSTGRES_PASSWORD")
+            .and_then(|value| required_variable(value).map(str::to_owned)),
+        Some("POSTGRES_PASSWORD".to_owned()),
+    );
+    let edge = services["edge"]["healthcheck"]["test"].to_string();
+    let ready = format!("127.0.0.1/{EDGE_ADMIN_PORT}");
+    if !(edge.contains(&ready) && edge.contains("GET /ready")) {
+        problems.push(format!(
+            "edge: healthcheck {edge} does not ask Envoy's /ready on {ready} ({HEALTHCHECK_DOC})"
+        ));
+    }
+}
+
 #[test]
 fn compose_file_runs_every_service_with_consistent_settings() {
     let compose = compose();
@@ -543,6 +689,8 @@ fn compose_file_runs_every_service_with_consistent_settings() {
     }
     check_no_account("ratelimit", &services["ratelimit"], &mut problems);
     check_edge(&services["edge"], &mut problems);
+    check_images(services, &mut problems);
+    check_health(services, &mut problems);
     problems.assert_none(COMPOSE);
 }
 

@@ -1,9 +1,12 @@
 //! `deploy/nomad/bulwark.nomad.hcl`: one group per Consul service, each with its
-//! Connect sidecar and upstreams as in `consul/services/`, readiness checks on the
-//! admin port, secrets (database, service-account secrets, Identity's admin password,
-//! Audit's checkpoint key, Redis) from its own Nomad variable only, outside the `local`
-//! environment, only settings the service reads, and the default limits of the
-//! rate-limit service and Audit embedded as they are in the repository.
+//! Connect sidecar and upstreams as in `consul/services/` and every client pointing at
+//! one of them, the admin listener on loopback with `/ready` (the check, restarting the
+//! task when it keeps failing) and `/metrics` exposed through the sidecar, a kill
+//! timeout above the drain, secrets (database, service-account secrets, Identity's
+//! admin password, Audit's checkpoint key, Redis) from its own Nomad variable only,
+//! outside the `local` environment, only settings the service reads, and the default
+//! limits of the rate-limit service and Audit embedded as they are in the repository;
+//! and the edge group, the way in. Each rule names the Nomad page it follows.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,9 +15,27 @@ use bulwark_kernel::bootstrap::LOCAL_ENVIRONMENT;
 use super::{CHECKPOINT_DIR, CHECKPOINT_KEY, limits_file, reads_admin_password, signs_checkpoints};
 use serde_json::Value;
 
-use super::{CORE, EVERY, Problems, check_env_key, kernel_keys, port_of, read, spec};
+use super::{
+    CORE, EDGE_ADMIN_PORT, EDGE_PORT, EVERY, Problems, check_env_key, kernel_keys, read, spec,
+};
 
 const NOMAD_JOB: &str = "deploy/nomad/bulwark.nomad.hcl";
+/// The group of the Envoy edge and its Consul service name.
+const EDGE_GROUP: &str = "edge";
+const EDGE_SERVICE: &str = "bulwark-edge";
+
+const EXPOSE_DOC: &str = "https://developer.hashicorp.com/nomad/docs/job-specification/expose";
+const CHECK_DOC: &str = "https://developer.hashicorp.com/nomad/docs/job-specification/check";
+const CHECK_RESTART_DOC: &str =
+    "https://developer.hashicorp.com/nomad/docs/job-specification/check_restart";
+const KILL_TIMEOUT_DOC: &str =
+    "https://developer.hashicorp.com/nomad/docs/job-specification/task#kill_timeout";
+const SHUTDOWN_DELAY_DOC: &str =
+    "https://developer.hashicorp.com/nomad/docs/job-specification/group#shutdown_delay";
+const NETWORK_DOC: &str = "https://developer.hashicorp.com/nomad/docs/job-specification/network";
+/// Nomad clients refuse a kill timeout above their `max_kill_timeout`, 30 s by default
+/// (<https://developer.hashicorp.com/nomad/docs/configuration/client#max_kill_timeout>).
+const MAX_KILL_TIMEOUT_MS: u64 = 30_000;
 
 type Upstreams = BTreeSet<(String, u16)>;
 
@@ -54,6 +75,11 @@ fn label_of(block: &hcl::Block) -> &str {
 
 /// `(destination_name, local_bind_port)` of each upstream of a Consul definition.
 fn consul_upstreams(name: &str) -> Upstreams {
+    let name = if name == EDGE_GROUP {
+        EDGE_SERVICE
+    } else {
+        name
+    };
     let file = format!("consul/services/{name}.json");
     let definition: Value = serde_json::from_str(&read(&file))
         .unwrap_or_else(|err| panic!("{file} is not JSON: {err}"));
@@ -228,7 +254,9 @@ fn template_env_keys(data: &str) -> Vec<String> {
         .collect()
 }
 
-/// Bridge networking (Connect needs it) with the admin port mapped for the checks.
+/// Bridge networking (Connect needs it) with a dynamic port for the sidecar's expose
+/// listener (the same number inside and outside, `to = -1`), never a static host port
+/// for the admin interface.
 fn check_network(name: &str, group: &hcl::Body, problems: &mut Problems) {
     let network = block(group, "network");
     problems.expect(
@@ -236,13 +264,130 @@ fn check_network(name: &str, group: &hcl::Body, problems: &mut Problems) {
         network.and_then(|n| attribute(n, "mode")),
         Some("bridge".to_owned()),
     );
+    let admin = network.and_then(|n| labelled(n, "port", "admin"));
     problems.expect(
-        format_args!("{name}: port \"admin\" maps to"),
-        network
-            .and_then(|n| labelled(n, "port", "admin"))
-            .and_then(|port| attribute(port, "to")),
-        Some(spec(name).admin.to_string()),
+        format_args!("{name}: port \"admin\" (to, static) ({NETWORK_DOC})"),
+        admin.map(|port| (attribute(port, "to"), attribute(port, "static"))),
+        Some((Some("-1".to_owned()), None)),
     );
+}
+
+/// A duration of Nomad's syntax (`500ms`, `20s`, `1m`) in milliseconds.
+fn duration_ms(text: &str) -> Option<u64> {
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
+    let number: u64 = number.parse().ok()?;
+    match unit {
+        "ms" => Some(number),
+        "s" => Some(number * 1_000),
+        "m" => Some(number * 60_000),
+        _ => None,
+    }
+}
+
+/// The admin interface is reached only through the sidecar: `/ready` (the check) and the
+/// metrics path exposed on the `admin` port towards the loopback admin listener
+/// (`admin_port`), whose host port the service announces in `admin_port` meta, as the
+/// shipped Prometheus configuration expects; the check restarts its task when it keeps
+/// failing.
+fn check_admin_exposed(
+    name: &str,
+    service: &hcl::Body,
+    proxy: Option<&hcl::Body>,
+    admin_port: u16,
+    metrics_path: &str,
+    problems: &mut Problems,
+) {
+    let paths: BTreeSet<(String, String, String, String)> = proxy
+        .and_then(|proxy| block(proxy, "expose"))
+        .into_iter()
+        .flat_map(|expose| blocks(expose, "path"))
+        .map(|path| {
+            let body = path.body();
+            let get = |key| attribute(body, key).unwrap_or_default();
+            (
+                get("path"),
+                get("protocol"),
+                get("local_path_port"),
+                get("listener_port"),
+            )
+        })
+        .collect();
+    let expected: BTreeSet<(String, String, String, String)> = ["/ready", metrics_path]
+        .into_iter()
+        .map(|path| {
+            (
+                path.to_owned(),
+                "http".to_owned(),
+                admin_port.to_string(),
+                "admin".to_owned(),
+            )
+        })
+        .collect();
+    problems.expect(
+        format_args!(
+            "{name}: expose paths (path, protocol, local_path_port, listener_port) ({EXPOSE_DOC})"
+        ),
+        paths,
+        expected,
+    );
+    problems.expect(
+        format_args!("{name}: meta admin_port (observability/prometheus/prometheus.yml)"),
+        block(service, "meta").and_then(|meta| attribute(meta, "admin_port")),
+        Some("${NOMAD_HOST_PORT_admin}".to_owned()),
+    );
+    let ready = blocks(service, "check")
+        .map(hcl::Block::body)
+        .find(|check| attribute(check, "path").as_deref() == Some("/ready"));
+    problems.expect(
+        format_args!("{name}: the /ready check (type, port) ({CHECK_DOC})"),
+        ready.map(|check| (attribute(check, "type"), attribute(check, "port"))),
+        Some((Some("http".to_owned()), Some("admin".to_owned()))),
+    );
+    let task = if name == EDGE_GROUP { "edge" } else { name };
+    problems.expect(
+        format_args!(
+            "{name}: the /ready check's task, whose check_restart applies to it ({CHECK_DOC})"
+        ),
+        ready.and_then(|check| attribute(check, "task")),
+        Some(task.to_owned()),
+    );
+    let restart = ready.and_then(|check| block(check, "check_restart"));
+    let limit = restart
+        .and_then(|r| attribute(r, "limit"))
+        .and_then(|l| l.parse::<u32>().ok());
+    if limit.is_none_or(|limit| limit == 0) {
+        problems.push(format!(
+            "{name}: the /ready check has no check_restart with a limit ({CHECK_RESTART_DOC})"
+        ));
+    }
+}
+
+/// Consul deregisters the group before its tasks get a signal (`shutdown_delay`), and
+/// the task's kill timeout lets the service finish its drain
+/// (`grpc.shutdown_grace_ms`) before Nomad kills it, within what a client allows.
+fn check_shutdown(
+    name: &str,
+    group: &hcl::Body,
+    task: &hcl::Body,
+    grace_ms: u64,
+    problems: &mut Problems,
+) {
+    let delay = attribute(group, "shutdown_delay").and_then(|d| duration_ms(&d));
+    if delay.is_none_or(|delay| delay == 0) {
+        problems.push(format!(
+            "{name}: no group shutdown_delay, so callers still pick an instance that is \
+             already stopping ({SHUTDOWN_DELAY_DOC})"
+        ));
+    }
+    let kill = attribute(task, "kill_timeout").and_then(|k| duration_ms(&k));
+    match kill {
+        Some(kill) if kill > grace_ms && kill <= MAX_KILL_TIMEOUT_MS => {}
+        other => problems.push(format!(
+            "{name}: kill_timeout is {other:?} ms; it must exceed the drain \
+             (grpc.shutdown_grace_ms = {grace_ms}) and stay within the client's \
+             max_kill_timeout ({MAX_KILL_TIMEOUT_MS}) ({KILL_TIMEOUT_DOC})"
+        )),
+    }
 }
 
 /// The Consul service on the gRPC port, its sidecar's upstreams (returned) as in
@@ -287,11 +432,13 @@ fn check_service(name: &str, group: &hcl::Body, problems: &mut Problems) -> Upst
         &upstreams,
         &consul_upstreams(name),
     );
-    problems.expect(
-        format_args!("{name}: check (type, port, path)"),
-        block(service, "check")
-            .map(|check| ["type", "port", "path"].map(|key| attribute(check, key))),
-        Some(["http", "admin", "/ready"].map(|value| Some(value.to_owned()))),
+    check_admin_exposed(
+        name,
+        service,
+        block(sidecar, "proxy"),
+        spec(name).admin,
+        "/metrics",
+        problems,
     );
     upstreams
 }
@@ -371,11 +518,21 @@ fn check_task(
         Some(format!("127.0.0.1:{}", spec.grpc)),
     );
     problems.expect(
-        format_args!("{name}: the port of BULWARK_HTTP__LISTEN"),
-        env.get("BULWARK_HTTP__LISTEN")
-            .and_then(|address| port_of(address)),
-        Some(spec.admin),
+        format_args!(
+            "{name}: BULWARK_HTTP__LISTEN (on loopback: only the sidecar's expose paths reach it)"
+        ),
+        env.get("BULWARK_HTTP__LISTEN").cloned(),
+        Some(format!("127.0.0.1:{}", spec.admin)),
     );
+    let grace_ms = env
+        .get("BULWARK_GRPC__SHUTDOWN_GRACE_MS")
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(
+            kernel["grpc"]["shutdown_grace_ms"]
+                .as_u64()
+                .unwrap_or(u64::MAX),
+        );
+    check_shutdown(name, group, task, grace_ms, problems);
     let clients: Vec<(String, Option<u16>)> = env
         .iter()
         .filter_map(|(key, value)| {
@@ -572,6 +729,105 @@ fn check_limits_template(name: &str, template: &hcl::Body, shipped: &str, proble
     }
 }
 
+/// The way in: the edge group publishes Envoy's listener on the static port, registers
+/// `bulwark-edge` with a sidecar whose upstreams are `consul/services/bulwark-edge.json`'s,
+/// exposes Envoy's `/ready` and `/stats/prometheus` through it (the admin interface stays
+/// on loopback), and runs Envoy on the configuration its template writes
+/// (`envoy/edge-mesh.yaml`, checked word for word in `edge_mesh.rs`).
+fn check_edge_group(group: &hcl::Body, problems: &mut Problems) {
+    let name = EDGE_GROUP;
+    let network = block(group, "network");
+    problems.expect(
+        format_args!("{name}: network mode"),
+        network.and_then(|n| attribute(n, "mode")),
+        Some("bridge".to_owned()),
+    );
+    problems.expect(
+        format_args!("{name}: port \"http\" (static, to) ({NETWORK_DOC})"),
+        network
+            .and_then(|n| labelled(n, "port", "http"))
+            .map(|port| (attribute(port, "static"), attribute(port, "to"))),
+        Some((Some(EDGE_PORT.to_string()), Some(EDGE_PORT.to_string()))),
+    );
+    problems.expect(
+        format_args!("{name}: port \"admin\" (to, static) ({NETWORK_DOC})"),
+        network
+            .and_then(|n| labelled(n, "port", "admin"))
+            .map(|port| (attribute(port, "to"), attribute(port, "static"))),
+        Some((Some("-1".to_owned()), None)),
+    );
+    let Some(service) = block(group, "service") else {
+        problems.push(format!("{name}: no service block"));
+        return;
+    };
+    problems.expect(
+        format_args!("{name}: service name and port"),
+        (attribute(service, "name"), attribute(service, "port")),
+        (Some(EDGE_SERVICE.to_owned()), Some(EDGE_PORT.to_string())),
+    );
+    let proxy = block(service, "connect")
+        .and_then(|c| block(c, "sidecar_service"))
+        .and_then(|s| block(s, "proxy"));
+    let upstreams: Upstreams = proxy
+        .into_iter()
+        .flat_map(|proxy| blocks(proxy, "upstreams"))
+        .map(|upstream| {
+            let body = upstream.body();
+            (
+                attribute(body, "destination_name").unwrap_or_default(),
+                attribute(body, "local_bind_port")
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    problems.expect(
+        format_args!(
+            "{name}: upstreams (consul/services/{EDGE_SERVICE}.json has the expected ones)"
+        ),
+        &upstreams,
+        &consul_upstreams(name),
+    );
+    check_admin_exposed(
+        name,
+        service,
+        proxy,
+        EDGE_ADMIN_PORT,
+        "/stats/prometheus",
+        problems,
+    );
+    let Some(task) = labelled(group, "task", "edge") else {
+        problems.push(format!("{name}: no task \"edge\""));
+        return;
+    };
+    let config = block(task, "config");
+    problems.expect(
+        format_args!("{name}: Envoy's command and args"),
+        (
+            config.and_then(|c| attribute(c, "command")),
+            config.and_then(|c| {
+                c.attributes()
+                    .find(|a| a.key() == "args")
+                    .map(|a| a.expr().to_string().split_whitespace().collect::<String>())
+            }),
+        ),
+        (
+            Some("envoy".to_owned()),
+            Some("[\"-c\",\"/local/edge.yaml\"]".to_owned()),
+        ),
+    );
+    problems.expect(
+        format_args!("{name}: the template Envoy reads"),
+        blocks(task, "template")
+            .map(hcl::Block::body)
+            .map(|t| attribute(t, "destination"))
+            .collect::<Vec<_>>(),
+        vec![Some("local/edge.yaml".to_owned())],
+    );
+    // Envoy stops at once on SIGTERM: no drain of its own to wait for.
+    check_shutdown(name, group, task, 0, problems);
+}
+
 #[test]
 fn nomad_job_matches_consul_definitions_and_kernel_settings() {
     let body =
@@ -583,12 +839,17 @@ fn nomad_job_matches_consul_definitions_and_kernel_settings() {
         .collect();
     assert_eq!(
         groups.keys().copied().collect::<BTreeSet<_>>(),
-        EVERY.into_iter().collect(),
-        "{NOMAD_JOB}: one group per service with a Consul definition in consul/services/"
+        EVERY.into_iter().chain([EDGE_GROUP]).collect(),
+        "{NOMAD_JOB}: one group per service with a Consul definition in consul/services/, \
+         and the edge"
     );
     let kernel = kernel_keys();
     let mut problems = Problems::default();
     for (name, group) in groups {
+        if name == EDGE_GROUP {
+            check_edge_group(group, &mut problems);
+            continue;
+        }
         check_network(name, group, &mut problems);
         let upstreams = check_service(name, group, &mut problems);
         check_task(name, group, &upstreams, &kernel, &mut problems);
@@ -619,4 +880,36 @@ fn template_items_maps_each_setting_to_its_variable_item() {
             ),
         ])
     );
+}
+
+/// `nomad job validate` on the job, where a `nomad` binary is on the PATH (never on the
+/// development machines, which have none): `cargo nextest run -p bulwark-e2e
+/// --run-ignored only -E 'test(/nomad_job_validate/)'`.
+#[test]
+#[ignore = "needs nomad on PATH"]
+fn nomad_job_validate_accepts_the_job() {
+    let nomad = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("nomad"))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("nomad is not on the PATH: this test cannot pass without it"));
+    let output = std::process::Command::new(&nomad)
+        .args(["job", "validate"])
+        .arg(bulwark_e2e::workspace_root().join(NOMAD_JOB))
+        .output()
+        .unwrap_or_else(|err| panic!("running {}: {err}", nomad.display()));
+    assert!(
+        output.status.success(),
+        "nomad job validate refuses {NOMAD_JOB}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn durations_parse_as_nomad_writes_them() {
+    assert_eq!(duration_ms("20s"), Some(20_000));
+    assert_eq!(duration_ms("500ms"), Some(500));
+    assert_eq!(duration_ms("1m"), Some(60_000));
+    assert_eq!(duration_ms("20"), None);
+    assert_eq!(duration_ms("s"), None);
 }

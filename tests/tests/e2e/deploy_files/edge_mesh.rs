@@ -1,0 +1,223 @@
+//! `envoy/edge-mesh.yaml`: `envoy/edge.yaml` rendered for the edge as the Consul mesh
+//! service `bulwark-edge`, whose clusters are its sidecar's upstreams
+//! (`consul/services/bulwark-edge.json`) on loopback. Kept identical to a fresh
+//! rendering, embedded word for word in the Nomad job's edge task, and accepted by the
+//! real Envoy (`--mode validate`).
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use bulwark_e2e::{envoy_binary, fill_placeholders, gateway_filter_wasm, workspace_root};
+use serde_json::Value;
+
+use super::{EDGE_ADMIN_PORT, EDGE_PORT, EVERY, IMAGE_DESCRIPTOR, IMAGE_WASM, read};
+
+pub const EDGE_MESH: &str = "envoy/edge-mesh.yaml";
+const EDGE_TEMPLATE: &str = "envoy/edge.yaml";
+const EDGE_DEFINITION: &str = "consul/services/bulwark-edge.json";
+const NOMAD_JOB: &str = "deploy/nomad/bulwark.nomad.hcl";
+/// The heredoc of the Nomad edge task's template that holds the rendering.
+const HEREDOC: &str = "EDGE_MESH_YAML";
+const REGENERATE_ENV: &str = "BULWARK_REGENERATE";
+const REGENERATE_HINT: &str = "regenerate it with \
+     `BULWARK_REGENERATE=1 cargo nextest run -p bulwark-e2e -E 'test(/deploy_files::/)'`";
+/// The local mesh's default CORS origins; a deployment sets its own.
+const CORS_ORIGIN_REGEX: &str = r"https?://(localhost|127\.0\.0\.1)(:[0-9]+)?";
+/// An upstream's local bind address: the sidecar's listeners are on loopback.
+const UPSTREAM_HOST: &str = "127.0.0.1";
+const UPSTREAMS_DOC: &str = "https://developer.hashicorp.com/consul/docs/connect/proxies/proxy-config-reference#upstream-configuration-reference";
+
+/// `destination_name -> local_bind_port` of the edge sidecar's upstreams.
+pub fn edge_upstreams() -> BTreeMap<String, u16> {
+    let definition: Value = serde_json::from_str(&read(EDGE_DEFINITION))
+        .unwrap_or_else(|err| panic!("{EDGE_DEFINITION} is not JSON: {err}"));
+    let upstreams: BTreeMap<String, u16> =
+        definition["service"]["connect"]["sidecar_service"]["proxy"]["upstreams"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| {
+                Some((
+                    u["destination_name"].as_str()?.to_owned(),
+                    u16::try_from(u["local_bind_port"].as_u64()?).ok()?,
+                ))
+            })
+            .collect();
+    assert_eq!(
+        upstreams.keys().map(String::as_str).collect::<Vec<_>>(),
+        {
+            let mut every = EVERY.to_vec();
+            every.sort_unstable();
+            every
+        },
+        "{EDGE_DEFINITION}: the edge needs an upstream for every service ({UPSTREAMS_DOC})"
+    );
+    upstreams
+}
+
+/// The template's values for the mesh: each service at its upstream's local port.
+fn mesh_values(descriptor: &str, wasm: &str) -> Vec<(String, String)> {
+    let mut values: Vec<(String, String)> = [
+        ("EDGE_ADDRESS", "0.0.0.0".to_owned()),
+        ("EDGE_PORT", EDGE_PORT.to_string()),
+        ("ADMIN_PORT", EDGE_ADMIN_PORT.to_string()),
+        ("CLUSTER_TYPE", "STATIC".to_owned()),
+        ("DESCRIPTOR", descriptor.to_owned()),
+        ("WASM", wasm.to_owned()),
+        ("CORS_ORIGIN_REGEX", CORS_ORIGIN_REGEX.to_owned()),
+        // No collector named here: no sampled trace started at the edge.
+        ("OTLP_HOST", "127.0.0.1".to_owned()),
+        ("OTLP_PORT", "4317".to_owned()),
+        ("TRACE_SAMPLING", "0".to_owned()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect();
+    for (name, port) in edge_upstreams() {
+        let upper = name.to_uppercase();
+        values.push((format!("{upper}_HOST"), UPSTREAM_HOST.to_owned()));
+        values.push((format!("{upper}_PORT"), port.to_string()));
+    }
+    values
+}
+
+pub fn mesh_config(descriptor: &str, wasm: &str) -> String {
+    let rendered = fill_placeholders(
+        EDGE_TEMPLATE,
+        &read(EDGE_TEMPLATE),
+        &mesh_values(descriptor, wasm),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}: add the value to mesh_values in {}", file!()));
+    format!(
+        "# GENERATED from {EDGE_TEMPLATE} for the edge as Consul mesh service bulwark-edge\n\
+         # (consul/services/bulwark-edge.json, the Nomad job's edge group); do not edit.\n\
+         # After changing the template, {REGENERATE_HINT}.\n\
+         # Every cluster is an upstream of the edge's sidecar on {UPSTREAM_HOST}; the\n\
+         # descriptor and the Wasm filter are in the edge image (deploy/docker/Dockerfile).\n\
+         # Set CORS origins of your own: allow_origin_string_match below.\n{rendered}"
+    )
+}
+
+/// Where the data of the Nomad edge task's heredoc starts and ends in the job's text.
+fn nomad_heredoc(job: &str) -> Option<(usize, usize)> {
+    let open = format!("<<{HEREDOC}\n");
+    let start = job.find(&open)? + open.len();
+    let rest = &job[start..];
+    if rest.starts_with(&format!("{HEREDOC}\n")) {
+        return Some((start, start));
+    }
+    let end = start + rest.find(&format!("\n{HEREDOC}\n"))? + 1;
+    Some((start, end))
+}
+
+/// `envoy --mode validate` on the rendering with the image's two files replaced by
+/// local ones, the only values naming files that exist only inside the image.
+pub fn validate_with_envoy(expected: &str) {
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("temporary directory: {err}"));
+    let descriptor = dir.path().join("bulwark.pb");
+    std::fs::write(&descriptor, bulwark_proto::FILE_DESCRIPTOR_SET)
+        .unwrap_or_else(|err| panic!("writing the descriptor: {err}"));
+    let wasm = gateway_filter_wasm().unwrap_or_else(|err| panic!("{err:#}"));
+    let (descriptor, wasm) = (descriptor.display().to_string(), wasm.display().to_string());
+    let local = mesh_config(&descriptor, &wasm);
+    assert_eq!(
+        local
+            .replace(&descriptor, IMAGE_DESCRIPTOR)
+            .replace(&wasm, IMAGE_WASM),
+        expected,
+        "the validated variant differs from {EDGE_MESH} in more than the two file paths"
+    );
+    let config = dir.path().join("edge-mesh.yaml");
+    std::fs::write(&config, &local).unwrap_or_else(|err| panic!("writing the config: {err}"));
+    let envoy = envoy_binary().unwrap_or_else(|err| panic!("{err:#}"));
+    let output = Command::new(&envoy)
+        .args(["--mode", "validate", "--log-level", "warn", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap_or_else(|err| panic!("running {} --mode validate: {err}", envoy.display()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && text.contains(" OK"),
+        "envoy --mode validate rejects {EDGE_MESH} ({}):\n{text}",
+        output.status
+    );
+}
+
+/// Each service's cluster is a static endpoint on its upstream's local port: the edge
+/// reaches the services only through its sidecar.
+fn check_clusters(config: &Value) {
+    let resources = &config["static_resources"];
+    let admin = &config["admin"]["address"]["socket_address"];
+    assert_eq!(
+        (admin["address"].as_str(), admin["port_value"].as_u64()),
+        (Some("127.0.0.1"), Some(u64::from(EDGE_ADMIN_PORT))),
+        "Envoy's admin interface stays on loopback: {admin}"
+    );
+    for (name, port) in edge_upstreams() {
+        let cluster = resources["clusters"]
+            .as_array()
+            .and_then(|clusters| clusters.iter().find(|c| c["name"] == name.as_str()))
+            .unwrap_or_else(|| panic!("{EDGE_MESH} has no cluster {name}"));
+        let endpoints: Vec<(Option<&str>, Option<u64>)> = cluster["load_assignment"]["endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|e| e["lb_endpoints"].as_array().into_iter().flatten())
+            .map(|e| {
+                let address = &e["endpoint"]["address"]["socket_address"];
+                (address["address"].as_str(), address["port_value"].as_u64())
+            })
+            .collect();
+        assert_eq!(
+            endpoints,
+            vec![(Some(UPSTREAM_HOST), Some(u64::from(port)))],
+            "cluster {name} must be the edge sidecar's upstream {UPSTREAM_HOST}:{port} \
+             ({UPSTREAMS_DOC})"
+        );
+    }
+}
+
+#[test]
+fn edge_mesh_config_is_the_rendered_template_on_the_sidecar_upstreams_and_envoy_accepts_it() {
+    let expected = mesh_config(IMAGE_DESCRIPTOR, IMAGE_WASM);
+    let path = workspace_root().join(EDGE_MESH);
+    let job_path = workspace_root().join(NOMAD_JOB);
+    if std::env::var_os(REGENERATE_ENV).is_some() {
+        std::fs::write(&path, &expected)
+            .unwrap_or_else(|err| panic!("writing {}: {err}", path.display()));
+        let job = read(NOMAD_JOB);
+        let (start, end) =
+            nomad_heredoc(&job).unwrap_or_else(|| panic!("{NOMAD_JOB} has no <<{HEREDOC} heredoc"));
+        let job = format!("{}{expected}{}", &job[..start], &job[end..]);
+        std::fs::write(&job_path, job)
+            .unwrap_or_else(|err| panic!("writing {}: {err}", job_path.display()));
+    }
+    let actual = std::fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("reading {}: {err}; {REGENERATE_HINT}", path.display()));
+    assert!(
+        actual == expected,
+        "{EDGE_MESH} is not {EDGE_TEMPLATE} rendered for the mesh; {REGENERATE_HINT}"
+    );
+    // Nomad's template and HCL's heredoc would expand these.
+    for marker in ["{{", "${", "%{"] {
+        assert!(
+            !expected.contains(marker),
+            "{EDGE_MESH} contains {marker:?}, which the Nomad job's template would expand"
+        );
+    }
+    let job = read(NOMAD_JOB);
+    let embedded = nomad_heredoc(&job).map(|(start, end)| &job[start..end]);
+    assert!(
+        embedded == Some(expected.as_str()),
+        "the edge task's <<{HEREDOC} template in {NOMAD_JOB} is not {EDGE_MESH} word for \
+         word; {REGENERATE_HINT}"
+    );
+    let config: Value = serde_yaml_ng::from_str(&actual)
+        .unwrap_or_else(|err| panic!("{EDGE_MESH} is not YAML: {err}"));
+    check_clusters(&config);
+    validate_with_envoy(&expected);
+}
