@@ -3,6 +3,7 @@
 
 mod bench_edge;
 mod bench_services;
+mod charts;
 mod edge_costs;
 mod fuzz;
 
@@ -20,6 +21,8 @@ tasks:
                    xtask/results/edge-costs.md
   bench-services   the mesh through the edge: login p95 at 20 logins/s and
                    GET /v1/users/me p95 at 500 requests/s; writes xtask/results/services.md
+  charts           draws the benchmarks' SVG charts again from the figures they wrote
+                   (xtask/results/edge.json, services.json), without running them
   fuzz             the fuzz targets of fuzz/ (cargo fuzz), each for a time budget; prints
                    executions and coverage per target (cargo xtask fuzz --help)";
 
@@ -30,6 +33,7 @@ async fn main() -> ExitCode {
         Some("bench-edge") => bench_edge::run(&args[1..]).await,
         Some("bench-services") => bench_services::run(&args[1..]).await,
         Some("edge-costs") => edge_costs::run(&args[1..]).await,
+        Some("charts") => charts::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("-h" | "--help") => {
             eprintln!("{USAGE}");
