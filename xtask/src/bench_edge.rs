@@ -10,7 +10,7 @@
 //! beside the raw Redis script. Every case runs once per round (`--rounds`), every other
 //! round in reverse order, and the report gives medians over the rounds, because a shared
 //! machine's speed drifts over minutes. Prints the figures and writes
-//! `xtask/results/edge.md`.
+//! `xtask/results/edge.md`, with `edge.json` and its charts beside it.
 //!
 //! Everything runs on 127.0.0.1 and is started by this task: keys and tokens are made in
 //! the run, a JWKS server runs in this process, Redis and the rate-limit service in a
@@ -24,6 +24,7 @@
 mod cases;
 mod envoy_config;
 mod envoy_stats;
+mod figures;
 mod hot;
 mod http_client;
 mod jwks;
@@ -41,7 +42,7 @@ mod service_metrics;
 mod tools;
 mod wrk;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -59,7 +60,7 @@ use report::Report;
 use rounds::{CaseRounds, round_order};
 use run_case::CaseResult;
 use service_bench::{ServiceResult, bench_service};
-use tools::{Tools, build_ratelimit, build_wasm, workspace_root};
+use tools::{Tools, build_ratelimit, build_wasm};
 
 const ISSUER: &str = "https://auth.bulwark.bench";
 const AUDIENCE: &str = "bulwark-api";
@@ -86,12 +87,15 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         _ = terminate.recv() => bail!("terminated; every process it started is stopped"),
     };
     print!("{}", report.markdown);
+    // A run of some cases only leaves the last full run's report and charts alone.
     if options.cases.is_none() {
-        let path = workspace_root().join("xtask/results/edge.md");
-        std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+        let dir = crate::charts::results_dir();
+        let path = dir.join("edge.md");
+        std::fs::create_dir_all(&dir)?;
         std::fs::write(&path, &report.markdown)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
+        crate::charts::write_edge(&dir, &report.figures)?;
     }
     Ok(())
 }

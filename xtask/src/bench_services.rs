@@ -1,7 +1,8 @@
 //! `cargo xtask bench-services`: issue #3's benchmark. Drives a private release-built mesh
 //! through the edge with an open-loop load and checks login p95 < 100 ms at 20 logins/s
 //! and `GET /v1/users/me` p95 < 10 ms at 500 requests/s, each next to the edge's own
-//! `GET /healthz` at the same rate; prints a table and writes `xtask/results/services.md`.
+//! `GET /healthz` at the same rate; prints a table and writes `xtask/results/services.md`,
+//! with `services.json` and its latency chart beside it.
 
 mod cpu;
 mod load;
@@ -158,7 +159,10 @@ async fn measure(release_dir: &Path) -> anyhow::Result<()> {
     )
     .await?;
 
-    step(7, "writing xtask/results/services.md and stopping the mesh");
+    step(
+        7,
+        "writing xtask/results/services.md, services.json and its chart; stopping the mesh",
+    );
     let targets = [login, me];
     let notes = RunNotes {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -282,7 +286,7 @@ where
     })
 }
 
-/// Writes `xtask/results/services.md` and prints the table.
+/// Writes `xtask/results/services.md`, `services.json` and the chart, and prints the table.
 fn write_results(notes: &RunNotes, targets: &[Target]) -> anyhow::Result<()> {
     let rows: Vec<&Row> = targets
         .iter()
@@ -296,7 +300,10 @@ fn write_results(notes: &RunNotes, targets: &[Target]) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     print_table(&report::table(&rows, targets));
     eprintln!("      figures written to {}", path.display());
-    Ok(())
+    crate::charts::write_services(
+        &crate::charts::results_dir(),
+        &report::figures(notes, targets),
+    )
 }
 
 /// One scenario at `rate`, with the machine's CPU use over it.
@@ -443,7 +450,7 @@ fn setup_notes(release_dir: &Path) -> Vec<String> {
 }
 
 fn results_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("results/services.md")
+    crate::charts::results_dir().join("services.md")
 }
 
 #[expect(

@@ -3,6 +3,7 @@
 
 mod bench_edge;
 mod bench_services;
+mod charts;
 mod edge_costs;
 mod fuzz;
 
@@ -14,12 +15,16 @@ tasks:
   bench-edge       Envoy with one worker and a direct-response route: no filter, native
                    jwt_authn (cached, uncached), the gateway filter (repeated and fresh
                    tokens, Ed25519 and RS256), with rate limiting, and native jwt_authn +
-                   native ratelimit; writes xtask/results/edge.md
+                   native ratelimit; writes xtask/results/edge.md, edge.json and
+                   its charts (edge-throughput.svg, edge-latency.svg)
   edge-costs       instructions per request (callgrind) of an empty Wasm filter and of the
                    gateway filter without, with exact and with leased rate limiting; see
                    xtask/results/edge-costs.md
   bench-services   the mesh through the edge: login p95 at 20 logins/s and
-                   GET /v1/users/me p95 at 500 requests/s; writes xtask/results/services.md
+                   GET /v1/users/me p95 at 500 requests/s; writes xtask/results/services.md,
+                   services.json and services-latency.svg
+  charts           draws the benchmarks' SVG charts again from the figures they wrote
+                   (xtask/results/edge.json, services.json), without running them
   fuzz             the fuzz targets of fuzz/ (cargo fuzz), each for a time budget; prints
                    executions and coverage per target (cargo xtask fuzz --help)";
 
@@ -30,6 +35,7 @@ async fn main() -> ExitCode {
         Some("bench-edge") => bench_edge::run(&args[1..]).await,
         Some("bench-services") => bench_services::run(&args[1..]).await,
         Some("edge-costs") => edge_costs::run(&args[1..]).await,
+        Some("charts") => charts::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("-h" | "--help") => {
             eprintln!("{USAGE}");

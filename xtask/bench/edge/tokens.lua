@@ -27,7 +27,8 @@ end
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    "BENCH requests=%d duration_us=%d p50_us=%d p99_us=%d status_errors=%d socket_errors=%d\n",
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    "BENCH requests=%d duration_us=%d p50_us=%d p90_us=%d p99_us=%d status_errors=%d socket_errors=%d\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99),
     e.status, e.connect + e.read + e.write + e.timeout))
 end

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::Bench;
 use super::cases::{CASES, USERS};
+use super::figures::edge_figures;
 use super::hot::{self, HotResult};
 use super::options::Options;
 use super::ratelimit::{BEARER_LEASE, BEARER_RATE};
@@ -13,9 +14,12 @@ use super::service_bench::{
     CALLERS, GRPC_CONNECTIONS, LEASE_ITEMS, Phase, SERVICE_USERS, ServiceResult,
 };
 use super::{BEARER_DOMAIN, RATELIMIT_DOMAIN, TOKEN_CACHE_SIZE};
+use crate::charts::figures::EdgeFigures;
 
 pub struct Report {
     pub markdown: String,
+    /// The table's figures, for the charts.
+    pub figures: EdgeFigures,
 }
 
 /// What a target compares, round by round.
@@ -139,9 +143,10 @@ impl Report {
     ) -> Self {
         let mut sorted: Vec<&CaseRounds> = cases.iter().collect();
         sorted.sort_by_key(|c| c.key);
+        let run = shell_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
         let mut md = String::new();
         let _ = writeln!(md, "# Edge benchmark (`cargo xtask bench-edge`)\n");
-        intro(&mut md, bench, cases, load_at_end);
+        intro(&mut md, &run, bench, cases, load_at_end);
         cases_table(&mut md, &sorted, skipped);
         targets_table(&mut md, cases);
         limiting_section(&mut md, &sorted);
@@ -149,12 +154,15 @@ impl Report {
         service_section(&mut md, service, &bench.options);
         checks_section(&mut md, &sorted, jwks_fetches);
         how_section(&mut md);
-        Self { markdown: md }
+        Self {
+            markdown: md,
+            figures: edge_figures(&run, bench.options.rounds, &sorted),
+        }
     }
 }
 
 /// `cases` in the first round's order.
-fn intro(md: &mut String, bench: &Bench, cases: &[CaseRounds], load_at_end: f64) {
+fn intro(md: &mut String, run: &str, bench: &Bench, cases: &[CaseRounds], load_at_end: f64) {
     let options = &bench.options;
     let order: Vec<&str> = cases.iter().map(|c| c.key).collect();
     let _ = writeln!(
@@ -167,7 +175,7 @@ fn intro(md: &mut String, bench: &Bench, cases: &[CaseRounds], load_at_end: f64)
          over the rounds (of an even count the lower middle one). The machine is shared and \
          its speed drifts over minutes: read the figures as indications, and the load \
          column as how busy the machine was meanwhile.\n",
-        shell_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        run,
         shell_output("nproc", &[]),
         bench.load_at_start,
         load_at_end,

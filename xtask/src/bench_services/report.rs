@@ -1,10 +1,15 @@
-//! The figures of one run: a table on the terminal and `xtask/results/services.md`.
+//! The figures of one run: a table on the terminal, `xtask/results/services.md`, and
+//! `services.json` for the chart.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::cpu::Usage;
 use super::load::Measurement;
+use crate::charts::figures::{Percentile, Scenario, ServicesFigures};
+
+/// The percentiles the chart draws.
+const CHARTED_PERCENTILES: [f64; 4] = [50.0, 90.0, 95.0, 99.0];
 
 /// One measured scenario.
 #[derive(Debug, Clone)]
@@ -98,6 +103,45 @@ fn cpu_per_request(row: &Row) -> Duration {
         Duration::from_secs_f64(row.cpu.mesh / rate)
     } else {
         Duration::ZERO
+    }
+}
+
+/// Each target's reference and measured scenario, in the tables' order, for the chart.
+pub fn figures(notes: &RunNotes, targets: &[Target]) -> ServicesFigures {
+    let scenario = |row: &Row, limit: Option<Percentile>| {
+        let m = &row.measurement;
+        Scenario {
+            name: row.name.clone(),
+            rate: m.rate,
+            achieved_per_second: m.achieved_rate,
+            requests: m.requests,
+            errors: m.error_count(),
+            latency_ms: CHARTED_PERCENTILES
+                .iter()
+                .map(|&percentile| Percentile {
+                    percentile,
+                    ms: m.percentile(percentile).as_secs_f64() * 1000.0,
+                })
+                .collect(),
+            limit,
+        }
+    };
+    ServicesFigures {
+        run: notes.date.clone(),
+        commit: notes.commit.clone(),
+        scenarios: targets
+            .iter()
+            .flat_map(|t| {
+                let limit = Percentile {
+                    percentile: 95.0,
+                    ms: t.limit.as_secs_f64() * 1000.0,
+                };
+                [
+                    scenario(&t.reference, None),
+                    scenario(&t.measured, Some(limit)),
+                ]
+            })
+            .collect(),
     }
 }
 
