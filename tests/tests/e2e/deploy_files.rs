@@ -66,7 +66,9 @@ mod nomad;
 
 use std::fmt::{Debug, Display};
 
-use bulwark_e2e::workspace_root;
+use std::process::Command;
+
+use bulwark_e2e::{envoy_binary, gateway_filter_wasm, workspace_root};
 use bulwark_kernel::ServiceSpec;
 use bulwark_kernel::config::KernelConfig;
 use serde_json::Value;
@@ -84,6 +86,50 @@ const IMAGE_WASM: &str = "/opt/bulwark/bulwark_gateway_filter.wasm";
 /// The Compose edge's listener and admin ports.
 const EDGE_PORT: u16 = 8080;
 const EDGE_ADMIN_PORT: u16 = 9901;
+
+/// `envoy --mode validate` on an edge configuration rendered for an image, with the
+/// image's two files (descriptor and filter) replaced by local ones, the only values
+/// naming files that exist only inside the image. `render(descriptor, wasm)` renders
+/// it; `expected` is the committed rendering (`name` in messages).
+fn validate_image_config_with_envoy(
+    name: &str,
+    expected: &str,
+    render: impl Fn(&str, &str) -> String,
+) {
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("temporary directory: {err}"));
+    let descriptor = dir.path().join("bulwark.pb");
+    std::fs::write(&descriptor, bulwark_proto::FILE_DESCRIPTOR_SET)
+        .unwrap_or_else(|err| panic!("writing the descriptor: {err}"));
+    let wasm = gateway_filter_wasm().unwrap_or_else(|err| panic!("{err:#}"));
+    let (descriptor, wasm) = (descriptor.display().to_string(), wasm.display().to_string());
+    let local = render(&descriptor, &wasm);
+    assert_eq!(
+        local
+            .replace(&descriptor, IMAGE_DESCRIPTOR)
+            .replace(&wasm, IMAGE_WASM),
+        expected,
+        "the validated variant differs from {name} in more than the two file paths"
+    );
+    // Envoy picks the parser by the extension.
+    let config = dir.path().join("edge.yaml");
+    std::fs::write(&config, &local).unwrap_or_else(|err| panic!("writing the config: {err}"));
+    let envoy = envoy_binary().unwrap_or_else(|err| panic!("{err:#}"));
+    let output = Command::new(&envoy)
+        .args(["--mode", "validate", "--log-level", "warn", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap_or_else(|err| panic!("running {} --mode validate: {err}", envoy.display()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && text.contains(" OK"),
+        "envoy --mode validate rejects {name} ({}):\n{text}",
+        output.status
+    );
+}
 
 /// A file of the workspace, by its path relative to the root.
 fn read(relative: &str) -> String {

@@ -1,9 +1,7 @@
 //! `deploy/compose/envoy-compose.yaml`: `envoy/edge.yaml` rendered for Compose, kept
 //! identical to a fresh rendering and accepted by the real Envoy.
 
-use std::process::Command;
-
-use bulwark_e2e::{envoy_binary, fill_placeholders, gateway_filter_wasm, workspace_root};
+use bulwark_e2e::{fill_placeholders, workspace_root};
 use serde_json::Value;
 
 use super::{
@@ -121,43 +119,6 @@ fn check_addresses(config: &Value) {
     }
 }
 
-/// `envoy --mode validate` on the Compose rendering with the image's two files replaced
-/// by local ones: the only values naming files that exist only inside the image.
-fn validate_with_envoy(expected: &str) {
-    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("temporary directory: {err}"));
-    let descriptor = dir.path().join("bulwark.pb");
-    std::fs::write(&descriptor, bulwark_proto::FILE_DESCRIPTOR_SET)
-        .unwrap_or_else(|err| panic!("writing the descriptor: {err}"));
-    let wasm = gateway_filter_wasm().unwrap_or_else(|err| panic!("{err:#}"));
-    let (descriptor, wasm) = (descriptor.display().to_string(), wasm.display().to_string());
-    let local = compose_config(&descriptor, &wasm);
-    assert_eq!(
-        local
-            .replace(&descriptor, IMAGE_DESCRIPTOR)
-            .replace(&wasm, IMAGE_WASM),
-        expected,
-        "the validated variant differs from the Compose file in more than the two file paths"
-    );
-    let config = dir.path().join("envoy-compose.yaml");
-    std::fs::write(&config, &local).unwrap_or_else(|err| panic!("writing the config: {err}"));
-    let envoy = envoy_binary().unwrap_or_else(|err| panic!("{err:#}"));
-    let output = Command::new(&envoy)
-        .args(["--mode", "validate", "--log-level", "warn", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap_or_else(|err| panic!("running {} --mode validate: {err}", envoy.display()));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success() && text.contains(" OK"),
-        "envoy --mode validate rejects the Compose edge configuration ({}):\n{text}",
-        output.status
-    );
-}
-
 #[test]
 fn compose_edge_config_is_the_rendered_template_and_envoy_accepts_it() {
     let expected = compose_config(IMAGE_DESCRIPTOR, IMAGE_WASM);
@@ -176,5 +137,5 @@ fn compose_edge_config_is_the_rendered_template_and_envoy_accepts_it() {
     let config: Value = serde_yaml_ng::from_str(&actual)
         .unwrap_or_else(|err| panic!("{COMPOSE_ENVOY} is not YAML: {err}"));
     check_addresses(&config);
-    validate_with_envoy(&expected);
+    super::validate_image_config_with_envoy(COMPOSE_ENVOY, &expected, compose_config);
 }

@@ -5,9 +5,8 @@
 //! real Envoy (`--mode validate`).
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
-use bulwark_e2e::{envoy_binary, fill_placeholders, gateway_filter_wasm, workspace_root};
+use bulwark_e2e::{fill_placeholders, workspace_root};
 use serde_json::Value;
 
 use super::{EDGE_ADMIN_PORT, EDGE_PORT, EVERY, IMAGE_DESCRIPTOR, IMAGE_WASM, read};
@@ -110,43 +109,6 @@ fn nomad_heredoc(job: &str) -> Option<(usize, usize)> {
     Some((start, end))
 }
 
-/// `envoy --mode validate` on the rendering with the image's two files replaced by
-/// local ones, the only values naming files that exist only inside the image.
-pub fn validate_with_envoy(expected: &str) {
-    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("temporary directory: {err}"));
-    let descriptor = dir.path().join("bulwark.pb");
-    std::fs::write(&descriptor, bulwark_proto::FILE_DESCRIPTOR_SET)
-        .unwrap_or_else(|err| panic!("writing the descriptor: {err}"));
-    let wasm = gateway_filter_wasm().unwrap_or_else(|err| panic!("{err:#}"));
-    let (descriptor, wasm) = (descriptor.display().to_string(), wasm.display().to_string());
-    let local = mesh_config(&descriptor, &wasm);
-    assert_eq!(
-        local
-            .replace(&descriptor, IMAGE_DESCRIPTOR)
-            .replace(&wasm, IMAGE_WASM),
-        expected,
-        "the validated variant differs from {EDGE_MESH} in more than the two file paths"
-    );
-    let config = dir.path().join("edge-mesh.yaml");
-    std::fs::write(&config, &local).unwrap_or_else(|err| panic!("writing the config: {err}"));
-    let envoy = envoy_binary().unwrap_or_else(|err| panic!("{err:#}"));
-    let output = Command::new(&envoy)
-        .args(["--mode", "validate", "--log-level", "warn", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap_or_else(|err| panic!("running {} --mode validate: {err}", envoy.display()));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success() && text.contains(" OK"),
-        "envoy --mode validate rejects {EDGE_MESH} ({}):\n{text}",
-        output.status
-    );
-}
-
 /// Each service's cluster is a static endpoint on its upstream's local port: the edge
 /// reaches the services only through its sidecar.
 fn check_clusters(config: &Value) {
@@ -219,5 +181,5 @@ fn edge_mesh_config_is_the_rendered_template_on_the_sidecar_upstreams_and_envoy_
     let config: Value = serde_yaml_ng::from_str(&actual)
         .unwrap_or_else(|err| panic!("{EDGE_MESH} is not YAML: {err}"));
     check_clusters(&config);
-    validate_with_envoy(&expected);
+    super::validate_image_config_with_envoy(EDGE_MESH, &expected, mesh_config);
 }
