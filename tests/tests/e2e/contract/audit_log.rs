@@ -107,14 +107,6 @@ async fn every_audited_action_appears_once_in_the_audit_log() {
         "refresh",
     );
     edge.post(
-        "/v1/auth/logout",
-        json!({"refresh_token": refreshed.refresh}),
-    )
-    .bearer(&refreshed.access)
-    .send()
-    .await
-    .ok();
-    edge.post(
         "/v1/authz/roles",
         json!({"name": "reviewer", "permissions": ["users:read"]}),
     )
@@ -137,6 +129,16 @@ async fn every_audited_action_appears_once_in_the_audit_log() {
         .send()
         .await
         .error(StatusCode::FORBIDDEN, 7);
+    // Logging out last: it revokes the session, whose access token then answers 401 at
+    // the edge within a second.
+    edge.post(
+        "/v1/auth/logout",
+        json!({"refresh_token": refreshed.refresh}),
+    )
+    .bearer(&refreshed.access)
+    .send()
+    .await
+    .ok();
 
     // Carol's own actions: exactly one event each, and nothing else by her.
     let carols = edge
