@@ -305,11 +305,61 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn report_without_sentry_is_drained_on_close() {
+    async fn reports_queued_without_sentry_are_each_logged_once_on_close() {
+        // The worker's log lines, captured: on this current-thread runtime the worker
+        // runs on this thread, under this subscriber.
+        let captured = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let writer = CapturedWriter(captured.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+
         let (bus, worker) = ErrorBus::start(None);
-        bus.error("db", &std::io::Error::other("connection reset"));
+        // Queued before the worker first runs (nothing here yields): close must drain
+        // every one of them rather than drop what is still in the channel.
+        for n in 0..5 {
+            bus.error(
+                "db",
+                &std::io::Error::other(format!("connection reset #{n}")),
+            );
+        }
         tokio::time::timeout(Duration::from_secs(2), worker.close(Duration::from_secs(1)))
             .await
             .unwrap_or_else(|_| panic!("close did not finish"));
+
+        let text = String::from_utf8_lossy(&captured.lock().map(|b| b.clone()).unwrap_or_default())
+            .into_owned();
+        for n in 0..5 {
+            let message = format!("connection reset #{n}");
+            assert_eq!(
+                text.lines()
+                    .filter(|line| line.contains("error reported") && line.contains(&message))
+                    .count(),
+                1,
+                "`{message}` must be logged once by the worker before close returns:\n{text}"
+            );
+        }
+        assert!(
+            !text.contains("did not drain"),
+            "close gave up draining:\n{text}"
+        );
+    }
+
+    #[derive(Clone)]
+    struct CapturedWriter(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for CapturedWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }

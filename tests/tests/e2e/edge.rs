@@ -83,15 +83,18 @@ async fn proxied_response_carries_security_headers_and_json_error() {
     );
     assert_security_headers(response.headers(), "a response proxied from identity");
     assert_no_proxy_server_header(response.headers(), "a response proxied from identity");
+    // The contract: a bad email and a short password are INVALID_ARGUMENT, 400, with
+    // the gRPC code (3) and a message in the body.
     let status = response.status();
-    assert!(
-        status.is_client_error() || status.is_server_error(),
-        "an invalid registration answered {status}"
-    );
     let body = json_body(response).await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::BAD_REQUEST,
+        "an invalid registration answered {status}: {body}"
+    );
     assert!(
-        body["code"].is_number() && body["message"].is_string(),
-        "error body is not {{code, message}}: {body}"
+        body["code"] == 3 && body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error body is not {{code: 3 (INVALID_ARGUMENT), message}}: {body}"
     );
 }
 

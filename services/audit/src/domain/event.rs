@@ -223,8 +223,24 @@ mod tests {
     }
 
     #[test]
-    fn batch_size_is_bounded() {
-        assert!(validate_batch(vec![]).is_err());
-        assert!(validate_batch(vec![event(); MAX_BATCH + 1]).is_err());
+    fn batch_size_is_bounded_to_one_through_the_maximum() {
+        let message = |result: Result<Vec<Event>, Error>| match result {
+            Err(error) => error.to_string(),
+            Ok(events) => panic!("{} events accepted", events.len()),
+        };
+        assert!(
+            message(validate_batch(vec![])).contains("at least one"),
+            "an empty batch"
+        );
+        assert_eq!(validate_batch(vec![event()]).map(|e| e.len()).ok(), Some(1));
+        // Exactly the maximum is accepted, one more is refused, naming the bound.
+        assert_eq!(
+            validate_batch(vec![event(); MAX_BATCH])
+                .map(|e| e.len())
+                .ok(),
+            Some(MAX_BATCH)
+        );
+        let over = message(validate_batch(vec![event(); MAX_BATCH + 1]));
+        assert!(over.contains(&format!("at most {MAX_BATCH}")), "{over}");
     }
 }
