@@ -1077,6 +1077,8 @@ EOT
 #                      when a collector is configured, 0 when not (a client's sampled
 #                      traceparent is still followed, and exports to a missing collector
 #                      are dropped)
+#   RATELIMIT_TIMEOUT_MS  the gateway filter's budget for a rate-limit call, past which the
+#                      route's failure mode decides: 50 in every shipped rendering
 #
 # Request path through the HTTP filters (responses pass them in reverse order):
 #   header_mutation  security headers; first, so that its response side runs last and
@@ -1579,7 +1581,7 @@ static_resources:
           # GET /.well-known/jwks.json, transcoded to Auth's GetJwks); revoked sessions
           # from Auth's ListRevokedSessions every second (refused from outside above), so a
           # revoked session's tokens answer 401 here within seconds; its rate limits from
-          # the rate-limit service. Limits: 50 ms, fail-closed for login and the token
+          # the rate-limit service. Limits: 50 ms a call, fail-closed for login and the token
           # endpoint, open elsewhere. Public and limited routes are paths, whatever the
           # method; a non-preflight OPTIONS is an ordinary request.
           - name: envoy.filters.http.wasm

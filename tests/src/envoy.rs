@@ -15,6 +15,20 @@ use crate::workspace::{envoy_binary, gateway_filter_wasm, workspace_root};
 /// Origins the tests' Envoy allows for CORS (the mesh's default too).
 pub const CORS_ORIGIN_REGEX: &str = r"https?://(localhost|127\.0\.0\.1)(:[0-9]+)?";
 
+/// The gateway filter's budget for a rate-limit call in production (the local mesh,
+/// Compose and Nomad render 50 ms): past it the route's failure mode decides.
+pub const RATELIMIT_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// How to render and run one Envoy of a test's mesh.
+#[derive(Debug, Clone)]
+pub(crate) struct EnvoyOptions<'a> {
+    pub workers: u32,
+    /// OTLP/gRPC endpoint to trace every request to.
+    pub otlp: Option<&'a str>,
+    /// The gateway filter's rate-limit call budget.
+    pub ratelimit_timeout: Duration,
+}
+
 /// A running Envoy; dropping it kills the process.
 #[derive(Debug)]
 pub struct Envoy {
@@ -55,14 +69,13 @@ pub fn tracing_values(otlp: Option<&str>) -> anyhow::Result<Vec<(String, String)
 
 impl Envoy {
     /// Renders `envoy/edge.yaml` into `dir` with the services' gRPC ports and starts Envoy
-    /// with `workers` worker threads; with an OTLP endpoint it traces every request there.
-    /// A service without a port points at a closed port (Envoy answers 503 for it).
+    /// with the options' worker threads; with an OTLP endpoint it traces every request
+    /// there. A service without a port points at a closed port (Envoy answers 503 for it).
     pub(crate) fn spawn(
         dir: &Path,
         ports: (u16, u16),
-        workers: u32,
+        options: &EnvoyOptions<'_>,
         upstreams: &[(ServiceKind, u16)],
-        otlp: Option<&str>,
         descriptor: &Path,
         log: &Path,
     ) -> anyhow::Result<Self> {
@@ -82,7 +95,11 @@ impl Envoy {
                 gateway_filter_wasm()?.display().to_string(),
             ),
         ];
-        values.extend(tracing_values(otlp)?);
+        values.extend(tracing_values(options.otlp)?);
+        values.push((
+            "RATELIMIT_TIMEOUT_MS".to_owned(),
+            options.ratelimit_timeout.as_millis().to_string(),
+        ));
         for (kind, grpc_port) in upstreams {
             let upper = kind.name().to_uppercase();
             values.push((format!("{upper}_HOST"), "127.0.0.1".to_owned()));
@@ -95,7 +112,7 @@ impl Envoy {
             .arg("-c")
             .arg(&config)
             .args(["--disable-hot-restart", "--concurrency"])
-            .arg(workers.to_string())
+            .arg(options.workers.to_string())
             .args(["-l", "warning"]);
         let process = ManagedChild::spawn("envoy", &mut command, log)?;
         Ok(Self {

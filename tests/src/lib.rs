@@ -34,10 +34,10 @@ mod template;
 mod wait;
 mod workspace;
 
-pub use envoy::Envoy;
+pub use envoy::{Envoy, RATELIMIT_TIMEOUT};
 pub use mail::{MailMessage, MailServer};
 pub use mesh::{Mesh, MeshBuilder};
-pub use net::free_port;
+pub use net::{free_port, http_client};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use postgres::Postgres;
 pub use process::{ManagedChild, tail};

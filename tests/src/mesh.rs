@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::accounts::ServiceAccounts;
 use crate::checkpoints::AuditCheckpoints;
-use crate::envoy::Envoy;
+use crate::envoy::{Envoy, EnvoyOptions, RATELIMIT_TIMEOUT};
 use crate::mail::MailServer;
 use crate::net::free_port;
 use crate::postgres::Postgres;
@@ -31,6 +31,8 @@ pub struct MeshBuilder {
     service_env: Vec<(ServiceKind, String, String)>,
     /// OTLP/gRPC endpoint every service and Envoy export spans to.
     otlp: Option<String>,
+    /// The gateway filter's rate-limit call budget; production's when unset.
+    ratelimit_timeout: Option<Duration>,
 }
 
 impl MeshBuilder {
@@ -91,6 +93,15 @@ impl MeshBuilder {
         self
     }
 
+    /// The gateway filter's budget for a rate-limit call, instead of production's 50 ms
+    /// ([`crate::envoy::RATELIMIT_TIMEOUT`]): for tests of what the edge answers rather
+    /// than of how it copes with a slow limiter, on a machine whose load would otherwise
+    /// make calls overrun the budget now and then.
+    pub fn ratelimit_timeout(mut self, timeout: Duration) -> Self {
+        self.ratelimit_timeout = Some(timeout);
+        self
+    }
+
     /// Starts the parts and waits until each is ready; the error names the part that
     /// failed and shows the end of its log.
     pub async fn start(self) -> anyhow::Result<Mesh> {
@@ -100,7 +111,7 @@ impl MeshBuilder {
             .context("creating the test's temporary directory")?;
         let logs = dir.path().join("logs");
         std::fs::create_dir_all(&logs)?;
-        let http = reqwest::Client::builder()
+        let http = crate::net::http_client()
             .no_proxy()
             .timeout(Duration::from_secs(10))
             .build()?;
@@ -234,12 +245,16 @@ impl MeshBuilder {
                 } else {
                     format!("envoy-{index}.log")
                 };
+                let options = EnvoyOptions {
+                    workers,
+                    otlp: self.otlp.as_deref(),
+                    ratelimit_timeout: self.ratelimit_timeout.unwrap_or(RATELIMIT_TIMEOUT),
+                };
                 let mut envoy = Envoy::spawn(
                     &dir,
                     ports,
-                    workers,
+                    &options,
                     &grpc_ports,
-                    self.otlp.as_deref(),
                     &descriptor,
                     &mesh.logs.join(name),
                 )?;

@@ -43,6 +43,7 @@ fn compose_values(descriptor: &str, wasm: &str) -> Vec<(String, String)> {
         ("OTLP_HOST", "127.0.0.1".to_owned()),
         ("OTLP_PORT", "4317".to_owned()),
         ("TRACE_SAMPLING", "0".to_owned()),
+        ("RATELIMIT_TIMEOUT_MS", "50".to_owned()),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value))

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bulwark_e2e::{Mesh, ServiceKind};
+use bulwark_e2e::{Mesh, RATELIMIT_TIMEOUT, ServiceKind};
 use reqwest::StatusCode;
 
 use super::{
@@ -28,8 +28,16 @@ const LEASE: u64 = 20;
 /// Envoy answers 404 itself, so hammering it loads the edge and the limiter only.
 const NO_ROUTE: &str = "/v1/leases-test/no-such-route";
 
-async fn mesh(envoys: usize, workers: u32, extra: &[(&str, &str)]) -> Mesh {
-    let mut builder = Mesh::builder().all_services().envoys(envoys, workers);
+/// A rate-limit call budget for the tests that measure how many requests the leases
+/// admit: ten times production's 50 ms, so that a call overrunning the budget on a
+/// loaded machine (and so failing open) is rare enough not to hide the limiter.
+const MEASURING_BUDGET: Duration = Duration::from_millis(500);
+
+async fn mesh(envoys: usize, workers: u32, budget: Duration, extra: &[(&str, &str)]) -> Mesh {
+    let mut builder = Mesh::builder()
+        .all_services()
+        .envoys(envoys, workers)
+        .ratelimit_timeout(budget);
     for (key, value) in extra {
         builder = builder.service_env(ServiceKind::Ratelimit, key, value);
     }
@@ -66,7 +74,7 @@ const FAILURES: &str = "wasmcustom.bulwark_gateway.callout_failures";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_requests_spend_leases_and_answer_429_with_the_contract_headers() {
-    let mesh = mesh(1, 1, &[]).await;
+    let mesh = mesh(1, 1, MEASURING_BUDGET, &[]).await;
     let authorization = fresh_user(&mesh, "leased-user").await;
     let spent_before = envoy_stat(&mesh, SPENT).await;
     let mut failures_seen = envoy_stat(&mesh, FAILURES).await;
@@ -79,7 +87,7 @@ async fn bearer_requests_spend_leases_and_answer_429_with_the_contract_headers()
         allowed += 1;
         let what = format!("GetMe {call}");
         if reply.header("ratelimit-limit").is_none() {
-            // Only a call that failed (its 50 ms budget overrun on a loaded machine)
+            // Only a call that failed (its budget overrun on a loaded machine)
             // lets a bearer request through without the headers.
             let failures = envoy_stat(&mesh, FAILURES).await;
             assert!(
@@ -216,7 +224,7 @@ async fn hammer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_envoys_of_two_workers_hold_one_limit_within_a_lease_each() {
-    let mesh = mesh(2, 2, &[]).await;
+    let mesh = mesh(2, 2, MEASURING_BUDGET, &[]).await;
     let authorization = fresh_user(&mesh, "two-envoys").await;
     // The probe path is admitted (404) and counted against the user's limit.
     let probe = Reply::of(
@@ -389,7 +397,13 @@ async fn count(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stopped_mid_lease_spends_what_is_held_then_fails_as_the_route_says() {
     // Long-lived leases, so the held hits are still valid however slow the machine is.
-    let mut mesh = mesh(1, 1, &[("BULWARK_RATELIMIT__LEASE__VALID_FOR_MS", "60000")]).await;
+    let mut mesh = mesh(
+        1,
+        1,
+        RATELIMIT_TIMEOUT,
+        &[("BULWARK_RATELIMIT__LEASE__VALID_FOR_MS", "60000")],
+    )
+    .await;
     let authorization = fresh_user(&mesh, "mid-lease").await;
     let url = mesh.edge_url(NO_ROUTE);
     let get = |mesh: &Mesh| {
