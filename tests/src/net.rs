@@ -89,6 +89,14 @@ fn start_offset() -> u32 {
     std::process::id().wrapping_mul(2_654_435_761) ^ nanos
 }
 
+/// A `reqwest` client builder, after installing the TLS crypto provider that reqwest's
+/// rustls needs in this workspace (Sentry turns rustls on without one); every client of
+/// the tests and benchmarks starts here.
+pub fn http_client() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -351,7 +351,7 @@ where
 /// HTTP/1.1 with keep-alive: each connection carries one request at a time and the pool
 /// opens more when requests overlap, as a fleet of clients would.
 fn load_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
+    bulwark_e2e::http_client()
         .no_proxy()
         .http1_only()
         .tcp_nodelay(true)

@@ -177,7 +177,7 @@ async fn up_starts_prometheus_with_every_target_healthy_and_status_reports_a_dea
 
     // Prometheus itself: the six targets (five services and the edge) are up under their
     // service labels, and every shipped rule is loaded.
-    let http = reqwest::Client::new();
+    let http = bulwark_e2e::http_client().build().expect("an HTTP client");
     let targets = get_json(&http, &mesh.prometheus_url("/api/v1/targets?state=active")).await;
     let active = targets["data"]["activeTargets"]
         .as_array()

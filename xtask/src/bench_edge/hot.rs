@@ -144,7 +144,7 @@ fn worker_connections(stats: &[(String, u64)], port: u16) -> Vec<u64> {
 /// each for [`WINDOWS`] seconds; the answers by 1-second window, those after the last
 /// window, the requests sent, and the seconds sending took.
 async fn hammer(ports: &[u16], token: &str) -> anyhow::Result<(Vec<Window>, Window, u64, f64)> {
-    let http = reqwest::Client::builder()
+    let http = bulwark_e2e::http_client()
         .pool_max_idle_per_host(SENDERS_PER_ENVOY)
         .timeout(Duration::from_secs(5))
         .build()?;

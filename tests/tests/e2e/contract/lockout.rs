@@ -12,7 +12,7 @@ use super::client::{Edge, PASSWORD, exactly, start_mesh};
 /// A client whose connections come from `127.0.0.<n>` (every 127/8 address is this
 /// machine's loopback), so the edge sees another client address.
 fn client_from(n: u8) -> reqwest::Client {
-    reqwest::Client::builder()
+    bulwark_e2e::http_client()
         .no_proxy()
         .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, n)))
         .build()

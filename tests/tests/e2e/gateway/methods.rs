@@ -599,7 +599,7 @@ async fn post_on_every_grpc_path_meets_its_limit_or_its_token() {
         }
         // The REST form of the call counts against the same budget.
         let rest = rest_form(path);
-        let rest_client = reqwest::Client::builder()
+        let rest_client = bulwark_e2e::http_client()
             .no_proxy()
             .timeout(Duration::from_secs(10))
             .local_address(IpAddr::V4(ip))

@@ -17,7 +17,7 @@ use crate::support::assert_security_headers;
 
 /// A client whose connections to the edge come from `ip` (a loopback address).
 fn client_from(ip: Ipv4Addr) -> reqwest::Client {
-    reqwest::Client::builder()
+    bulwark_e2e::http_client()
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .local_address(IpAddr::V4(ip))
