@@ -102,11 +102,9 @@ impl Host for ProxyHost {
     }
 
     fn record(&self, fact: Fact, value: &str) {
-        // Envoy keeps it as filter state `wasm.<name>` (bytes), which the tracing custom
-        // tags and the access log read; it lives as long as the request.
-        if let Err(status) = hostcalls::set_property(vec![fact.name()], Some(value.as_bytes())) {
-            log::warn!("could not record {}: {status:?}", fact.name());
-        }
+        // A request header, which the tracing custom tags (with the fact's default) and
+        // the access log read; the edge drops the client's own before this filter runs.
+        set_request_header(fact.header(), value);
     }
 }
 

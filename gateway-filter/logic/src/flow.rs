@@ -82,10 +82,9 @@ pub fn fail_closed(host: &impl Host, why: &str, grpc: bool) -> Action {
     Action::Pause
 }
 
-/// Lets the request go on.
+/// Lets the request go on (the decision's default, `allowed`: nothing to record).
 fn allow(host: &impl Host) -> Action {
     host.count(Counter::Allowed);
-    host.record(Fact::Decision, "allowed");
     Action::Continue
 }
 
@@ -97,17 +96,17 @@ fn refuse_over_limit(host: &impl Host, reply: &LocalResponse, grpc: bool) -> Act
     Action::Pause
 }
 
-/// Decides on the request's credentials, recording whether its token was answered by the
-/// verified-token cache (nothing when no token was looked up: a public route, no or a
-/// malformed `Authorization`).
+/// Decides on the request's credentials, recording when its token was not answered by
+/// the verified-token cache: `miss`, or `none` when no token was looked up (a public
+/// route, no or a malformed `Authorization`). A hit is the default and records nothing.
 fn authorize(worker: &mut Worker, host: &impl Host, head: &RequestHead<'_>, now: u64) -> Access {
     let before = worker.gateway().verifier().cache_stats();
     let access = worker.gateway_mut().authorize(head, now);
     let after = worker.gateway().verifier().cache_stats();
-    if after.hits != before.hits {
-        host.record(Fact::TokenCache, "hit");
-    } else if after.misses != before.misses {
+    if after.misses != before.misses {
         host.record(Fact::TokenCache, "miss");
+    } else if after.hits == before.hits {
+        host.record(Fact::TokenCache, "none");
     }
     access
 }

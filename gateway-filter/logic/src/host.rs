@@ -44,26 +44,40 @@ pub enum Counter {
 }
 
 /// A fact about one request the filter records for the proxy's span and access log
-/// (Envoy: filter state `wasm.<name>`, read by the tracing custom tags and the access
-/// log of `envoy/edge.yaml` as `%FILTER_STATE(wasm.<name>:PLAIN)%`).
+/// (Envoy: the request header [`Fact::header`], which the tracing custom tags and the
+/// access log of `envoy/edge.yaml` read, and which the edge removes from what clients
+/// send). Only what differs from [`Fact::default_value`] is recorded: the common request
+/// (allowed, its token answered by the cache) records nothing and costs no host call,
+/// and the span tags read the default when the header is absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Fact {
-    /// What the filter did: `allowed`, `unauthenticated`, `rate_limited`, `fail_open`,
-    /// `fail_closed` or `error`.
+    /// What the filter did: `unauthenticated`, `rate_limited`, `fail_open`,
+    /// `fail_closed` or `error`; absent, `allowed`.
     Decision,
     /// Why a request was refused with 401 ([`crate::error::AuthError::reason`]).
     Reason,
-    /// Whether the bearer token was answered by the verified-token cache: `hit` or `miss`.
+    /// Whether the bearer token was answered by the verified-token cache: `miss`, or
+    /// `none` when no token was looked up (a public route, no or a malformed
+    /// `Authorization`); absent, `hit`.
     TokenCache,
 }
 
 impl Fact {
-    /// The property name (the filter-state key without Envoy's `wasm.` prefix).
-    pub fn name(self) -> &'static str {
+    /// The request header the fact is kept in.
+    pub fn header(self) -> &'static str {
         match self {
-            Self::Decision => "bulwark_decision",
-            Self::Reason => "bulwark_reason",
-            Self::TokenCache => "bulwark_token_cache",
+            Self::Decision => "x-bulwark-decision",
+            Self::Reason => "x-bulwark-reason",
+            Self::TokenCache => "x-bulwark-token-cache",
+        }
+    }
+
+    /// What an absent fact means (the span tag's default).
+    pub fn default_value(self) -> Option<&'static str> {
+        match self {
+            Self::Decision => Some("allowed"),
+            Self::Reason => None,
+            Self::TokenCache => Some("hit"),
         }
     }
 }

@@ -161,10 +161,16 @@ async fn a_request_through_the_edge_is_one_trace_rooted_at_the_edge() {
     .await;
     assert_eq!(status, StatusCode::OK, "GET /v1/users/me with the token");
     let line = access_log_line(&mesh, &request_id).await;
+    // The filter records only what differs from allowed-with-a-cached-token: allowed is
+    // a null decision here, and the token's first use a miss.
     assert_eq!(
-        (line["decision"].as_str(), line["route"].as_str()),
-        (Some("allowed"), Some("identity")),
-        "the access-log line gives the filter's decision and the route: {line}"
+        (
+            line["decision"].as_str(),
+            line["token_cache"].as_str(),
+            line["route"].as_str()
+        ),
+        (None, Some("miss"), Some("identity")),
+        "the access-log line gives the filter's decision, its cache and the route: {line}"
     );
     let trace_id = logged_trace_id(&mesh, &request_id).await;
 
@@ -228,11 +234,16 @@ async fn a_request_through_the_edge_is_one_trace_rooted_at_the_edge() {
         }
     }
 
-    // The same token again: answered from the filter's cache.
+    // The same token again: answered from the filter's cache. The client also sends the
+    // headers the filter records its facts in: the edge drops them, so they cannot
+    // speak for the filter in the span.
     let (status, request_id) = send(
         mesh.http()
             .get(mesh.edge_url("/v1/users/me"))
-            .bearer_auth(&token),
+            .bearer_auth(&token)
+            .header("x-bulwark-decision", "rate_limited")
+            .header("x-bulwark-token-cache", "miss")
+            .header("x-bulwark-reason", "forged"),
         "GET /v1/users/me again",
     )
     .await;
@@ -244,6 +255,18 @@ async fn a_request_through_the_edge_is_one_trace_rooted_at_the_edge() {
         "bulwark.token_cache",
         "hit",
         "the second GET /v1/users/me",
+    );
+    assert_attribute(
+        &again,
+        "bulwark.decision",
+        "allowed",
+        "the second GET /v1/users/me",
+    );
+    assert_eq!(
+        again.attribute("bulwark.reason"),
+        None,
+        "a client's x-bulwark-reason reached the span: {:?}",
+        again.attributes
     );
 }
 

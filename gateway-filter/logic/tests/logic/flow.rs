@@ -860,48 +860,42 @@ fn an_upstreams_own_rate_limit_headers_are_left_as_they_are() {
 }
 
 #[test]
-fn every_decision_is_recorded_for_the_edge_span_with_the_token_caches_answer() {
+fn every_decision_reaches_the_edge_span_and_the_common_request_records_nothing() {
     let key = support::ed25519_a();
     let proxy = Proxy::new(START_MS);
     let mut edge = Edge::new(&proxy, limited_config("open", 1024), &key);
     let service = ModelService::new(leased(100, 20));
     let token = token_for(&key, USER);
-    let facts = |edge: &Edge| {
-        [Fact::Decision, Fact::Reason, Fact::TokenCache].map(|fact| edge.host.fact(fact))
-    };
+    let all = [Fact::Decision, Fact::Reason, Fact::TokenCache];
+    let recorded = |edge: &Edge| all.map(|fact| edge.host.fact(fact));
+    let span = |edge: &Edge| all.map(|fact| edge.host.span_tag(fact));
+    let some = |value: &str| Some(value.to_owned());
 
     // First sight of the token: verified in full, then allowed once the lease is granted.
     let (mut flow, action) = edge.bearer(&token);
     assert_eq!(action, Action::Pause);
     assert_eq!(
-        facts(&edge),
-        [None, None, Some("miss".to_owned())],
+        recorded(&edge),
+        [None, None, some("miss")],
         "no decision before the lease call is answered"
     );
     let call = edge.lease_calls().pop().expect("a lease call");
     edge.answer(&mut flow, &call, &service);
-    assert_eq!(
-        facts(&edge),
-        [Some("allowed".to_owned()), None, Some("miss".to_owned())]
-    );
+    assert_eq!(recorded(&edge), [None, None, some("miss")]);
+    assert_eq!(span(&edge), [some("allowed"), None, some("miss")]);
 
-    // Again: answered by the cache, allowed from the lease.
+    // Again: answered by the cache, allowed from the lease. The common request: no
+    // host call records anything, and the span reads the defaults.
     assert_eq!(edge.bearer(&token).1, Action::Continue);
-    assert_eq!(
-        facts(&edge),
-        [Some("allowed".to_owned()), None, Some("hit".to_owned())]
-    );
+    assert_eq!(recorded(&edge), [None, None, None]);
+    assert_eq!(span(&edge), [some("allowed"), None, some("hit")]);
 
     // No token: refused before any cache lookup.
     edge.send(&[(":path", "/v1/users/me"), (":method", "GET")]);
     assert_eq!(edge.host.replied(), Some(401));
     assert_eq!(
-        facts(&edge),
-        [
-            Some("unauthenticated".to_owned()),
-            Some("missing_token".to_owned()),
-            None
-        ]
+        recorded(&edge),
+        [some("unauthenticated"), some("missing_token"), some("none")]
     );
 
     // A forged signature: looked up, missed, verified and refused.
@@ -912,11 +906,7 @@ fn every_decision_is_recorded_for_the_edge_span_with_the_token_caches_answer() {
     edge.bearer(&forged);
     assert_eq!(edge.host.replied(), Some(401));
     assert_eq!(
-        facts(&edge),
-        [
-            Some("unauthenticated".to_owned()),
-            Some("bad_signature".to_owned()),
-            Some("miss".to_owned())
-        ]
+        recorded(&edge),
+        [some("unauthenticated"), some("bad_signature"), some("miss")]
     );
 }

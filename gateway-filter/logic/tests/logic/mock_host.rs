@@ -135,8 +135,15 @@ impl MockHost {
     }
 
     /// The value last recorded for `fact`, if any.
+    /// The fact as recorded (a host call), if it was.
     pub fn fact(&self, fact: Fact) -> Option<String> {
         self.facts.borrow().get(&fact).cloned()
+    }
+
+    /// The fact as Envoy's span tag reads it: the recorded value, else the default.
+    pub fn span_tag(&self, fact: Fact) -> Option<String> {
+        self.fact(fact)
+            .or_else(|| fact.default_value().map(str::to_owned))
     }
 
     pub fn counter(&self, counter: Counter) -> u32 {
