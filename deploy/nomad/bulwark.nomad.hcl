@@ -1366,6 +1366,32 @@ static_resources:
               # trailing slash, `;`, escape or lower-case method name that some reader
               # might take for another route). Everything else on a gRPC path is answered
               # by the refusal routes below and never reaches a service nor the filter.
+              # Retries, on another replica (never the one that just failed), with a
+              # short back-off. Every call is retried when it never reached a replica
+              # (connection refused, stream refused by a draining replica, reset before
+              # the request went out). Calls without side effects, the methods marked
+              # `idempotency_level = NO_SIDE_EFFECTS` in proto/ (a test keeps each list
+              # in step), also when the connection is reset or the replica answers
+              # UNAVAILABLE. The retry budget is each cluster's max_retries.
+              - name: identity
+                match:
+                  safe_regex: { regex: '/bulwark\.identity\.v1\.IdentityService/(FindUserByEmail|GetMe|GetUser)' }
+                  grpc: {}
+                  headers:
+                  - name: ":method"
+                    string_match: { exact: POST }
+                route:
+                  cluster: identity
+                  timeout: 15s
+                  retry_policy: &retry_reads
+                    retry_on: connect-failure,refused-stream,reset-before-request,reset,unavailable
+                    num_retries: 2
+                    retry_host_predicate:
+                    - name: envoy.retry_host_predicates.previous_hosts
+                      typed_config:
+                        "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
+                    host_selection_retry_max_attempts: 3
+                    retry_back_off: { base_interval: 0.025s, max_interval: 0.25s }
               - name: identity
                 match:
                   safe_regex: { regex: '/bulwark\.identity\.v1\.IdentityService/[A-Z][A-Za-z0-9]*' }
@@ -1373,7 +1399,29 @@ static_resources:
                   headers:
                   - name: ":method"
                     string_match: { exact: POST }
-                route: { cluster: identity, timeout: 15s }
+                route:
+                  cluster: identity
+                  timeout: 15s
+                  retry_policy: &retry_unsent
+                    retry_on: connect-failure,refused-stream,reset-before-request
+                    num_retries: 2
+                    retry_host_predicate:
+                    - name: envoy.retry_host_predicates.previous_hosts
+                      typed_config:
+                        "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
+                    host_selection_retry_max_attempts: 3
+                    retry_back_off: { base_interval: 0.025s, max_interval: 0.25s }
+              - name: auth
+                match:
+                  safe_regex: { regex: '/bulwark\.auth\.v1\.AuthService/(GetJwks|ListRevokedSessions|ListSessions)' }
+                  grpc: {}
+                  headers:
+                  - name: ":method"
+                    string_match: { exact: POST }
+                route:
+                  cluster: auth
+                  timeout: 15s
+                  retry_policy: *retry_reads
               - name: auth
                 match:
                   safe_regex: { regex: '/bulwark\.auth\.v1\.AuthService/[A-Z][A-Za-z0-9]*' }
@@ -1381,7 +1429,21 @@ static_resources:
                   headers:
                   - name: ":method"
                     string_match: { exact: POST }
-                route: { cluster: auth, timeout: 15s }
+                route:
+                  cluster: auth
+                  timeout: 15s
+                  retry_policy: *retry_unsent
+              - name: authz
+                match:
+                  safe_regex: { regex: '/bulwark\.authz\.v1\.AuthzService/(Check|ListUserRoles|ResolveRoles)' }
+                  grpc: {}
+                  headers:
+                  - name: ":method"
+                    string_match: { exact: POST }
+                route:
+                  cluster: authz
+                  timeout: 15s
+                  retry_policy: *retry_reads
               - name: authz
                 match:
                   safe_regex: { regex: '/bulwark\.authz\.v1\.AuthzService/[A-Z][A-Za-z0-9]*' }
@@ -1389,7 +1451,21 @@ static_resources:
                   headers:
                   - name: ":method"
                     string_match: { exact: POST }
-                route: { cluster: authz, timeout: 15s }
+                route:
+                  cluster: authz
+                  timeout: 15s
+                  retry_policy: *retry_unsent
+              - name: audit
+                match:
+                  safe_regex: { regex: '/bulwark\.audit\.v1\.AuditService/(ListCheckpoints|ListEvents)' }
+                  grpc: {}
+                  headers:
+                  - name: ":method"
+                    string_match: { exact: POST }
+                route:
+                  cluster: audit
+                  timeout: 15s
+                  retry_policy: *retry_reads
               - name: audit
                 match:
                   safe_regex: { regex: '/bulwark\.audit\.v1\.AuditService/[A-Z][A-Za-z0-9]*' }
@@ -1397,7 +1473,10 @@ static_resources:
                   headers:
                   - name: ":method"
                     string_match: { exact: POST }
-                route: { cluster: audit, timeout: 15s }
+                route:
+                  cluster: audit
+                  timeout: 15s
+                  retry_policy: *retry_unsent
               # A CORS preflight (OPTIONS with a non-empty Origin and
               # Access-Control-Request-Method, exactly what the cors filter takes for one)
               # must land on a route that is not a direct_response (the cors filter skips
@@ -1678,6 +1757,36 @@ static_resources:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: { http2_protocol_options: {} }
+    # Ready for replicas (one endpoint each in the local mesh, several behind a real
+    # one): an active gRPC health check (grpc.health.v1, the service's overall status,
+    # which follows /ready and turns NOT_SERVING the moment a replica starts draining)
+    # takes a replica out after two failed checks a second apart; outlier detection
+    # ejects one whose calls keep failing (5 errors in a row, or 3 gateway failures:
+    # refused, reset, UNAVAILABLE); the circuit breakers bound what this Envoy asks of the
+    # cluster at once (an edge worker serves thousands of requests a second; a service
+    # answers in milliseconds, so 1,024 calls in flight is far past normal load) and the
+    # retries in flight. With every replica out, Envoy's panic threshold still sends
+    # requests to all of them rather than none.
+    health_checks: &service_health_checks
+    - timeout: 1s
+      interval: 1s
+      no_traffic_interval: 5s
+      unhealthy_threshold: 2
+      healthy_threshold: 1
+      grpc_health_check: {}
+    outlier_detection: &service_outlier_detection
+      consecutive_5xx: 5
+      consecutive_gateway_failure: 3
+      interval: 2s
+      base_ejection_time: 10s
+      max_ejection_percent: 50
+    circuit_breakers: &service_circuit_breakers
+      thresholds:
+      - priority: DEFAULT
+        max_connections: 64
+        max_pending_requests: 256
+        max_requests: 1024
+        max_retries: 16
     load_assignment:
       cluster_name: ratelimit
       endpoints:
@@ -1690,6 +1799,9 @@ static_resources:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: { http2_protocol_options: {} }
+    health_checks: *service_health_checks
+    outlier_detection: *service_outlier_detection
+    circuit_breakers: *service_circuit_breakers
     load_assignment:
       cluster_name: identity
       endpoints:
@@ -1702,6 +1814,9 @@ static_resources:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: { http2_protocol_options: {} }
+    health_checks: *service_health_checks
+    outlier_detection: *service_outlier_detection
+    circuit_breakers: *service_circuit_breakers
     load_assignment:
       cluster_name: auth
       endpoints:
@@ -1714,6 +1829,9 @@ static_resources:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: { http2_protocol_options: {} }
+    health_checks: *service_health_checks
+    outlier_detection: *service_outlier_detection
+    circuit_breakers: *service_circuit_breakers
     load_assignment:
       cluster_name: authz
       endpoints:
@@ -1726,6 +1844,9 @@ static_resources:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: { http2_protocol_options: {} }
+    health_checks: *service_health_checks
+    outlier_detection: *service_outlier_detection
+    circuit_breakers: *service_circuit_breakers
     load_assignment:
       cluster_name: audit
       endpoints:

@@ -14,6 +14,7 @@ mod mail;
 mod mesh_command;
 mod metrics;
 mod observability;
+mod replica_ready;
 mod support;
 mod through_envoy;
 mod tracing;

@@ -250,8 +250,9 @@ const UNAUTHENTICATED: &str = "16";
 /// `function_calls_total`), leaving out what runs on its own schedule: `GetJwks` (the
 /// gateway filter fetches the JWKS through the edge) and the internal RPCs (services
 /// relay audit events in the background; the edge never routes these, which the tests
-/// check by their answers). Then how many calls the rate-limit service has had from the
-/// edge (the filter's callouts).
+/// check by their answers), and Envoy's gRPC health checks (`grpc.health.v1.Health`,
+/// every second). Then how many calls the rate-limit service has had from the edge (the
+/// filter's callouts).
 async fn served_counts(mesh: &Mesh) -> Vec<(&'static str, u64)> {
     let mut counts = Vec::new();
     for kind in SERVICES {
@@ -259,6 +260,7 @@ async fn served_counts(mesh: &Mesh) -> Vec<(&'static str, u64)> {
         let served: f64 = text
             .lines()
             .filter(|line| line.starts_with("function_calls_total{"))
+            .filter(|line| !line.contains(super::HEALTH_MODULE))
             .filter(|line| {
                 !RPCS
                     .iter()

@@ -308,12 +308,18 @@ pub async fn service_metrics(mesh: &Mesh, kind: ServiceKind) -> String {
         .unwrap_or_else(|err| panic!("reading {} /metrics: {err}", kind.name()))
 }
 
-/// How many calls of `function` one service has counted (`function_calls_total`).
+/// The module label of the gRPC health service's calls (Envoy's health checks, every
+/// second), which no count of the services' own RPCs includes.
+pub const HEALTH_MODULE: &str = "module=\"grpc.health.v1.Health\"";
+
+/// How many calls of `function` one service has counted (`function_calls_total`), the
+/// health checks' aside.
 pub async fn rpc_calls(mesh: &Mesh, kind: ServiceKind, function: &str) -> f64 {
     let text = service_metrics(mesh, kind).await;
     let label = format!("function=\"{function}\"");
     text.lines()
         .filter(|line| line.starts_with("function_calls_total{") && line.contains(&label))
+        .filter(|line| !line.contains(HEALTH_MODULE))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
