@@ -34,7 +34,7 @@ mod template;
 mod wait;
 mod workspace;
 
-pub use envoy::{Envoy, RATELIMIT_TIMEOUT};
+pub use envoy::{CORS_ORIGIN_REGEX, Envoy, RATELIMIT_TIMEOUT};
 pub use mail::{MailMessage, MailServer};
 pub use mesh::{Mesh, MeshBuilder};
 pub use net::{free_port, http_client};

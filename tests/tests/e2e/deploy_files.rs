@@ -131,6 +131,47 @@ fn validate_image_config_with_envoy(
     );
 }
 
+/// The values of `envoy/edge.yaml` for an image's edge (Compose and the mesh edge): the
+/// listener on every interface, the image's files, the local mesh's CORS origins, no
+/// trace collector (a client's sampled traceparent is still followed; point OTLP_HOST
+/// and OTLP_PORT at a collector and set TRACE_SAMPLING to 100 to trace), the shipped
+/// rate-limit budget, and each service at `(name, host, port)` found by `cluster_type`.
+fn image_edge_values(
+    cluster_type: &str,
+    descriptor: &str,
+    wasm: &str,
+    upstreams: impl IntoIterator<Item = (String, String, u16)>,
+) -> Vec<(String, String)> {
+    let mut values: Vec<(String, String)> = [
+        ("EDGE_ADDRESS", "0.0.0.0".to_owned()),
+        ("EDGE_PORT", EDGE_PORT.to_string()),
+        ("ADMIN_PORT", EDGE_ADMIN_PORT.to_string()),
+        ("CLUSTER_TYPE", cluster_type.to_owned()),
+        ("DESCRIPTOR", descriptor.to_owned()),
+        ("WASM", wasm.to_owned()),
+        (
+            "CORS_ORIGIN_REGEX",
+            bulwark_e2e::CORS_ORIGIN_REGEX.to_owned(),
+        ),
+        ("OTLP_HOST", "127.0.0.1".to_owned()),
+        ("OTLP_PORT", "4317".to_owned()),
+        ("TRACE_SAMPLING", "0".to_owned()),
+        (
+            "RATELIMIT_TIMEOUT_MS",
+            bulwark_e2e::RATELIMIT_TIMEOUT.as_millis().to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect();
+    for (name, host, port) in upstreams {
+        let upper = name.to_uppercase();
+        values.push((format!("{upper}_HOST"), host));
+        values.push((format!("{upper}_PORT"), port.to_string()));
+    }
+    values
+}
+
 /// A file of the workspace, by its path relative to the root.
 fn read(relative: &str) -> String {
     let path = workspace_root().join(relative);

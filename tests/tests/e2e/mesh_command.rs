@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use bulwark_e2e::prometheus::RULE_FILES;
 use bulwark_e2e::{free_port, gateway_filter_wasm, poll_until, workspace_root};
 use serde_json::Value;
+
+use crate::support::shipped_rules;
 
 const SERVICES: [&str; 5] = ["identity", "auth", "authz", "audit", "ratelimit"];
 const DOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -136,26 +137,6 @@ async fn get_json(http: &reqwest::Client, url: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|err| panic!("GET {url}: not JSON ({err}): {text}"))
 }
 
-/// How many rules the shipped rule files hold.
-fn shipped_rule_count() -> usize {
-    RULE_FILES
-        .iter()
-        .map(|file| {
-            let path = workspace_root().join(file);
-            let text = std::fs::read_to_string(&path)
-                .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
-            let rules: Value = serde_yaml_ng::from_str(&text)
-                .unwrap_or_else(|err| panic!("{} is not YAML: {err}", path.display()));
-            rules["groups"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|group| group["rules"].as_array().map_or(0, Vec::len))
-                .sum::<usize>()
-        })
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_starts_prometheus_with_every_target_healthy_and_status_reports_a_dead_service() {
     let mesh = MeshCommand::new();
@@ -200,7 +181,7 @@ async fn up_starts_prometheus_with_every_target_healthy_and_status_reports_a_dea
         .iter()
         .map(|group| group["rules"].as_array().map_or(0, Vec::len))
         .sum();
-    assert_eq!(loaded, shipped_rule_count(), "rules loaded: {rules}");
+    assert_eq!(loaded, shipped_rules().len(), "rules loaded: {rules}");
     for group in &groups {
         for rule in group["rules"].as_array().into_iter().flatten() {
             assert_eq!(rule["health"], "ok", "a rule does not evaluate: {rule}");

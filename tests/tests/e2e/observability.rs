@@ -10,7 +10,7 @@ use bulwark_e2e::{Mesh, poll_until, workspace_root};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::new_trace_id;
+use crate::support::{new_trace_id, shipped_rules};
 
 const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -90,33 +90,23 @@ fn grafana_variables(expr: &str) -> String {
 
 /// Every recording and alerting rule's `expr` in every rule file the template loads.
 fn rule_expressions() -> Vec<Expression> {
-    let mut expressions = Vec::new();
-    for file in prometheus::RULE_FILES {
-        let path = workspace_root().join(file);
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
-        let rules: Value = serde_yaml_ng::from_str(&text)
-            .unwrap_or_else(|err| panic!("{} is not YAML: {err}", path.display()));
-        let before = expressions.len();
-        for group in rules["groups"].as_array().into_iter().flatten() {
-            for rule in group["rules"].as_array().into_iter().flatten() {
-                let name = rule["record"]
-                    .as_str()
-                    .map(|record| format!("recording rule {record}"))
-                    .or_else(|| rule["alert"].as_str().map(|alert| format!("alert {alert}")))
-                    .unwrap_or_else(|| "a rule without record or alert".to_owned());
-                let expr = rule["expr"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("{name} in {file} has no expr"));
-                expressions.push(Expression {
-                    origin: format!("{file} group {}, {name}", group["name"]),
-                    expr: expr.to_owned(),
-                });
+    shipped_rules()
+        .into_iter()
+        .map(|(file, group, rule)| {
+            let name = rule["record"]
+                .as_str()
+                .map(|record| format!("recording rule {record}"))
+                .or_else(|| rule["alert"].as_str().map(|alert| format!("alert {alert}")))
+                .unwrap_or_else(|| "a rule without record or alert".to_owned());
+            let expr = rule["expr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} in {file} has no expr"));
+            Expression {
+                origin: format!("{file} group {group}, {name}"),
+                expr: expr.to_owned(),
             }
-        }
-        assert!(expressions.len() > before, "{file} holds no rule");
-    }
-    expressions
+        })
+        .collect()
 }
 
 /// `promtool check rules` on every rule file the template loads.

@@ -65,3 +65,25 @@ pub async fn upstream_requests(mesh: &Mesh, cluster: &str) -> u64 {
 /// through the edge reach the service without creating anything.
 pub const INVALID_REGISTRATION: &str =
     r#"{"email":"not-an-email","password":"short","display_name":""}"#;
+
+/// Every rule of the rule files the Prometheus template loads
+/// (`bulwark_e2e::prometheus::RULE_FILES`), with its file and group name; a file that
+/// holds no rule fails the test.
+pub fn shipped_rules() -> Vec<(&'static str, String, serde_json::Value)> {
+    let mut rules = Vec::new();
+    for file in bulwark_e2e::prometheus::RULE_FILES {
+        let path = bulwark_e2e::workspace_root().join(file);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
+        let parsed: serde_json::Value = serde_yaml_ng::from_str(&text)
+            .unwrap_or_else(|err| panic!("{} is not YAML: {err}", path.display()));
+        let before = rules.len();
+        for group in parsed["groups"].as_array().into_iter().flatten() {
+            for rule in group["rules"].as_array().into_iter().flatten() {
+                rules.push((file, group["name"].to_string(), rule.clone()));
+            }
+        }
+        assert!(rules.len() > before, "{file} holds no rule");
+    }
+    rules
+}

@@ -13,8 +13,6 @@ const EDGE_TEMPLATE: &str = "envoy/edge.yaml";
 const REGENERATE_ENV: &str = "BULWARK_REGENERATE";
 const REGENERATE_HINT: &str = "regenerate it with \
      `BULWARK_REGENERATE=1 cargo nextest run -p bulwark-e2e -E 'test(/deploy_files::/)'`";
-/// The local mesh's default CORS origins (deploy/local/mesh, tests/src/envoy.rs).
-const CORS_ORIGIN_REGEX: &str = r"https?://(localhost|127\.0\.0\.1)(:[0-9]+)?";
 
 /// Fills every `{{NAME}}` of the edge template; a placeholder left over fails the test.
 fn render(template: &str, values: &[(String, String)]) -> String {
@@ -29,31 +27,10 @@ fn render(template: &str, values: &[(String, String)]) -> String {
 /// The template's values for Compose: the services by host name on their default
 /// ports, host-name discovery, the listener on every interface, the image's files.
 fn compose_values(descriptor: &str, wasm: &str) -> Vec<(String, String)> {
-    let mut values: Vec<(String, String)> = [
-        ("EDGE_ADDRESS", "0.0.0.0".to_owned()),
-        ("EDGE_PORT", EDGE_PORT.to_string()),
-        ("ADMIN_PORT", EDGE_ADMIN_PORT.to_string()),
-        ("CLUSTER_TYPE", "STRICT_DNS".to_owned()),
-        ("DESCRIPTOR", descriptor.to_owned()),
-        ("WASM", wasm.to_owned()),
-        ("CORS_ORIGIN_REGEX", CORS_ORIGIN_REGEX.to_owned()),
-        // No collector in the Compose file: the edge starts no sampled trace (a client's
-        // sampled traceparent is still followed). Point OTLP_HOST/OTLP_PORT at a
-        // collector and set TRACE_SAMPLING to 100 to trace.
-        ("OTLP_HOST", "127.0.0.1".to_owned()),
-        ("OTLP_PORT", "4317".to_owned()),
-        ("TRACE_SAMPLING", "0".to_owned()),
-        ("RATELIMIT_TIMEOUT_MS", "50".to_owned()),
-    ]
-    .into_iter()
-    .map(|(key, value)| (key.to_owned(), value))
-    .collect();
-    for name in EVERY {
-        let upper = name.to_uppercase();
-        values.push((format!("{upper}_HOST"), name.to_owned()));
-        values.push((format!("{upper}_PORT"), spec(name).grpc.to_string()));
-    }
-    values
+    let upstreams = EVERY
+        .into_iter()
+        .map(|name| (name.to_owned(), name.to_owned(), spec(name).grpc));
+    super::image_edge_values("STRICT_DNS", descriptor, wasm, upstreams)
 }
 
 fn compose_config(descriptor: &str, wasm: &str) -> String {

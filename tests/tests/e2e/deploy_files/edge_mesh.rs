@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use bulwark_e2e::{fill_placeholders, workspace_root};
 use serde_json::Value;
 
-use super::{EDGE_ADMIN_PORT, EDGE_PORT, EVERY, IMAGE_DESCRIPTOR, IMAGE_WASM, read};
+use super::{EDGE_ADMIN_PORT, EVERY, IMAGE_DESCRIPTOR, IMAGE_WASM, read};
 
 pub const EDGE_MESH: &str = "envoy/edge-mesh.yaml";
 const EDGE_TEMPLATE: &str = "envoy/edge.yaml";
@@ -20,8 +20,6 @@ const HEREDOC: &str = "EDGE_MESH_YAML";
 const REGENERATE_ENV: &str = "BULWARK_REGENERATE";
 const REGENERATE_HINT: &str = "regenerate it with \
      `BULWARK_REGENERATE=1 cargo nextest run -p bulwark-e2e -E 'test(/deploy_files::/)'`";
-/// The local mesh's default CORS origins; a deployment sets its own.
-const CORS_ORIGIN_REGEX: &str = r"https?://(localhost|127\.0\.0\.1)(:[0-9]+)?";
 /// An upstream's local bind address: the sidecar's listeners are on loopback.
 const UPSTREAM_HOST: &str = "127.0.0.1";
 const UPSTREAMS_DOC: &str = "https://developer.hashicorp.com/consul/docs/connect/proxies/proxy-config-reference#upstream-configuration-reference";
@@ -56,29 +54,10 @@ pub fn edge_upstreams() -> BTreeMap<String, u16> {
 
 /// The template's values for the mesh: each service at its upstream's local port.
 fn mesh_values(descriptor: &str, wasm: &str) -> Vec<(String, String)> {
-    let mut values: Vec<(String, String)> = [
-        ("EDGE_ADDRESS", "0.0.0.0".to_owned()),
-        ("EDGE_PORT", EDGE_PORT.to_string()),
-        ("ADMIN_PORT", EDGE_ADMIN_PORT.to_string()),
-        ("CLUSTER_TYPE", "STATIC".to_owned()),
-        ("DESCRIPTOR", descriptor.to_owned()),
-        ("WASM", wasm.to_owned()),
-        ("CORS_ORIGIN_REGEX", CORS_ORIGIN_REGEX.to_owned()),
-        // No collector named here: no sampled trace started at the edge.
-        ("OTLP_HOST", "127.0.0.1".to_owned()),
-        ("OTLP_PORT", "4317".to_owned()),
-        ("TRACE_SAMPLING", "0".to_owned()),
-        ("RATELIMIT_TIMEOUT_MS", "50".to_owned()),
-    ]
-    .into_iter()
-    .map(|(key, value)| (key.to_owned(), value))
-    .collect();
-    for (name, port) in edge_upstreams() {
-        let upper = name.to_uppercase();
-        values.push((format!("{upper}_HOST"), UPSTREAM_HOST.to_owned()));
-        values.push((format!("{upper}_PORT"), port.to_string()));
-    }
-    values
+    let upstreams = edge_upstreams()
+        .into_iter()
+        .map(|(name, port)| (name.to_owned(), UPSTREAM_HOST.to_owned(), port));
+    super::image_edge_values("STATIC", descriptor, wasm, upstreams)
 }
 
 pub fn mesh_config(descriptor: &str, wasm: &str) -> String {
