@@ -186,7 +186,7 @@ EOT
     task "identity" {
       driver = "docker"
 
-      # Above the drain (grpc.shutdown_grace_ms, 10 s by default) plus the shutdown
+      # Above the drain (grpc.drain_delay_ms and shutdown_grace_ms, 3 + 10 s by default) plus the shutdown
       # hooks: Nomad's default of 5 s would kill the task mid-drain.
       kill_timeout = "20s"
 
@@ -348,7 +348,7 @@ EOT
     task "auth" {
       driver = "docker"
 
-      # Above the drain (grpc.shutdown_grace_ms, 10 s by default) plus the shutdown
+      # Above the drain (grpc.drain_delay_ms and shutdown_grace_ms, 3 + 10 s by default) plus the shutdown
       # hooks: Nomad's default of 5 s would kill the task mid-drain.
       kill_timeout = "20s"
 
@@ -511,7 +511,7 @@ EOT
     task "authz" {
       driver = "docker"
 
-      # Above the drain (grpc.shutdown_grace_ms, 10 s by default) plus the shutdown
+      # Above the drain (grpc.drain_delay_ms and shutdown_grace_ms, 3 + 10 s by default) plus the shutdown
       # hooks: Nomad's default of 5 s would kill the task mid-drain.
       kill_timeout = "20s"
 
@@ -673,7 +673,7 @@ EOT
     task "audit" {
       driver = "docker"
 
-      # Above the drain (grpc.shutdown_grace_ms, 10 s by default) plus the shutdown
+      # Above the drain (grpc.drain_delay_ms and shutdown_grace_ms, 3 + 10 s by default) plus the shutdown
       # hooks: Nomad's default of 5 s would kill the task mid-drain.
       kill_timeout = "20s"
 
@@ -822,7 +822,7 @@ EOT
     task "ratelimit" {
       driver = "docker"
 
-      # Above the drain (grpc.shutdown_grace_ms, 10 s by default) plus the shutdown
+      # Above the drain (grpc.drain_delay_ms and shutdown_grace_ms, 3 + 10 s by default) plus the shutdown
       # hooks: Nomad's default of 5 s would kill the task mid-drain.
       kill_timeout = "20s"
 
@@ -1066,9 +1066,11 @@ EOT
 #   ADMIN_PORT         Envoy admin port on 127.0.0.1 (/ready, /stats, /clusters)
 #   DESCRIPTOR         absolute path of the FileDescriptorSet written by `bulwark-descriptor`
 #   CORS_ORIGIN_REGEX  RE2 regex (full match) of the browser origins CORS allows
-#   IDENTITY_HOST, IDENTITY_PORT, AUTH_HOST, AUTH_PORT, AUTHZ_HOST, AUTHZ_PORT,
-#   AUDIT_HOST, AUDIT_PORT   gRPC address of each service
-#   RATELIMIT_HOST, RATELIMIT_PORT   gRPC address of the rate-limit service
+#   IDENTITY_ENDPOINTS, AUTH_ENDPOINTS, AUTHZ_ENDPOINTS, AUDIT_ENDPOINTS,
+#   RATELIMIT_ENDPOINTS  the gRPC addresses of each service's replicas, as a YAML flow
+#                      list of LbEndpoints, one per replica:
+#                      [{ endpoint: { address: { socket_address: { address: "127.0.0.1",
+#                      port_value: 50051 } } } }, ...]
 #   CLUSTER_TYPE       discovery of those five upstreams: STATIC for IP addresses (local
 #                      mesh, tests), STRICT_DNS for host names (Compose: identity, auth, ...)
 #   WASM               absolute path of the gateway filter (bulwark_gateway_filter.wasm)
@@ -1757,10 +1759,11 @@ static_resources:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: { http2_protocol_options: {} }
-    # Ready for replicas (one endpoint each in the local mesh, several behind a real
-    # one): an active gRPC health check (grpc.health.v1, the service's overall status,
-    # which follows /ready and turns NOT_SERVING the moment a replica starts draining)
-    # takes a replica out after two failed checks a second apart; outlier detection
+    # Ready for replicas (an endpoint per replica: `mesh up --replicas N`, the tests'
+    # replica meshes): an active gRPC health check (grpc.health.v1, the service's overall
+    # status, which follows /ready and turns NOT_SERVING the moment a replica starts
+    # draining, grpc.drain_delay_ms = 3 s before it stops accepting) takes a replica out
+    # after two failed checks a second apart; outlier detection
     # ejects one whose calls keep failing (5 errors in a row, or 3 gateway failures:
     # refused, reset, UNAVAILABLE); the circuit breakers bound what this Envoy asks of the
     # cluster at once (an edge worker serves thousands of requests a second; a service
@@ -1790,8 +1793,7 @@ static_resources:
     load_assignment:
       cluster_name: ratelimit
       endpoints:
-      - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: 18955 } } }
+      - lb_endpoints: [{ endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: 18955 } } } }]
   - name: identity
     type: STATIC
     connect_timeout: 1s
@@ -1805,8 +1807,7 @@ static_resources:
     load_assignment:
       cluster_name: identity
       endpoints:
-      - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: 18951 } } }
+      - lb_endpoints: [{ endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: 18951 } } } }]
   - name: auth
     type: STATIC
     connect_timeout: 1s
@@ -1820,8 +1821,7 @@ static_resources:
     load_assignment:
       cluster_name: auth
       endpoints:
-      - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: 18952 } } }
+      - lb_endpoints: [{ endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: 18952 } } } }]
   - name: authz
     type: STATIC
     connect_timeout: 1s
@@ -1835,8 +1835,7 @@ static_resources:
     load_assignment:
       cluster_name: authz
       endpoints:
-      - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: 18953 } } }
+      - lb_endpoints: [{ endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: 18953 } } } }]
   - name: audit
     type: STATIC
     connect_timeout: 1s
@@ -1850,8 +1849,7 @@ static_resources:
     load_assignment:
       cluster_name: audit
       endpoints:
-      - lb_endpoints:
-        - endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: 18954 } } }
+      - lb_endpoints: [{ endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: 18954 } } } }]
 EDGE_MESH_YAML
       }
 

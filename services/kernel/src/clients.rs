@@ -1,9 +1,13 @@
 //! Typed clients of the core services. Each service is one async trait, so callers
 //! (and their tests) depend on the operation, not on tonic; the factory builds tonic
-//! clients from configured endpoints (static addresses now, Consul discovery later)
-//! that carry the caller's `traceparent` and request id, a deadline per attempt, and
-//! retries on UNAVAILABLE for idempotent calls.
+//! clients from configured endpoints that carry the caller's `traceparent` and request
+//! id, a deadline per attempt, and retries on UNAVAILABLE for idempotent calls.
+//!
+//! An endpoint is one address (a Consul sidecar's upstream, a load balancer, a single
+//! instance) or a comma-separated list of replicas: each attempt then goes to the next
+//! replica in turn, so a retry after UNAVAILABLE reaches another one.
 
+mod replicas;
 mod service_token;
 
 use std::sync::Arc;
@@ -31,6 +35,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::config::{ClientsConfig, ServiceAccountConfig};
 
+pub use replicas::{Replicas, endpoint_list};
 pub use service_token::{ServiceTokens, form_encode};
 
 tokio::task_local! {
@@ -239,11 +244,11 @@ impl ServiceClients {
     ) -> Result<Self, ClientError> {
         let mut clients = Self::new(config);
         if let (Some(id), Some(secret)) = (&account.client_id, &account.client_secret) {
-            let channel = clients.plain_channel("auth", clients.config.auth.as_ref())?;
+            let channels = clients.plain_channels("auth", clients.config.auth.as_ref())?;
             clients.tokens = Some(Arc::new(ServiceTokens::new(
                 id.clone(),
                 secret.clone(),
-                channel,
+                channels,
                 Duration::from_millis(clients.config.timeout_ms),
             )));
         }
@@ -276,72 +281,79 @@ impl ServiceClients {
         }
     }
 
-    /// A lazily connecting channel: building a client never waits for the peer.
-    fn channel(
+    /// Lazily connecting channels, one per replica of the endpoint: building a client
+    /// never waits for a peer.
+    fn channels(
         &self,
         service: &'static str,
         endpoint: Option<&String>,
-    ) -> Result<Intercepted, ClientError> {
-        let channel = self.plain_channel(service, endpoint)?;
-        Ok(InterceptedService::new(channel, ContextInterceptor))
+    ) -> Result<Replicas<Intercepted>, ClientError> {
+        Ok(self
+            .plain_channels(service, endpoint)?
+            .map(|channel| InterceptedService::new(channel, ContextInterceptor)))
     }
 
-    fn plain_channel(
+    fn plain_channels(
         &self,
         service: &'static str,
         endpoint: Option<&String>,
-    ) -> Result<Channel, ClientError> {
+    ) -> Result<Replicas<Channel>, ClientError> {
         let endpoint = endpoint.ok_or(ClientError::NotConfigured { service })?;
         if let Ok(mut used) = self.used.lock() {
             used.insert(service, endpoint.clone());
         }
-        Ok(Endpoint::from_shared(endpoint.clone())
-            .map_err(|source| ClientError::Endpoint {
-                service,
-                endpoint: endpoint.clone(),
-                source,
-            })?
-            .connect_timeout(Duration::from_millis(self.config.timeout_ms))
-            .tcp_nodelay(true)
-            .connect_lazy())
+        let channels = endpoint_list(endpoint)
+            .map(|one| {
+                Ok(Endpoint::from_shared(one.to_owned())
+                    .map_err(|source| ClientError::Endpoint {
+                        service,
+                        endpoint: one.to_owned(),
+                        source,
+                    })?
+                    .connect_timeout(Duration::from_millis(self.config.timeout_ms))
+                    .tcp_nodelay(true)
+                    .connect_lazy())
+            })
+            .collect::<Result<Vec<_>, ClientError>>()?;
+        Replicas::new(channels).ok_or(ClientError::NotConfigured { service })
     }
 
     pub fn identity(&self) -> Result<Arc<dyn IdentityApi>, ClientError> {
-        let channel = self.channel("identity", self.config.identity.as_ref())?;
+        let channels = self.channels("identity", self.config.identity.as_ref())?;
         Ok(Arc::new(GrpcIdentity {
-            client: IdentityServiceClient::new(channel),
+            client: channels.map(IdentityServiceClient::new),
             policy: self.policy_for("identity"),
         }))
     }
 
     pub fn auth(&self) -> Result<Arc<dyn AuthApi>, ClientError> {
-        let channel = self.channel("auth", self.config.auth.as_ref())?;
+        let channels = self.channels("auth", self.config.auth.as_ref())?;
         Ok(Arc::new(GrpcAuth {
-            client: AuthServiceClient::new(channel),
+            client: channels.map(AuthServiceClient::new),
             // The JWKS is public: fetching it never waits for a token of our own.
             policy: self.policy().anonymous(),
         }))
     }
 
     pub fn authz(&self) -> Result<Arc<dyn AuthzApi>, ClientError> {
-        let channel = self.channel("authz", self.config.authz.as_ref())?;
+        let channels = self.channels("authz", self.config.authz.as_ref())?;
         Ok(Arc::new(GrpcAuthz {
-            client: AuthzServiceClient::new(channel),
+            client: channels.map(AuthzServiceClient::new),
             policy: self.policy_for("authz"),
         }))
     }
 
     pub fn audit(&self) -> Result<Arc<dyn AuditApi>, ClientError> {
-        let channel = self.channel("audit", self.config.audit.as_ref())?;
+        let channels = self.channels("audit", self.config.audit.as_ref())?;
         Ok(Arc::new(GrpcAudit {
-            client: AuditServiceClient::new(channel),
+            client: channels.map(AuditServiceClient::new),
             policy: self.policy_for("audit"),
         }))
     }
 }
 
 struct GrpcIdentity {
-    client: IdentityServiceClient<Intercepted>,
+    client: Replicas<IdentityServiceClient<Intercepted>>,
     policy: CallPolicy,
 }
 
@@ -352,7 +364,7 @@ impl IdentityApi for GrpcIdentity {
         password: String,
     ) -> BoxFuture<'_, Result<VerifyCredentialsResponse, Status>> {
         Box::pin(self.policy.idempotent(move || {
-            let mut client = self.client.clone();
+            let mut client = self.client.next();
             let request = self.policy.request(VerifyCredentialsRequest {
                 email: email.clone(),
                 password: password.clone(),
@@ -368,7 +380,7 @@ impl IdentityApi for GrpcIdentity {
 
     fn get_user(&self, id: String) -> BoxFuture<'_, Result<User, Status>> {
         Box::pin(self.policy.idempotent(move || {
-            let mut client = self.client.clone();
+            let mut client = self.client.next();
             let request = self.policy.request(GetUserRequest { id: id.clone() });
             async move {
                 client
@@ -384,7 +396,7 @@ impl IdentityApi for GrpcIdentity {
         email: String,
     ) -> BoxFuture<'_, Result<FindUserByEmailResponse, Status>> {
         Box::pin(self.policy.idempotent(move || {
-            let mut client = self.client.clone();
+            let mut client = self.client.next();
             let request = self.policy.request(FindUserByEmailRequest {
                 email: email.clone(),
             });
@@ -400,7 +412,7 @@ impl IdentityApi for GrpcIdentity {
     // Setting the same password twice leaves the same state: idempotent, so retried.
     fn set_password(&self, user_id: String, password: String) -> BoxFuture<'_, Result<(), Status>> {
         Box::pin(self.policy.idempotent(move || {
-            let mut client = self.client.clone();
+            let mut client = self.client.next();
             let request = self.policy.request(SetPasswordRequest {
                 user_id: user_id.clone(),
                 password: password.clone(),
@@ -411,7 +423,7 @@ impl IdentityApi for GrpcIdentity {
 
     fn mark_email_verified(&self, user_id: String) -> BoxFuture<'_, Result<User, Status>> {
         Box::pin(self.policy.idempotent(move || {
-            let mut client = self.client.clone();
+            let mut client = self.client.next();
             let request = self.policy.request(MarkEmailVerifiedRequest {
                 user_id: user_id.clone(),
             });
@@ -430,7 +442,7 @@ impl IdentityApi for GrpcIdentity {
         enabled: bool,
     ) -> BoxFuture<'_, Result<User, Status>> {
         Box::pin(self.policy.idempotent(move || {
-            let mut client = self.client.clone();
+            let mut client = self.client.next();
             let request = self.policy.request(SetMfaEnabledRequest {
                 user_id: user_id.clone(),
                 enabled,
@@ -446,14 +458,14 @@ impl IdentityApi for GrpcIdentity {
 }
 
 struct GrpcAuth {
-    client: AuthServiceClient<Intercepted>,
+    client: Replicas<AuthServiceClient<Intercepted>>,
     policy: CallPolicy,
 }
 
 impl AuthApi for GrpcAuth {
     fn get_jwks(&self) -> BoxFuture<'_, Result<Jwks, Status>> {
         Box::pin(self.policy.idempotent(move || {
-            let mut client = self.client.clone();
+            let mut client = self.client.next();
             let request = self.policy.request(GetJwksRequest {});
             async move {
                 client
@@ -466,14 +478,14 @@ impl AuthApi for GrpcAuth {
 }
 
 struct GrpcAuthz {
-    client: AuthzServiceClient<Intercepted>,
+    client: Replicas<AuthzServiceClient<Intercepted>>,
     policy: CallPolicy,
 }
 
 impl AuthzApi for GrpcAuthz {
     fn check(&self, subject: String, permission: String) -> BoxFuture<'_, Result<bool, Status>> {
         Box::pin(self.policy.idempotent(move || {
-            let mut client = self.client.clone();
+            let mut client = self.client.next();
             let request = self.policy.request(CheckRequest {
                 subject: subject.clone(),
                 permission: permission.clone(),
@@ -490,7 +502,7 @@ impl AuthzApi for GrpcAuthz {
         user_id: String,
     ) -> BoxFuture<'_, Result<ListUserRolesResponse, Status>> {
         Box::pin(self.policy.idempotent(move || {
-            let mut client = self.client.clone();
+            let mut client = self.client.next();
             let request = self.policy.request(ListUserRolesRequest {
                 user_id: user_id.clone(),
             });
@@ -508,7 +520,7 @@ impl AuthzApi for GrpcAuthz {
         roles: Vec<String>,
     ) -> BoxFuture<'_, Result<ResolveRolesResponse, Status>> {
         Box::pin(self.policy.idempotent(move || {
-            let mut client = self.client.clone();
+            let mut client = self.client.next();
             let request = self.policy.request(ResolveRolesRequest {
                 roles: roles.clone(),
             });
@@ -523,7 +535,7 @@ impl AuthzApi for GrpcAuthz {
 }
 
 struct GrpcAudit {
-    client: AuditServiceClient<Intercepted>,
+    client: Replicas<AuditServiceClient<Intercepted>>,
     policy: CallPolicy,
 }
 
@@ -533,7 +545,7 @@ impl AuditApi for GrpcAudit {
         events: Vec<AuditEvent>,
     ) -> BoxFuture<'_, Result<AppendEventsResponse, Status>> {
         Box::pin(self.policy.idempotent(move || {
-            let mut client = self.client.clone();
+            let mut client = self.client.next();
             let request = self.policy.request(AppendEventsRequest {
                 events: events.clone(),
             });

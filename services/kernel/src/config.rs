@@ -127,6 +127,10 @@ pub struct GrpcConfig {
     pub concurrency_limit: usize,
     /// Largest encoded request or response message.
     pub max_message_bytes: usize,
+    /// After SIGTERM, how long the service keeps serving while it reports not ready
+    /// and NOT_SERVING, so that balancers (Envoy's health checks, 1 s apart, two
+    /// failures to take a replica out) stop sending before it stops accepting.
+    pub drain_delay_ms: u64,
     /// How long in-flight calls may run on after SIGTERM before they are cut.
     pub shutdown_grace_ms: u64,
 }
@@ -219,7 +223,8 @@ pub struct ServiceAccountConfig {
 /// Shortest service-account secret accepted: secrets are random, not chosen by people.
 pub const MIN_CLIENT_SECRET_CHARS: usize = 32;
 
-/// Where the other core services are, for the typed clients.
+/// Where the other core services are, for the typed clients: each one endpoint, or its
+/// replicas separated by commas (not with Consul, whose sidecar upstream balances).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClientsConfig {
     pub identity: Option<String>,
@@ -228,7 +233,8 @@ pub struct ClientsConfig {
     pub audit: Option<String>,
     /// Deadline of one outgoing call (per attempt).
     pub timeout_ms: u64,
-    /// Extra attempts for idempotent calls that fail with UNAVAILABLE.
+    /// Extra attempts for idempotent calls that fail with UNAVAILABLE (each on the next
+    /// replica when an endpoint lists several).
     pub retries: u32,
 }
 
@@ -260,6 +266,7 @@ impl KernelConfig {
                 request_timeout_ms: 10_000,
                 concurrency_limit: 512,
                 max_message_bytes: 1024 * 1024,
+                drain_delay_ms: 3_000,
                 shutdown_grace_ms: 10_000,
             },
             http: HttpConfig {
@@ -378,7 +385,22 @@ impl KernelConfig {
             ("clients.audit", &self.clients.audit),
         ] {
             if let Some(endpoint) = endpoint {
-                validate_http_url(key, endpoint)?;
+                let replicas: Vec<&str> = crate::clients::endpoint_list(endpoint).collect();
+                if replicas.is_empty() {
+                    return Err(invalid(key, "lists no endpoint"));
+                }
+                for replica in &replicas {
+                    validate_http_url(key, replica)?;
+                }
+                // Registered with Consul, a client is one sidecar upstream, which balances
+                // over the replicas itself.
+                if self.consul.address.is_some() && replicas.len() > 1 {
+                    return Err(invalid(
+                        key,
+                        "lists several replicas, but with Consul a client calls its one sidecar \
+                         upstream, which balances over the replicas (consul/README.md)",
+                    ));
+                }
                 // Registered with Consul, a loopback client is a sidecar upstream; one
                 // in the agent's sidecar range collides with some sidecar's listener.
                 if self.consul.address.is_some()
@@ -657,6 +679,12 @@ mod tests {
             ("SENTRY__DSN", "not a dsn", "sentry.dsn"),
             ("FAULTS__PANIC_RPC", "GetUser", "faults.panic_rpc"),
             ("CLIENTS__AUTH", "ftp://x", "clients.auth"),
+            (
+                "CLIENTS__AUTH",
+                "http://127.0.0.1:1,ftp://x",
+                "clients.auth",
+            ),
+            ("CLIENTS__AUTHZ", " , ", "clients.authz"),
         ] {
             let text = error_text(load(None, &[(var, value)]));
             assert!(
@@ -664,6 +692,23 @@ mod tests {
                 "{var}={value}: key {key} not named in: {text}"
             );
         }
+    }
+
+    #[test]
+    fn a_client_lists_replicas_without_consul_and_one_upstream_with_it() {
+        let replicas = (
+            "CLIENTS__IDENTITY",
+            "http://127.0.0.1:1, http://127.0.0.1:2",
+        );
+        assert!(load(None, &[replicas]).is_ok());
+        let text = error_text(load(
+            None,
+            &[replicas, ("CONSUL__ADDRESS", "http://127.0.0.1:8500")],
+        ));
+        assert!(
+            text.contains("clients.identity") && text.contains("sidecar"),
+            "a list of replicas with Consul was not refused: {text}"
+        );
     }
 
     #[test]

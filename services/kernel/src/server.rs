@@ -2,9 +2,11 @@
 //! Redis), serves the app's gRPC services behind the kernel's tower layers plus the
 //! admin HTTP server, and shuts down in order on SIGTERM/SIGINT.
 //!
-//! Shutdown order: report not ready and NOT_SERVING, stop accepting and drain in-flight
-//! calls within the grace period, run the app's shutdown hooks in registration order
-//! (deregistration, relays), stop the admin server, close the pools, drain the error bus.
+//! Shutdown order: report not ready and NOT_SERVING (gauge `bulwark_draining` 1), keep
+//! serving for `grpc.drain_delay_ms` while balancers take the instance out, stop
+//! accepting and drain in-flight calls within the grace period, run the app's shutdown
+//! hooks in registration order (deregistration, relays), stop the admin server, close
+//! the pools, drain the error bus.
 
 pub mod observe;
 pub mod recover;
@@ -299,6 +301,7 @@ impl Kernel {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let names = services.names.clone();
         set_health(&health_reporter, &names, ServingStatus::Serving).await;
+        metrics::gauge!("bulwark_draining").set(0.0);
         let mut routes = services.routes;
         routes.add_service(health_service);
 
@@ -359,6 +362,15 @@ impl Kernel {
         mirror.abort();
         self.readiness.start_draining();
         set_health(&health_reporter, &names, ServingStatus::NotServing).await;
+        metrics::gauge!("bulwark_draining").set(1.0);
+        let delay = Duration::from_millis(config.grpc.drain_delay_ms);
+        if !delay.is_zero() {
+            tracing::info!(
+                ?delay,
+                "shutting down: still serving while balancers take this instance out"
+            );
+            tokio::time::sleep(delay).await;
+        }
 
         let grace = Duration::from_millis(config.grpc.shutdown_grace_ms);
         tracing::info!(?grace, "shutting down: draining in-flight calls");

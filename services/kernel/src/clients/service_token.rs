@@ -14,6 +14,8 @@ use tonic::Status;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
+use super::Replicas;
+
 /// A token is renewed once this share of its lifetime has passed.
 const RENEW_AFTER_SHARE: f64 = 0.8;
 /// ... and at the latest this long before it expires.
@@ -29,7 +31,8 @@ struct Cached {
 pub struct ServiceTokens {
     client_id: String,
     secret: SecretString,
-    auth: AuthServiceClient<Channel>,
+    /// Auth's replicas; a fetch tries each once while they answer UNAVAILABLE.
+    auth: Replicas<AuthServiceClient<Channel>>,
     timeout: Duration,
     cached: std::sync::RwLock<Option<Cached>>,
     /// One renewal at a time; the others wait for its result.
@@ -45,13 +48,18 @@ impl std::fmt::Debug for ServiceTokens {
 }
 
 impl ServiceTokens {
-    /// Tokens for `client_id` from the Auth service behind `auth` (a lazy channel: nothing
-    /// is fetched until the first call).
-    pub fn new(client_id: String, secret: SecretString, auth: Channel, timeout: Duration) -> Self {
+    /// Tokens for `client_id` from the Auth service behind `auth` (lazy channels, one per
+    /// replica: nothing is fetched until the first call).
+    pub fn new(
+        client_id: String,
+        secret: SecretString,
+        auth: Replicas<Channel>,
+        timeout: Duration,
+    ) -> Self {
         Self {
             client_id,
             secret,
-            auth: AuthServiceClient::new(auth),
+            auth: auth.map(AuthServiceClient::new),
             timeout,
             cached: std::sync::RwLock::new(None),
             renewing: tokio::sync::Mutex::new(()),
@@ -112,7 +120,22 @@ impl ServiceTokens {
         }
     }
 
+    /// Asks Auth's replicas in turn until one answers other than UNAVAILABLE.
     async fn fetch(&self) -> Result<Cached, Status> {
+        let mut attempt = 1;
+        loop {
+            match self.fetch_once().await {
+                Err(status)
+                    if status.code() == tonic::Code::Unavailable && attempt < self.auth.len() =>
+                {
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn fetch_once(&self) -> Result<Cached, Status> {
         let started = Instant::now();
         let mut request = tonic::Request::new(HttpBody {
             content_type: "application/x-www-form-urlencoded".to_owned(),
@@ -129,7 +152,7 @@ impl ServiceTokens {
         let basic = MetadataValue::try_from(basic)
             .map_err(|_| Status::internal("the client credentials are not valid metadata"))?;
         request.metadata_mut().insert("authorization", basic);
-        let token = self.auth.clone().issue_token(request).await?.into_inner();
+        let token = self.auth.next().issue_token(request).await?.into_inner();
         let header = MetadataValue::try_from(format!("Bearer {}", token.access_token))
             .map_err(|_| Status::internal("Auth issued a token that is not valid metadata"))?;
         let lifetime = Duration::from_secs(u64::try_from(token.expires_in).unwrap_or(0));

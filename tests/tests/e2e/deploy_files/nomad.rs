@@ -364,7 +364,7 @@ fn check_admin_exposed(
 
 /// Consul deregisters the group before its tasks get a signal (`shutdown_delay`), and
 /// the task's kill timeout lets the service finish its drain
-/// (`grpc.shutdown_grace_ms`) before Nomad kills it, within what a client allows.
+/// (`grpc.drain_delay_ms` and `grpc.shutdown_grace_ms`) before Nomad kills it, within what a client allows.
 fn check_shutdown(
     name: &str,
     group: &hcl::Body,
@@ -384,7 +384,7 @@ fn check_shutdown(
         Some(kill) if kill > grace_ms && kill <= MAX_KILL_TIMEOUT_MS => {}
         other => problems.push(format!(
             "{name}: kill_timeout is {other:?} ms; it must exceed the drain \
-             (grpc.shutdown_grace_ms = {grace_ms}) and stay within the client's \
+             (grpc.drain_delay_ms + grpc.shutdown_grace_ms = {grace_ms}) and stay within the client's \
              max_kill_timeout ({MAX_KILL_TIMEOUT_MS}) ({KILL_TIMEOUT_DOC})"
         )),
     }
@@ -524,14 +524,13 @@ fn check_task(
         env.get("BULWARK_HTTP__LISTEN").cloned(),
         Some(format!("127.0.0.1:{}", spec.admin)),
     );
-    let grace_ms = env
-        .get("BULWARK_GRPC__SHUTDOWN_GRACE_MS")
-        .and_then(|g| g.parse().ok())
-        .unwrap_or(
-            kernel["grpc"]["shutdown_grace_ms"]
-                .as_u64()
-                .unwrap_or(u64::MAX),
-        );
+    let setting = |name: &str| {
+        env.get(&format!("BULWARK_GRPC__{}", name.to_uppercase()))
+            .and_then(|g| g.parse::<u64>().ok())
+            .unwrap_or(kernel["grpc"][name].as_u64().unwrap_or(u64::MAX / 2))
+    };
+    // The instance serves on for the drain delay, then drains in-flight calls.
+    let grace_ms = setting("drain_delay_ms") + setting("shutdown_grace_ms");
     check_shutdown(name, group, task, grace_ms, problems);
     let clients: Vec<(String, Option<u16>)> = env
         .iter()
