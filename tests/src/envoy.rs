@@ -67,15 +67,30 @@ pub fn tracing_values(otlp: Option<&str>) -> anyhow::Result<Vec<(String, String)
     ])
 }
 
+/// The template's `<SVC>_ENDPOINTS` value: a YAML flow list of one LbEndpoint per
+/// replica address.
+pub fn endpoints_value<'a>(replicas: impl IntoIterator<Item = (&'a str, u16)>) -> String {
+    let each: Vec<String> = replicas
+        .into_iter()
+        .map(|(host, port)| {
+            format!(
+                "{{ endpoint: {{ address: {{ socket_address: {{ address: \"{host}\", port_value: {port} }} }} }} }}"
+            )
+        })
+        .collect();
+    format!("[{}]", each.join(", "))
+}
+
 impl Envoy {
-    /// Renders `envoy/edge.yaml` into `dir` with the services' gRPC ports and starts Envoy
-    /// with the options' worker threads; with an OTLP endpoint it traces every request
-    /// there. A service without a port points at a closed port (Envoy answers 503 for it).
+    /// Renders `envoy/edge.yaml` into `dir` with the gRPC ports of the services' replicas
+    /// and starts Envoy with the options' worker threads; with an OTLP endpoint it traces
+    /// every request there. A service not started points at a closed port (Envoy answers
+    /// 503 for it).
     pub(crate) fn spawn(
         dir: &Path,
         ports: (u16, u16),
         options: &EnvoyOptions<'_>,
-        upstreams: &[(ServiceKind, u16)],
+        upstreams: &[(ServiceKind, Vec<u16>)],
         descriptor: &Path,
         log: &Path,
     ) -> anyhow::Result<Self> {
@@ -100,10 +115,11 @@ impl Envoy {
             "RATELIMIT_TIMEOUT_MS".to_owned(),
             options.ratelimit_timeout.as_millis().to_string(),
         ));
-        for (kind, grpc_port) in upstreams {
-            let upper = kind.name().to_uppercase();
-            values.push((format!("{upper}_HOST"), "127.0.0.1".to_owned()));
-            values.push((format!("{upper}_PORT"), grpc_port.to_string()));
+        for (kind, grpc_ports) in upstreams {
+            values.push((
+                format!("{}_ENDPOINTS", kind.name().to_uppercase()),
+                endpoints_value(grpc_ports.iter().map(|port| ("127.0.0.1", *port))),
+            ));
         }
         let config = dir.join("edge.yaml");
         std::fs::write(&config, render(&template, &values)?)?;

@@ -31,10 +31,11 @@ pub mod prometheus;
 mod redis;
 mod service;
 mod template;
+pub mod traffic;
 mod wait;
 mod workspace;
 
-pub use envoy::{CORS_ORIGIN_REGEX, Envoy, RATELIMIT_TIMEOUT};
+pub use envoy::{CORS_ORIGIN_REGEX, Envoy, RATELIMIT_TIMEOUT, endpoints_value};
 pub use mail::{MailMessage, MailServer};
 pub use mesh::{Mesh, MeshBuilder};
 pub use net::{free_port, http_client};

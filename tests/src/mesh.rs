@@ -26,6 +26,8 @@ pub struct MeshBuilder {
     postgres: bool,
     redis: bool,
     services: Vec<ServiceKind>,
+    /// Instances of each started service (at least 1).
+    replicas: usize,
     /// Envoy instances and the workers of each.
     envoys: (usize, u32),
     service_env: Vec<(ServiceKind, String, String)>,
@@ -75,6 +77,15 @@ impl MeshBuilder {
     pub fn envoys(mut self, count: usize, workers: u32) -> Self {
         self.envoys = (count.max(1), workers.max(1));
         self.service(ServiceKind::Ratelimit)
+    }
+
+    /// `count` replicas of every service started (1 when never called): each its own
+    /// process on its own ports, sharing the database and Redis. Envoy balances over
+    /// them, and the services' clients list them all (each call goes to the next, a
+    /// retry to another).
+    pub fn replicas(mut self, count: usize) -> Self {
+        self.replicas = count.max(1);
+        self
     }
 
     /// An extra environment variable for one service, e.g. a fault to inject. It wins
@@ -172,65 +183,81 @@ impl MeshBuilder {
             edge_ports.push((free_port()?, free_port()?));
         }
 
-        // Every service gets a port, started or not, so that clients and Envoy have an
-        // address for each (a closed port for those not started).
-        let mut grpc_ports = Vec::new();
+        // Every service gets its replicas' ports, started or not, so that clients and
+        // Envoy have an address for each (a closed port for those not started).
+        let replicas = self.replicas.max(1);
+        let mut grpc_ports: Vec<(ServiceKind, Vec<u16>)> = Vec::new();
         for kind in ServiceKind::EVERY {
-            grpc_ports.push((kind, free_port()?));
+            let ports = (0..replicas)
+                .map(|_| free_port())
+                .collect::<anyhow::Result<Vec<u16>>>()?;
+            grpc_ports.push((kind, ports));
         }
         let clients: Vec<(ServiceKind, String)> = grpc_ports
             .iter()
             .filter(|(kind, _)| ServiceKind::ALL.contains(kind))
-            .map(|(kind, port)| (*kind, format!("http://127.0.0.1:{port}")))
-            .collect();
-        for kind in &self.services {
-            let grpc_port = grpc_ports
-                .iter()
-                .find(|(k, _)| k == kind)
-                .map(|(_, port)| *port)
-                .context("every service has a port")?;
-            let launch = ServiceLaunch {
-                kind: *kind,
-                grpc_port,
-                admin_port: free_port()?,
-                database_url: mesh
-                    .postgres
-                    .as_ref()
-                    .map(|pg| pg.url_for(kind.name()))
-                    .unwrap_or_default(),
-                owner_database_url: mesh
-                    .postgres
-                    .as_ref()
-                    .filter(|_| *kind != ServiceKind::Ratelimit)
-                    .map(|pg| pg.owner_url_for(kind.name())),
-                redis_url: mesh.redis.as_ref().map(Redis::url),
-                clients: clients.clone(),
-                mesh_env: mesh.mesh_env(*kind, edge_ports.first().map(|(port, _)| *port)),
-                secret_env: mesh.secret_env(*kind),
-                extra_env: self
-                    .otlp
+            .map(|(kind, ports)| {
+                let urls: Vec<String> = ports
                     .iter()
-                    .map(|endpoint| {
-                        (
-                            "BULWARK_TELEMETRY__OTLP_ENDPOINT".to_owned(),
-                            endpoint.clone(),
+                    .map(|port| format!("http://127.0.0.1:{port}"))
+                    .collect();
+                (*kind, urls.join(","))
+            })
+            .collect();
+        for replica in 0..replicas {
+            for kind in &self.services {
+                let grpc_port = grpc_ports
+                    .iter()
+                    .find(|(k, _)| k == kind)
+                    .map(|(_, ports)| ports[replica])
+                    .context("every service has a port")?;
+                let launch = ServiceLaunch {
+                    kind: *kind,
+                    replica,
+                    grpc_port,
+                    admin_port: free_port()?,
+                    database_url: mesh
+                        .postgres
+                        .as_ref()
+                        .map(|pg| pg.url_for(kind.name()))
+                        .unwrap_or_default(),
+                    // The first replica migrates the schema, as a deployment's one
+                    // migration step does before its instances start.
+                    owner_database_url: mesh
+                        .postgres
+                        .as_ref()
+                        .filter(|_| *kind != ServiceKind::Ratelimit && replica == 0)
+                        .map(|pg| pg.owner_url_for(kind.name())),
+                    redis_url: mesh.redis.as_ref().map(Redis::url),
+                    clients: clients.clone(),
+                    mesh_env: mesh.mesh_env(*kind, edge_ports.first().map(|(port, _)| *port)),
+                    secret_env: mesh.secret_env(*kind),
+                    extra_env: self
+                        .otlp
+                        .iter()
+                        .map(|endpoint| {
+                            (
+                                "BULWARK_TELEMETRY__OTLP_ENDPOINT".to_owned(),
+                                endpoint.clone(),
+                            )
+                        })
+                        .chain(
+                            self.service_env
+                                .iter()
+                                .filter(|(k, _, _)| k == kind)
+                                .map(|(_, key, value)| (key.clone(), value.clone())),
                         )
-                    })
-                    .chain(
-                        self.service_env
-                            .iter()
-                            .filter(|(k, _, _)| k == kind)
-                            .map(|(_, key, value)| (key.clone(), value.clone())),
-                    )
-                    .collect(),
-            };
-            let log = mesh.logs.join(format!("{}.log", kind.name()));
-            mesh.services.push(Service::spawn(launch, &log)?);
-        }
-        for service in &mut mesh.services {
-            service
-                .wait_ready(&mesh.http, SERVICE_READY_TIMEOUT)
-                .await?;
+                        .collect(),
+                };
+                let log = mesh.logs.join(replica_log_name(kind.name(), replica));
+                mesh.services.push(Service::spawn(launch, &log)?);
+            }
+            // The first replicas are ready (migrations done) before the next start.
+            for service in mesh.services.iter_mut().filter(|s| s.replica() == replica) {
+                service
+                    .wait_ready(&mesh.http, SERVICE_READY_TIMEOUT)
+                    .await?;
+            }
         }
 
         if envoys > 0 {
@@ -240,11 +267,7 @@ impl MeshBuilder {
             for (index, ports) in edge_ports.into_iter().enumerate() {
                 let dir = mesh.dir.path().join(format!("envoy-{index}"));
                 std::fs::create_dir_all(&dir)?;
-                let name = if index == 0 {
-                    "envoy.log".to_owned()
-                } else {
-                    format!("envoy-{index}.log")
-                };
+                let name = replica_log_name("envoy", index);
                 let options = EnvoyOptions {
                     workers,
                     otlp: self.otlp.as_deref(),
@@ -263,6 +286,15 @@ impl MeshBuilder {
             }
         }
         Ok(mesh)
+    }
+}
+
+/// `<name>.log` for the first instance, `<name>-<index>.log` for the others.
+fn replica_log_name(name: &str, index: usize) -> String {
+    if index == 0 {
+        format!("{name}.log")
+    } else {
+        format!("{name}-{index}.log")
     }
 }
 
@@ -336,26 +368,58 @@ impl Mesh {
         self.audit_checkpoints.dir()
     }
 
-    /// A started service.
+    /// A started service (its first replica).
     ///
     /// # Panics
     /// If the test did not ask the builder for it: a mistake in the test itself.
     pub fn service(&self, kind: ServiceKind) -> &Service {
-        self.services
-            .iter()
-            .find(|service| service.kind() == kind)
-            .unwrap_or_else(|| panic!("the test did not start {}", kind.name()))
+        self.replica(kind, 0)
     }
 
-    /// A started service, mutably (to check that it still runs).
+    /// A started service (its first replica), mutably (to check that it still runs).
     ///
     /// # Panics
     /// If the test did not ask the builder for it.
     pub fn service_mut(&mut self, kind: ServiceKind) -> &mut Service {
+        self.replica_mut(kind, 0)
+    }
+
+    /// Every replica of a service, in replica order (empty when not started).
+    pub fn replicas(&self, kind: ServiceKind) -> Vec<&Service> {
+        let mut replicas: Vec<&Service> = self
+            .services
+            .iter()
+            .filter(|service| service.kind() == kind)
+            .collect();
+        replicas.sort_by_key(|service| service.replica());
+        replicas
+    }
+
+    /// Every started service process, all replicas, in start order.
+    pub fn all_services(&self) -> &[Service] {
+        &self.services
+    }
+
+    /// One replica of a started service.
+    ///
+    /// # Panics
+    /// If the test did not start that replica: a mistake in the test itself.
+    pub fn replica(&self, kind: ServiceKind, replica: usize) -> &Service {
+        self.services
+            .iter()
+            .find(|service| service.kind() == kind && service.replica() == replica)
+            .unwrap_or_else(|| panic!("the test did not start {} #{replica}", kind.name()))
+    }
+
+    /// One replica of a started service, mutably.
+    ///
+    /// # Panics
+    /// If the test did not start that replica.
+    pub fn replica_mut(&mut self, kind: ServiceKind, replica: usize) -> &mut Service {
         self.services
             .iter_mut()
-            .find(|service| service.kind() == kind)
-            .unwrap_or_else(|| panic!("the test did not start {}", kind.name()))
+            .find(|service| service.kind() == kind && service.replica() == replica)
+            .unwrap_or_else(|| panic!("the test did not start {} #{replica}", kind.name()))
     }
 
     /// `(client_id, client_secret)` of a core service's own account in this mesh, the
@@ -438,16 +502,39 @@ impl Mesh {
             .await
     }
 
-    /// Stops one service (SIGTERM with a 15 s grace); the rest of the mesh keeps running.
+    /// Stops one service (its first replica; SIGTERM with a 15 s grace); the rest of the
+    /// mesh keeps running.
     pub fn stop_service(&mut self, kind: ServiceKind) -> anyhow::Result<()> {
-        self.service_mut(kind).stop(Duration::from_secs(15))?;
+        self.stop_replica(kind, 0)
+    }
+
+    /// Starts a stopped service (its first replica) again on its ports and waits until
+    /// it is ready.
+    pub async fn restart_service(&mut self, kind: ServiceKind) -> anyhow::Result<()> {
+        self.restart_replica(kind, 0).await
+    }
+
+    /// Stops one replica as an orchestrator does (SIGTERM, a kill after 15 s); the
+    /// others keep running.
+    pub fn stop_replica(&mut self, kind: ServiceKind, replica: usize) -> anyhow::Result<()> {
+        self.replica_mut(kind, replica)
+            .stop(Duration::from_secs(15))?;
         Ok(())
     }
 
-    /// Starts a stopped service again on its ports and waits until it is ready.
-    pub async fn restart_service(&mut self, kind: ServiceKind) -> anyhow::Result<()> {
+    /// Kills one replica at once (SIGKILL: no drain, no deregistration).
+    pub fn kill_replica(&mut self, kind: ServiceKind, replica: usize) -> anyhow::Result<()> {
+        self.replica_mut(kind, replica).kill()
+    }
+
+    /// Starts a stopped replica again on its ports and waits until it is ready.
+    pub async fn restart_replica(
+        &mut self,
+        kind: ServiceKind,
+        replica: usize,
+    ) -> anyhow::Result<()> {
         let http = self.http.clone();
-        self.service_mut(kind)
+        self.replica_mut(kind, replica)
             .restart(&http, SERVICE_READY_TIMEOUT)
             .await
     }

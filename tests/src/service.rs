@@ -74,6 +74,8 @@ impl ServiceKind {
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceLaunch {
     pub kind: ServiceKind,
+    /// Which instance of the service this is (0 for the first).
+    pub replica: usize,
     pub grpc_port: u16,
     pub admin_port: u16,
     pub database_url: String,
@@ -143,6 +145,33 @@ impl Service {
         self.kind
     }
 
+    /// Which replica of its service this is (0 for the first).
+    pub fn replica(&self) -> usize {
+        self.launch.replica
+    }
+
+    /// `auth` for the first replica, `auth#1` for the second, and so on.
+    pub fn label(&self) -> String {
+        label(self.kind, self.launch.replica)
+    }
+
+    /// Sends SIGTERM and returns at once (the service drains and exits on its own; see
+    /// [`Service::exit_status`]).
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        self.process.signal("TERM")
+    }
+
+    /// `Some(status)` once the process has exited.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.exited()
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash or an OOM kill would.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.process.stop("KILL", Duration::from_secs(5))?;
+        Ok(())
+    }
+
     /// `http://127.0.0.1:<grpc port>`, for a tonic client.
     pub fn grpc_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.grpc_port)
@@ -174,7 +203,7 @@ impl Service {
             None => Ok(()),
             Some(status) => bail!(
                 "{} exited ({status}); its log ends with:\n{}",
-                self.kind.name(),
+                self.label(),
                 tail(self.log(), 30)
             ),
         }
@@ -196,7 +225,7 @@ impl Service {
             if Instant::now() >= deadline {
                 bail!(
                     "{} not ready within {timeout:?} (last: {last}); its log ends with:\n{}",
-                    self.kind.name(),
+                    self.label(),
                     tail(self.log(), 30)
                 );
             }
@@ -223,7 +252,18 @@ fn migrate(launch: &ServiceLaunch, owner_url: &str) -> anyhow::Result<()> {
 }
 
 fn spawn_process(launch: &ServiceLaunch, log: &Path) -> anyhow::Result<ManagedChild> {
-    ManagedChild::spawn(launch.kind.name(), &mut service_command(launch)?, log)
+    ManagedChild::spawn(
+        &label(launch.kind, launch.replica),
+        &mut service_command(launch)?,
+        log,
+    )
+}
+
+fn label(kind: ServiceKind, replica: usize) -> String {
+    match replica {
+        0 => kind.name().to_owned(),
+        n => format!("{}#{n}", kind.name()),
+    }
 }
 
 /// The service's binary with the launch's settings (and none of the shell's).

@@ -10,6 +10,7 @@ mod audit_log;
 mod client;
 mod lockout;
 mod mfa;
+mod replicas;
 mod service_accounts;
 mod sessions;
 mod tokens;

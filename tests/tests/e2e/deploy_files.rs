@@ -165,9 +165,10 @@ fn image_edge_values(
     .map(|(key, value)| (key.to_owned(), value))
     .collect();
     for (name, host, port) in upstreams {
-        let upper = name.to_uppercase();
-        values.push((format!("{upper}_HOST"), host));
-        values.push((format!("{upper}_PORT"), port.to_string()));
+        values.push((
+            format!("{}_ENDPOINTS", name.to_uppercase()),
+            bulwark_e2e::endpoints_value([(host.as_str(), port)]),
+        ));
     }
     values
 }

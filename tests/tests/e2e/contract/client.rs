@@ -26,7 +26,7 @@ pub const AUDIT_DELIVERY: Duration = Duration::from_secs(60);
 /// Far above anything a test sends: these tests are about the routes, and the
 /// contract's 10 per minute would stop the second registration of a test. The shape
 /// is the shipped limits.yaml's, so the gateway filter still asks for every request.
-const GENEROUS_LIMITS: &str = "\
+pub const GENEROUS_LIMITS: &str = "\
 domain: bulwark-edge
 descriptors:
   - key: route
@@ -88,13 +88,23 @@ impl DerefMut for ContractMesh {
 
 /// Starts PostgreSQL, Redis, the four services, the rate-limit service and Envoy.
 pub async fn start_mesh() -> ContractMesh {
+    start_replicated_mesh(1, 1, GENEROUS_LIMITS).await
+}
+
+/// Like [`start_mesh`], with `replicas` of every service behind `envoys` Envoys (of
+/// two workers each when there are several) and the rate limits of `limits` (a limits
+/// file of domain `bulwark-edge`).
+pub async fn start_replicated_mesh(replicas: usize, envoys: usize, limits: &str) -> ContractMesh {
+    let limits_text = limits;
     let limits = tempfile::tempdir().expect("creating a directory for the limits file");
     let path = limits.path().join("limits.yaml");
-    std::fs::write(&path, GENEROUS_LIMITS).expect("writing the limits file");
+    std::fs::write(&path, limits_text).expect("writing the limits file");
     let path = path.to_str().expect("a UTF-8 temporary path").to_owned();
+    let workers = if envoys > 1 { 2 } else { 1 };
     let mesh = Mesh::builder()
         .all_services()
-        .envoy()
+        .replicas(replicas)
+        .envoys(envoys, workers)
         .ratelimit_timeout(RATELIMIT_TIMEOUT)
         .service_env(
             ServiceKind::Ratelimit,
@@ -331,15 +341,22 @@ impl Tokens {
 #[derive(Debug, Clone, Copy)]
 pub struct Edge<'m> {
     mesh: &'m Mesh,
+    /// Which of the mesh's Envoys this client calls.
+    envoy: usize,
 }
 
 impl<'m> Edge<'m> {
     pub fn new(mesh: &'m Mesh) -> Self {
-        Self { mesh }
+        Self::through(mesh, 0)
+    }
+
+    /// The edge as seen through the mesh's `envoy`-th Envoy.
+    pub fn through(mesh: &'m Mesh, envoy: usize) -> Self {
+        Self { mesh, envoy }
     }
 
     fn call(&self, method: Method, path: &str, body: Option<Value>) -> Call<'m> {
-        let url = Url::parse(&self.mesh.edge_url(path))
+        let url = Url::parse(&self.mesh.envoys()[self.envoy].url(path))
             .unwrap_or_else(|err| panic!("edge URL of {path}: {err}"));
         Call {
             mesh: self.mesh,
