@@ -30,6 +30,7 @@ mod process;
 pub mod prometheus;
 mod redis;
 mod service;
+pub mod soak;
 mod template;
 pub mod traffic;
 mod wait;

@@ -155,6 +155,11 @@ impl Service {
         label(self.kind, self.launch.replica)
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`, ...) and returns at once.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        self.process.signal(signal)
+    }
+
     /// Sends SIGTERM and returns at once (the service drains and exits on its own; see
     /// [`Service::exit_status`]).
     pub fn terminate(&self) -> anyhow::Result<()> {

@@ -47,6 +47,9 @@ pub struct Outcome {
     /// How long its answer took (or its failure).
     pub latency: Duration,
     pub kind: RequestKind,
+    /// The trace id the request carried (`traceparent`, sampled): the services record it
+    /// with every audit event the request caused.
+    pub trace_id: String,
     /// The HTTP status, or why there was none.
     pub status: Result<u16, String>,
     /// The body of a failed answer (its start), for the report.
@@ -342,6 +345,7 @@ async fn one_request(
             field(|s| &s.refresh),
         )
     };
+    let trace_id = new_trace_id();
     let sent = started.elapsed();
     let begun = Instant::now();
     let request = match kind {
@@ -357,7 +361,12 @@ async fn one_request(
             .post(format!("{edge}/v1/auth/refresh"))
             .json(&json!({"refresh_token": refresh})),
     };
-    let answer = request.timeout(plan.timeout).send().await;
+    let span_id = &new_trace_id()[..16];
+    let answer = request
+        .header("traceparent", format!("00-{trace_id}-{span_id}-01"))
+        .timeout(plan.timeout)
+        .send()
+        .await;
     let (status, body) = match answer {
         Ok(response) => {
             let status = response.status().as_u16();
@@ -395,12 +404,19 @@ async fn one_request(
         sent,
         latency,
         kind,
+        trace_id,
         status,
         detail,
     });
 }
 
-async fn login(
+/// 32 random lowercase hex digits (a W3C trace id).
+fn new_trace_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Logs `email` in through `edge`: `(access token, refresh token)`.
+pub(crate) async fn login(
     http: &reqwest::Client,
     edge: &str,
     email: &str,

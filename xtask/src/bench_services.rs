@@ -6,7 +6,7 @@
 
 mod cpu;
 mod load;
-mod release;
+pub(crate) mod release;
 mod report;
 mod users;
 

@@ -4,7 +4,7 @@
 
 pub mod figures;
 mod latency;
-mod style;
+pub(crate) mod style;
 mod throughput;
 #[cfg(test)]
 mod xml_check;

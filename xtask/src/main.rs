@@ -6,6 +6,7 @@ mod bench_services;
 mod charts;
 mod edge_costs;
 mod fuzz;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,12 @@ tasks:
                    services.json and services-latency.svg
   charts           draws the benchmarks' SVG charts again from the figures they wrote
                    (xtask/results/edge.json, services.json), without running them
+  soak             the fault soak: mixed traffic through two Envoys in front of two
+                   replicas of every service while replicas are SIGKILLed, Redis and
+                   PostgreSQL restarted and the rate-limit service paused; error rate and
+                   recovery per fault, audit events lost or duplicated, refresh tokens
+                   redeemed twice, 5xx outside faults (cargo xtask soak --help); writes
+                   xtask/results/soak.md and soak.svg
   fuzz             the fuzz targets of fuzz/ (cargo fuzz), each for a time budget; prints
                    executions and coverage per target (cargo xtask fuzz --help)";
 
@@ -37,6 +44,7 @@ async fn main() -> ExitCode {
         Some("edge-costs") => edge_costs::run(&args[1..]).await,
         Some("charts") => charts::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
+        Some("soak") => soak::run(&args[1..]).await,
         Some("-h" | "--help") => {
             eprintln!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -15,6 +15,7 @@ mod mesh_command;
 mod metrics;
 mod observability;
 mod replica_ready;
+mod soak;
 mod support;
 mod through_envoy;
 mod tracing;
