@@ -17,6 +17,10 @@ use crate::mail::MailSettings;
 /// Longest access token lifetime accepted (a day); tokens cannot be revoked, so
 /// they must stay short.
 const MAX_ACCESS_TTL_SECONDS: u64 = 24 * 3600;
+/// `auth.signing_key_cache_seconds` unless set.
+pub const DEFAULT_SIGNING_KEY_CACHE_SECONDS: u64 = 5;
+/// Longest `auth.signing_key_cache_seconds`: an old key must not sign for long.
+const MAX_SIGNING_KEY_CACHE_SECONDS: u64 = 300;
 /// Longest refresh token lifetime accepted (a year).
 const MAX_REFRESH_TTL_SECONDS: u64 = 365 * 24 * 3600;
 /// Longest activation delay accepted (a day): the outgoing key keeps signing meanwhile.
@@ -34,6 +38,11 @@ pub struct AuthConfig {
     /// fetched it by then; 0 signs with it at once. 90 s by default: the edge
     /// refreshes its JWKS every 60 s (`envoy/edge.yaml`), plus a margin.
     pub key_activation_delay_seconds: u64,
+    /// How long an instance signs with its cached key before rereading the table, so a
+    /// rotation made on another Auth instance (an immediate one, for a compromised key)
+    /// stops this one signing with the old key within this time; retired keys stay
+    /// published this much longer to cover it. 5 s by default; 1 to 300.
+    pub signing_key_cache_seconds: u64,
     /// The secret of each built-in client (`identity`, `auth`, `authz`, `audit`), as
     /// each service has it in `service_account.client_secret`
     /// (`BULWARK_AUTH__SERVICE_CLIENTS__IDENTITY`, ...). A service left out here cannot
@@ -98,6 +107,7 @@ impl Default for AuthConfig {
             access_token_ttl_seconds: 900,
             refresh_token_ttl_seconds: 30 * 24 * 3600,
             key_activation_delay_seconds: 90,
+            signing_key_cache_seconds: DEFAULT_SIGNING_KEY_CACHE_SECONDS,
             service_clients: BTreeMap::new(),
             key_encryption: KeyEncryptionConfig::default(),
             smtp_url: SecretString::from("smtp://127.0.0.1:2525"),
@@ -129,6 +139,12 @@ impl AuthConfig {
             return Err(format!(
                 "configuration key `auth.key_activation_delay_seconds` is invalid: \
                  must be between 0 and {MAX_ACTIVATION_DELAY_SECONDS}"
+            ));
+        }
+        if !(1..=MAX_SIGNING_KEY_CACHE_SECONDS).contains(&self.signing_key_cache_seconds) {
+            return Err(format!(
+                "configuration key `auth.signing_key_cache_seconds` is invalid: \
+                 must be between 1 and {MAX_SIGNING_KEY_CACHE_SECONDS}"
             ));
         }
         for (id, secret) in &self.service_clients {
@@ -166,6 +182,10 @@ impl AuthConfig {
 
     pub fn key_activation_delay(&self) -> Duration {
         Duration::from_secs(self.key_activation_delay_seconds)
+    }
+
+    pub fn signing_key_cache(&self) -> Duration {
+        Duration::from_secs(self.signing_key_cache_seconds)
     }
 }
 

@@ -24,12 +24,6 @@ use crate::error::Error;
 use crate::key_encryption::KeyEncryption;
 use crate::store::{self, LiveKeyRow};
 
-/// How long an instance signs with its cached key before rereading the table, so
-/// a rotation made by another Auth instance is seen within this time: before the
-/// new key activates when the activation delay is longer, else within this time
-/// of it (retired keys stay published that much longer to cover it).
-pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
-
 /// The key that signs new access tokens.
 #[derive(Clone)]
 pub struct SigningKey {
@@ -102,8 +96,8 @@ impl Cached {
         })
     }
 
-    fn is_fresh(&self, now: DateTime<Utc>) -> bool {
-        self.loaded_at.elapsed() < KEY_CACHE_TTL && self.next_activation.is_none_or(|at| now < at)
+    fn is_fresh(&self, now: DateTime<Utc>, ttl: Duration) -> bool {
+        self.loaded_at.elapsed() < ttl && self.next_activation.is_none_or(|at| now < at)
     }
 }
 
@@ -113,6 +107,11 @@ pub struct KeyRing {
     /// Seals new private keys and opens stored ones.
     sealing: Arc<KeyEncryption>,
     cache: RwLock<Option<Cached>>,
+    /// How long this instance signs with its cached key before rereading the table
+    /// (`auth.signing_key_cache_seconds`): a rotation made by another Auth instance is
+    /// seen within this time, before the new key activates when the activation delay
+    /// is longer (retired keys stay published that much longer to cover it).
+    cache_ttl: Duration,
     /// How long a retired key stays in the JWKS: long enough for every token it
     /// signed to expire, counting clock leeway and other instances' cache.
     publish_after_retirement: chrono::Duration,
@@ -135,19 +134,22 @@ impl KeyRing {
     /// generating the first one if the table has none. A key that does not open (a
     /// wrong or missing KEK) is an error, so Auth does not start.
     /// `access_ttl` and `leeway` bound how long a retired key must stay published;
-    /// a rotated-in key signs `activation_delay` after it is published.
+    /// a rotated-in key signs `activation_delay` after it is published; the active key
+    /// is reread every `cache_ttl`.
     pub async fn open(
         db: Database,
         sealing: Arc<KeyEncryption>,
         access_ttl: Duration,
         leeway: Duration,
         activation_delay: Duration,
+        cache_ttl: Duration,
     ) -> Result<Self, Error> {
-        let publish = access_ttl + leeway + KEY_CACHE_TTL;
+        let publish = access_ttl + leeway + cache_ttl;
         let ring = Self {
             db,
             sealing,
             cache: RwLock::new(None),
+            cache_ttl,
             publish_after_retirement: chrono::Duration::from_std(publish)
                 .unwrap_or(chrono::Duration::MAX),
             activation_delay: chrono::Duration::from_std(activation_delay)
@@ -197,7 +199,7 @@ impl KeyRing {
     /// The key to sign with now.
     pub async fn signing_key(&self) -> Result<SigningKey, Error> {
         if let Some(cached) = self.cache.read().await.as_ref()
-            && cached.is_fresh(Utc::now())
+            && cached.is_fresh(Utc::now(), self.cache_ttl)
         {
             return Ok(cached.key.clone());
         }

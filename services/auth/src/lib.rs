@@ -33,8 +33,8 @@ use bulwark_kernel::{
 use bulwark_proto::auth::v1::auth_service_server::AuthServiceServer;
 
 pub use accounts::RESET_ANSWER_FLOOR;
+pub use config::DEFAULT_SIGNING_KEY_CACHE_SECONDS;
 pub use grpc::AuthHandlers;
-pub use keys::KEY_CACHE_TTL;
 
 use accounts::AccountFlows;
 use audit_trail::AuditTrail;
@@ -106,6 +106,7 @@ pub async fn app_with(kernel: Kernel, deps: Deps) -> anyhow::Result<GrpcServices
         config.access_ttl(),
         Duration::from_secs(tokens.leeway_seconds),
         config.key_activation_delay(),
+        config.signing_key_cache(),
     )
     .await
     .context("cannot load or create the signing key")?;

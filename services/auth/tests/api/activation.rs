@@ -14,8 +14,10 @@ use crate::support::{FakeUser, TestApp, activation_in, assert_code, claims, fail
 const DELAY_SECONDS: u64 = 3;
 
 /// How long after its activation the new key may take to sign on a loaded machine;
-/// well under the key cache's 30 s, so a cache that ignores the activation fails.
+/// well under the signing-key cache this test sets, so a cache that ignores the
+/// activation fails.
 const SWITCH_MARGIN: Duration = Duration::from_secs(10);
+const KEY_CACHE_SECONDS: u64 = 60;
 
 /// Logs `user` in until the access token carries `expected`, failing after `deadline`.
 async fn login_until_signed_by(
@@ -41,7 +43,10 @@ async fn login_until_signed_by(
 
 #[tokio::test]
 async fn pending_key_is_published_at_once_and_signs_from_its_activation() {
-    let sections = [("auth.key_activation_delay_seconds", DELAY_SECONDS.into())];
+    let sections = [
+        ("auth.key_activation_delay_seconds", DELAY_SECONDS.into()),
+        ("auth.signing_key_cache_seconds", KEY_CACHE_SECONDS.into()),
+    ];
     let app = TestApp::start_with(&sections).await;
     let user = app.user("alice@example.com");
     let before = app.logged_in(&user).await;

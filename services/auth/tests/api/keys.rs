@@ -110,8 +110,10 @@ async fn rotation_keeps_the_old_key_published_and_its_tokens_valid() {
     .get_result(&mut conn)
     .await
     .unwrap_or_else(|e| panic!("query: {e}"));
-    let expected =
-        900 + app.kernel.config().tokens.leeway_seconds + bulwark_auth::KEY_CACHE_TTL.as_secs();
+    // The default access lifetime, clock leeway and signing-key cache.
+    let expected = 900
+        + app.kernel.config().tokens.leeway_seconds
+        + bulwark_auth::DEFAULT_SIGNING_KEY_CACHE_SECONDS;
     assert!(
         (published.seconds - expected as f64).abs() < 1.0,
         "retired key published for {}s, expected {expected}s",
