@@ -483,12 +483,13 @@ async fn dashboards_and_rules_query_real_prometheus() {
     }
 }
 
-/// The SLO burn-rate alerts against synthetic series (`promtool test rules`): each fires
-/// when its budget burns as fast as its windows say, and stays silent within budget, with
-/// no traffic, and after a burn has stopped. The cases are in
-/// observability/prometheus/tests/, beside the rules.
+/// The alerts against synthetic series (`promtool test rules`): each SLO burn-rate alert
+/// fires when its budget burns as fast as its windows say, and stays silent within
+/// budget, with no traffic, and after a burn has stopped; the mail-outbox alert fires
+/// when mail has waited 15 minutes with none sent, not while a backlog drains. The cases
+/// are in observability/prometheus/tests/, beside the rules.
 #[test]
-fn slo_alerts_fire_when_the_budget_burns_and_stay_silent_otherwise() {
+fn alerts_fire_when_they_should_and_stay_silent_otherwise() {
     check_rule_files();
     let dir = workspace_root().join(prometheus::RULE_TESTS_DIR);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
