@@ -29,9 +29,9 @@ mod hot;
 mod http_client;
 mod jwks;
 mod keys;
+mod machine;
 mod options;
 mod over_limit;
-mod process;
 mod ratelimit;
 mod redis_raw;
 mod report;
@@ -53,8 +53,8 @@ use cases::{CASES, Case, Tokens, USERS};
 use hot::HotResult;
 use jwks::JwksServer;
 use keys::{Alg, HOT_SUBJECT, Keys, OVER_SUBJECT, TokenFiles, write_tokens};
+use machine::load_average;
 use options::{Options, USAGE};
-use process::{clock_ticks_per_second, load_average};
 use ratelimit::RateLimitStack;
 use report::Report;
 use rounds::{CaseRounds, round_order};
@@ -113,7 +113,6 @@ struct Bench {
     jwks: JwksServer,
     wasm: PathBuf,
     ratelimit: Result<RateLimitStack, String>,
-    ticks_per_second: f64,
     load_at_start: f64,
 }
 
@@ -190,7 +189,7 @@ impl Bench {
         let ratelimit = match ratelimit_binary {
             Ok(binary) => {
                 eprintln!("[setup] starting redis-server and bulwark-ratelimit ...");
-                RateLimitStack::start(&binary, &tools.redis_server, dir.path())
+                RateLimitStack::start(&binary, dir.path())
                     .await
                     .map_err(|e| format!("the rate-limit service did not start: {e:#}"))
             }
@@ -206,7 +205,6 @@ impl Bench {
             jwks,
             wasm,
             ratelimit,
-            ticks_per_second: clock_ticks_per_second(),
             load_at_start,
         })
     }
@@ -222,7 +220,7 @@ impl Bench {
         }
         let jwks_fetches = self.jwks.fetches.load(Ordering::Relaxed);
         if let Ok(stack) = std::mem::replace(&mut self.ratelimit, Err("stopped".to_owned())) {
-            stack.stop().await;
+            stack.stop();
         }
         Ok(Report::new(
             &self,

@@ -54,6 +54,16 @@ pub async fn http_get(port: u16, path: &str, bearer: Option<&str>) -> anyhow::Re
     Ok(HttpReply { status, body })
 }
 
+/// A readiness check for [`bulwark_e2e::ManagedChild::wait_ready`]: `Ok` once `GET path`
+/// answers 200, else what it answered.
+pub async fn answers_200(port: u16, path: &str, bearer: Option<&str>) -> Result<(), String> {
+    match http_get(port, path, bearer).await {
+        Ok(reply) if reply.status == 200 => Ok(()),
+        Ok(reply) => Err(format!("GET {path} answered {}", reply.status)),
+        Err(err) => Err(format!("GET {path}: {err:#}")),
+    }
+}
+
 /// Whether `raw` holds a whole response: its head, and a body as long as its
 /// `content-length`, or a chunked body up to its last chunk. Other bodies end with the
 /// connection.
