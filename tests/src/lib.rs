@@ -50,4 +50,6 @@ pub use redis::Redis;
 pub use service::{Service, ServiceKind};
 pub use template::{fill_block, fill_placeholders};
 pub use wait::poll_until;
-pub use workspace::{envoy_binary, gateway_filter_wasm, python_with_aiosmtpd, workspace_root};
+pub use workspace::{
+    envoy_binary, gateway_filter_wasm, on_path, python_with_aiosmtpd, workspace_root,
+};

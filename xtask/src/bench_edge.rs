@@ -21,25 +21,25 @@
     reason = "a benchmark reports its figures on stdout"
 )]
 
-mod cases;
-mod envoy_config;
+pub(crate) mod cases;
+pub(crate) mod envoy_config;
 mod envoy_stats;
 mod figures;
 mod hot;
-mod http_client;
-mod jwks;
+pub(crate) mod http_client;
+pub(crate) mod jwks;
 mod keys;
 mod machine;
 mod options;
 mod over_limit;
-mod ratelimit;
+pub(crate) mod ratelimit;
 mod redis_raw;
 mod report;
 mod rounds;
 mod run_case;
 mod service_bench;
 mod service_metrics;
-mod tools;
+pub(crate) mod tools;
 mod wrk;
 
 use std::path::PathBuf;
@@ -62,8 +62,9 @@ use run_case::CaseResult;
 use service_bench::{ServiceResult, bench_service};
 use tools::{Tools, build_ratelimit, build_wasm};
 
-const ISSUER: &str = "https://auth.bulwark.bench";
-const AUDIENCE: &str = "bulwark-api";
+/// The tokens' issuer and audience, here and in edge-costs.
+pub(crate) const ISSUER: &str = "https://auth.bulwark.bench";
+pub(crate) const AUDIENCE: &str = "bulwark-api";
 /// The domain of the never-reached limit (cases f and g, the service alone).
 const RATELIMIT_DOMAIN: &str = "bench-edge";
 /// The domain of the bearer limit, 100/s per user (cases h, g-500 and h-hot).

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, ensure};
-use bulwark_e2e::workspace_root;
+use bulwark_e2e::{on_path, workspace_root};
 
 const WASM_BUILD: [&str; 6] = [
     "build",
@@ -24,14 +24,6 @@ pub fn target_dir() -> PathBuf {
         || workspace_root().join("target"),
         |dir| workspace_root().join(dir),
     )
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    })
 }
 
 /// The external programs the benchmark drives.
