@@ -11,7 +11,18 @@ pub struct HttpReply {
     pub body: String,
 }
 
+/// `GET path` on 127.0.0.1:`port`, answered within 5 s.
 pub async fn http_get(port: u16, path: &str, bearer: Option<&str>) -> anyhow::Result<HttpReply> {
+    http_get_within(port, path, bearer, Duration::from_secs(5)).await
+}
+
+/// `GET path` on 127.0.0.1:`port`, answered within `timeout`.
+pub async fn http_get_within(
+    port: u16,
+    path: &str,
+    bearer: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<HttpReply> {
     let exchange = async {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
         let authorization =
@@ -33,7 +44,7 @@ pub async fn http_get(port: u16, path: &str, bearer: Option<&str>) -> anyhow::Re
         }
         anyhow::Ok(raw)
     };
-    let raw = tokio::time::timeout(Duration::from_secs(5), exchange)
+    let raw = tokio::time::timeout(timeout, exchange)
         .await
         .context("timed out")??;
     let text = String::from_utf8_lossy(&raw);
