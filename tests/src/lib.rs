@@ -26,6 +26,7 @@ mod mesh;
 mod net;
 pub mod otlp;
 mod postgres;
+mod proc_stat;
 mod process;
 pub mod prometheus;
 mod redis;
@@ -42,10 +43,13 @@ pub use mesh::{Mesh, MeshBuilder};
 pub use net::{free_port, http_client};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use postgres::Postgres;
+pub use proc_stat::{ProcessStat, clock_ticks_per_second, process_stat};
 pub use process::{ManagedChild, tail};
 pub use prometheus::Prometheus;
 pub use redis::Redis;
 pub use service::{Service, ServiceKind};
-pub use template::fill_placeholders;
+pub use template::{fill_block, fill_placeholders};
 pub use wait::poll_until;
-pub use workspace::{envoy_binary, gateway_filter_wasm, python_with_aiosmtpd, workspace_root};
+pub use workspace::{
+    envoy_binary, gateway_filter_wasm, on_path, python_with_aiosmtpd, workspace_root,
+};

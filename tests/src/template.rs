@@ -1,5 +1,7 @@
 //! Filling the `{{NAME}}` placeholders of the repository's config templates
-//! (`envoy/edge.yaml`, the Prometheus scrape template).
+//! (`envoy/edge.yaml`, the Prometheus scrape template, the benchmarks' Envoy pieces).
+
+use std::fmt::Write as _;
 
 use anyhow::bail;
 
@@ -25,6 +27,30 @@ pub fn fill_placeholders<K: AsRef<str>, V: AsRef<str>>(
     Ok(text)
 }
 
+/// Replaces each line that holds nothing but `{{NAME}}` with the lines of `block`, each
+/// indented as the placeholder was, so a YAML block can be put in at any depth (blank
+/// lines of `block` stay blank). Other placeholders are left for [`fill_placeholders`].
+pub fn fill_block(template: &str, name: &str, block: &str) -> String {
+    let marker = format!("{{{{{name}}}}}");
+    let mut out = String::with_capacity(template.len() + block.len());
+    for line in template.lines() {
+        if line.trim() == marker {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            for block_line in block.lines() {
+                if block_line.trim().is_empty() {
+                    out.push('\n');
+                } else {
+                    let _ = writeln!(out, "{indent}{block_line}");
+                }
+            }
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,6 +64,16 @@ mod tests {
         assert!(
             err.to_string().contains("t.yaml") && err.to_string().contains("{{TWO}}"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_block_takes_the_indent_of_its_placeholder_line_only() {
+        let template = "a:\n  {{BLOCK}}\nb: {{BLOCK}}\n";
+        let filled = fill_block(template, "BLOCK", "- x: 1\n\n  y: {{PORT}}\n");
+        assert_eq!(
+            filled, "a:\n  - x: 1\n\n    y: {{PORT}}\nb: {{BLOCK}}\n",
+            "a placeholder inside a line is not a block"
         );
     }
 }

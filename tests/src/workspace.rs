@@ -123,7 +123,8 @@ fn newest_filter_source_change() -> std::time::SystemTime {
     newest
 }
 
-fn on_path(name: &str) -> Option<PathBuf> {
+/// The first file called `name` in a directory of `$PATH`.
+pub fn on_path(name: &str) -> Option<PathBuf> {
     env::split_paths(&env::var_os("PATH")?)
         .map(|dir| dir.join(name))
         .find(|path| path.is_file())

@@ -21,25 +21,25 @@
     reason = "a benchmark reports its figures on stdout"
 )]
 
-mod cases;
-mod envoy_config;
+pub(crate) mod cases;
+pub(crate) mod envoy_config;
 mod envoy_stats;
 mod figures;
 mod hot;
-mod http_client;
-mod jwks;
+pub(crate) mod http_client;
+pub(crate) mod jwks;
 mod keys;
+mod machine;
 mod options;
 mod over_limit;
-mod process;
-mod ratelimit;
+pub(crate) mod ratelimit;
 mod redis_raw;
 mod report;
 mod rounds;
 mod run_case;
 mod service_bench;
 mod service_metrics;
-mod tools;
+pub(crate) mod tools;
 mod wrk;
 
 use std::path::PathBuf;
@@ -53,8 +53,8 @@ use cases::{CASES, Case, Tokens, USERS};
 use hot::HotResult;
 use jwks::JwksServer;
 use keys::{Alg, HOT_SUBJECT, Keys, OVER_SUBJECT, TokenFiles, write_tokens};
+use machine::load_average;
 use options::{Options, USAGE};
-use process::{clock_ticks_per_second, load_average};
 use ratelimit::RateLimitStack;
 use report::Report;
 use rounds::{CaseRounds, round_order};
@@ -62,8 +62,9 @@ use run_case::CaseResult;
 use service_bench::{ServiceResult, bench_service};
 use tools::{Tools, build_ratelimit, build_wasm};
 
-const ISSUER: &str = "https://auth.bulwark.bench";
-const AUDIENCE: &str = "bulwark-api";
+/// The tokens' issuer and audience, here and in edge-costs.
+pub(crate) const ISSUER: &str = "https://auth.bulwark.bench";
+pub(crate) const AUDIENCE: &str = "bulwark-api";
 /// The domain of the never-reached limit (cases f and g, the service alone).
 const RATELIMIT_DOMAIN: &str = "bench-edge";
 /// The domain of the bearer limit, 100/s per user (cases h, g-500 and h-hot).
@@ -113,7 +114,6 @@ struct Bench {
     jwks: JwksServer,
     wasm: PathBuf,
     ratelimit: Result<RateLimitStack, String>,
-    ticks_per_second: f64,
     load_at_start: f64,
 }
 
@@ -190,7 +190,7 @@ impl Bench {
         let ratelimit = match ratelimit_binary {
             Ok(binary) => {
                 eprintln!("[setup] starting redis-server and bulwark-ratelimit ...");
-                RateLimitStack::start(&binary, &tools.redis_server, dir.path())
+                RateLimitStack::start(&binary, dir.path())
                     .await
                     .map_err(|e| format!("the rate-limit service did not start: {e:#}"))
             }
@@ -206,7 +206,6 @@ impl Bench {
             jwks,
             wasm,
             ratelimit,
-            ticks_per_second: clock_ticks_per_second(),
             load_at_start,
         })
     }
@@ -222,7 +221,7 @@ impl Bench {
         }
         let jwks_fetches = self.jwks.fetches.load(Ordering::Relaxed);
         if let Ok(stack) = std::mem::replace(&mut self.ratelimit, Err("stopped".to_owned())) {
-            stack.stop().await;
+            stack.stop();
         }
         Ok(Report::new(
             &self,

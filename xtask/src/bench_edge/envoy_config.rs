@@ -1,15 +1,14 @@
 //! Envoy configurations rendered from the templates in `xtask/bench/edge/`, one per case,
 //! and checked with `envoy --mode validate` before they are used.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail, ensure};
+use bulwark_e2e::{fill_block, fill_placeholders, workspace_root};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
-use super::cases::{Case, Filters, Limit, Route};
-use super::tools::workspace_root;
+use super::cases::{Case, Filters, Route};
 use super::{AUDIENCE, ISSUER, TOKEN_CACHE_SIZE};
 
 const JWKS_PATH: &str = "/.well-known/jwks.json";
@@ -23,27 +22,10 @@ fn template(name: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// Replaces a placeholder that stands alone on its line with `block`, each line indented
-/// like the placeholder.
-fn fill_block(text: &str, name: &str, block: &str) -> String {
-    let marker = format!("{{{{{name}}}}}");
-    let mut out = String::with_capacity(text.len() + block.len());
-    for line in text.lines() {
-        if line.trim() == marker {
-            let indent = &line[..line.len() - line.trim_start().len()];
-            for block_line in block.lines() {
-                if block_line.trim().is_empty() {
-                    out.push('\n');
-                } else {
-                    let _ = writeln!(out, "{indent}{block_line}");
-                }
-            }
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
+/// `text` (the template `name`, or made from it) with every `{{NAME}}` filled; one left
+/// over is an error.
+fn fill(name: &str, text: &str, values: &[(&str, String)]) -> anyhow::Result<String> {
+    fill_placeholders(&format!("xtask/bench/edge/{name}"), text, values)
 }
 
 /// Ports and paths one Envoy configuration needs.
@@ -56,20 +38,21 @@ pub struct Site {
     pub wasm: PathBuf,
 }
 
-fn gateway_plugin_config(limit: Option<Limit>) -> Value {
+/// The gateway filter's configuration; with a domain, a per-user limit in it.
+fn gateway_plugin_config(rate_limit_domain: Option<&str>) -> Value {
     let mut config = json!({
         "issuer": ISSUER,
         "audiences": [AUDIENCE],
         "token_cache_size": TOKEN_CACHE_SIZE,
         "jwks": { "cluster": "jwks", "authority": "jwks", "path": JWKS_PATH },
     });
-    if let Some(limit) = limit {
+    if let Some(domain) = rate_limit_domain {
         // Like the native filter in this benchmark: failures refused, so none passes unseen.
         // Whether the limit is leased or decided per request is the service's answer
         // (its lease threshold); the filter's configuration is the same.
         config["rate_limit"] = json!({
             "cluster": "ratelimit",
-            "domain": limit.domain(),
+            "domain": domain,
             "timeout_ms": 500,
             "client_ip_routes": [],
             "per_user": { "enabled": true, "failure_mode": "closed" },
@@ -84,32 +67,42 @@ fn jwt_authn_filter(site: &Site, cache: bool) -> anyhow::Result<String> {
     } else {
         "# no jwt_cache_config: every token is verified".to_owned()
     };
-    Ok(fill_block(
-        &template("jwt_authn.yaml")?,
-        "JWT_CACHE_CONFIG",
-        &cache_config,
+    let name = "jwt_authn.yaml";
+    let text = fill_block(&template(name)?, "JWT_CACHE_CONFIG", &cache_config);
+    fill(
+        name,
+        &text,
+        &[
+            ("ISSUER", ISSUER.to_owned()),
+            ("AUDIENCE", AUDIENCE.to_owned()),
+            ("JWKS_PORT", site.jwks_port.to_string()),
+        ],
     )
-    .replace("{{ISSUER}}", ISSUER)
-    .replace("{{AUDIENCE}}", AUDIENCE)
-    .replace("{{JWKS_PORT}}", &site.jwks_port.to_string()))
 }
 
-fn gateway_filter(site: &Site, limit: Option<Limit>) -> anyhow::Result<String> {
-    let plugin = gateway_plugin_config(limit).to_string();
+/// The Wasm filter of `site` (the gateway filter, or another build in its place) with
+/// the gateway filter's configuration; with a domain, rate-limited per user.
+pub fn gateway_filter(site: &Site, rate_limit_domain: Option<&str>) -> anyhow::Result<String> {
+    let plugin = gateway_plugin_config(rate_limit_domain).to_string();
     ensure!(
         !plugin.contains('\''),
         "the plugin configuration sits in a single-quoted YAML scalar"
     );
-    Ok(template("gateway_filter.yaml")?
-        .replace("{{PLUGIN_CONFIG}}", &plugin)
-        .replace("{{WASM}}", &site.wasm.display().to_string()))
+    let name = "gateway_filter.yaml";
+    fill(
+        name,
+        &template(name)?,
+        &[
+            ("PLUGIN_CONFIG", plugin),
+            ("WASM", site.wasm.display().to_string()),
+        ],
+    )
 }
 
 pub fn render(case: &Case, site: &Site) -> anyhow::Result<String> {
     let mut filters = Vec::new();
-    let routed = case.route == Route::Routed;
     ensure!(
-        routed || !matches!(case.filters, Filters::JwtAuthnRateLimited(_)),
+        case.route == Route::Routed || !matches!(case.filters, Filters::JwtAuthnRateLimited(_)),
         "case {}: Envoy's ratelimit filter does nothing on a direct-response route",
         case.key
     );
@@ -117,32 +110,49 @@ pub fn render(case: &Case, site: &Site) -> anyhow::Result<String> {
         Filters::None => {}
         Filters::JwtAuthn { cache } => filters.push(jwt_authn_filter(site, cache)?),
         Filters::Gateway => filters.push(gateway_filter(site, None)?),
-        Filters::GatewayRateLimited(limit) => filters.push(gateway_filter(site, Some(limit))?),
+        Filters::GatewayRateLimited(limit) => {
+            filters.push(gateway_filter(site, Some(limit.domain()))?);
+        }
         Filters::JwtAuthnRateLimited(limit) => {
             filters.push(jwt_authn_filter(site, true)?);
-            filters
-                .push(template("ratelimit.yaml")?.replace("{{RATELIMIT_DOMAIN}}", limit.domain()));
+            let name = "ratelimit.yaml";
+            filters.push(fill(
+                name,
+                &template(name)?,
+                &[("RATELIMIT_DOMAIN", limit.domain().to_owned())],
+            )?);
         }
     }
-    if routed {
-        filters.push(template("local_responder.yaml")?);
-    }
-    let route = template(if routed {
-        "route_routed.yaml"
-    } else {
-        "route_direct.yaml"
-    })?;
-    let config = fill_block(&template("envoy.yaml")?, "ROUTE", &route);
-    let config = fill_block(&config, "HTTP_FILTERS", &filters.join(""))
-        .replace("{{LISTEN_PORT}}", &site.listen_port.to_string())
-        .replace("{{ADMIN_PORT}}", &site.admin_port.to_string())
-        .replace("{{JWKS_PORT}}", &site.jwks_port.to_string())
-        .replace("{{RATELIMIT_PORT}}", &site.ratelimit_port.to_string());
-    if let Some(at) = config.find("{{") {
-        let rest: String = config[at..].chars().take(40).collect();
-        bail!("unfilled placeholder in the Envoy configuration: {rest}");
-    }
-    Ok(config)
+    render_with_filters(filters, case.route, site)
+}
+
+/// The Envoy configuration of `site` with `filters` (filled HTTP filter entries, in
+/// order) on `route`; a routed request is answered by the local responder after them.
+pub fn render_with_filters(
+    mut filters: Vec<String>,
+    route: Route,
+    site: &Site,
+) -> anyhow::Result<String> {
+    let route = match route {
+        Route::Direct => template("route_direct.yaml")?,
+        Route::Routed => {
+            filters.push(template("local_responder.yaml")?);
+            template("route_routed.yaml")?
+        }
+    };
+    let name = "envoy.yaml";
+    let config = fill_block(&template(name)?, "ROUTE", &route);
+    let config = fill_block(&config, "HTTP_FILTERS", &filters.join(""));
+    fill(
+        name,
+        &config,
+        &[
+            ("LISTEN_PORT", site.listen_port.to_string()),
+            ("ADMIN_PORT", site.admin_port.to_string()),
+            ("JWKS_PORT", site.jwks_port.to_string()),
+            ("RATELIMIT_PORT", site.ratelimit_port.to_string()),
+        ],
+    )
 }
 
 pub async fn validate_envoy(envoy: &Path, config: &Path) -> anyhow::Result<()> {

@@ -16,8 +16,8 @@ use super::cases::{CASES, Limit};
 use super::envoy_stats::{
     CALLOUT_FAILURES, LEASE_RENEWALS, LEASE_SPENT, RATE_LIMITED, envoy_stats, stat_increase,
 };
-use super::process::Process;
 use super::ratelimit::{BEARER_LEASE, BEARER_RATE};
+use super::run_case::STOP_WITHIN;
 use super::service_metrics::ServiceCounters;
 
 /// Envoy processes, and workers in each.
@@ -79,7 +79,7 @@ impl Bench {
             .ratelimit
             .as_ref()
             .map_err(|why| anyhow::anyhow!("{why}"))?;
-        let mut envoys: Vec<(Process, u16, u16)> = Vec::new();
+        let mut envoys: Vec<(bulwark_e2e::ManagedChild, u16, u16)> = Vec::new();
         for index in 0..ENVOYS {
             let site = self.site(case)?;
             let name = format!("envoy-h-hot-{}", index + 1);
@@ -112,7 +112,7 @@ impl Bench {
             worker_connections: Vec::new(),
             service,
         };
-        for ((envoy, port, admin), before) in envoys.into_iter().zip(&stats_before) {
+        for ((mut envoy, port, admin), before) in envoys.into_iter().zip(&stats_before) {
             let after = envoy_stats(admin).await;
             result.renewals += stat_increase(before, &after, LEASE_RENEWALS);
             result.spent += stat_increase(before, &after, LEASE_SPENT);
@@ -121,7 +121,7 @@ impl Bench {
             result
                 .worker_connections
                 .push(worker_connections(&after, port));
-            envoy.stop().await;
+            let _ = envoy.stop("KILL", STOP_WITHIN);
         }
         Ok(result)
     }

@@ -11,7 +11,18 @@ pub struct HttpReply {
     pub body: String,
 }
 
+/// `GET path` on 127.0.0.1:`port`, answered within 5 s.
 pub async fn http_get(port: u16, path: &str, bearer: Option<&str>) -> anyhow::Result<HttpReply> {
+    http_get_within(port, path, bearer, Duration::from_secs(5)).await
+}
+
+/// `GET path` on 127.0.0.1:`port`, answered within `timeout`.
+pub async fn http_get_within(
+    port: u16,
+    path: &str,
+    bearer: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<HttpReply> {
     let exchange = async {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
         let authorization =
@@ -33,7 +44,7 @@ pub async fn http_get(port: u16, path: &str, bearer: Option<&str>) -> anyhow::Re
         }
         anyhow::Ok(raw)
     };
-    let raw = tokio::time::timeout(Duration::from_secs(5), exchange)
+    let raw = tokio::time::timeout(timeout, exchange)
         .await
         .context("timed out")??;
     let text = String::from_utf8_lossy(&raw);
@@ -52,6 +63,16 @@ pub async fn http_get(port: u16, path: &str, bearer: Option<&str>) -> anyhow::Re
         body.to_owned()
     };
     Ok(HttpReply { status, body })
+}
+
+/// A readiness check for [`bulwark_e2e::ManagedChild::wait_ready`]: `Ok` once `GET path`
+/// answers 200, else what it answered.
+pub async fn answers_200(port: u16, path: &str, bearer: Option<&str>) -> Result<(), String> {
+    match http_get(port, path, bearer).await {
+        Ok(reply) if reply.status == 200 => Ok(()),
+        Ok(reply) => Err(format!("GET {path} answered {}", reply.status)),
+        Err(err) => Err(format!("GET {path}: {err:#}")),
+    }
 }
 
 /// Whether `raw` holds a whole response: its head, and a body as long as its

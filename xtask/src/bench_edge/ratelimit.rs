@@ -8,16 +8,15 @@
 //! are leased, 0.2 s of their rate), as the edge runs it (cases h and g-500, h-hot).
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
-use tokio::process::Command;
+use anyhow::Context as _;
 
 use super::cases::Limit;
-use super::http_client::http_get;
-use super::process::Process;
+use super::http_client::answers_200;
 use super::{BEARER_DOMAIN, RATELIMIT_DOMAIN};
-use bulwark_e2e::free_port;
+use bulwark_e2e::{ManagedChild, Redis, free_port};
 
 /// The contract's bearer limit, requests per second per user (`services/ratelimit/limits.yaml`).
 pub const BEARER_RATE: u64 = 100;
@@ -29,9 +28,13 @@ const EXACT_MIN_RATE_PER_SECOND: &str = "10000000000";
 /// The limit of [`RATELIMIT_DOMAIN`], never reached: those cases measure decisions.
 const UNREACHED_RATE: u64 = 1_000_000_000;
 
+/// How long a `bulwark-ratelimit` may take to answer `/ready`.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
 /// One `bulwark-ratelimit` process.
+#[derive(Debug)]
 pub struct RateLimitService {
-    process: Process,
+    process: ManagedChild,
     pub grpc_port: u16,
     /// The admin port: `/ready`, `/metrics`.
     pub http_port: u16,
@@ -39,8 +42,7 @@ pub struct RateLimitService {
 
 /// Redis and the two rate-limit service instances.
 pub struct RateLimitStack {
-    redis: Process,
-    pub redis_port: u16,
+    pub redis: Redis,
     /// Lease threshold above every limit: everything is decided per request.
     pub exact: RateLimitService,
     /// Default lease settings: the bearer limit is leased.
@@ -48,28 +50,8 @@ pub struct RateLimitStack {
 }
 
 impl RateLimitStack {
-    pub async fn start(binary: &Path, redis_server: &Path, dir: &Path) -> anyhow::Result<Self> {
-        let redis_port = free_port()?;
-        let mut command = Command::new(redis_server);
-        command.args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &redis_port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--loglevel",
-            "warning",
-        ]);
-        command.arg("--dir").arg(dir);
-        let mut redis = Process::spawn("redis-server", command, &dir.join("redis.log"))?;
-        redis
-            .wait_ready(Duration::from_secs(10), || async move {
-                TcpStream::connect(("127.0.0.1", redis_port)).await.is_ok()
-            })
-            .await?;
+    pub async fn start(binary: &Path, dir: &Path) -> anyhow::Result<Self> {
+        let redis = Redis::start(&dir.join("redis"), free_port()?, &dir.join("redis.log")).await?;
 
         // One domain per file, both in one directory the service reads.
         let limits = dir.join("limits");
@@ -78,17 +60,12 @@ impl RateLimitStack {
             (RATELIMIT_DOMAIN, UNREACHED_RATE),
             (BEARER_DOMAIN, BEARER_RATE),
         ] {
-            std::fs::write(
-                limits.join(format!("{domain}.yaml")),
-                format!(
-                    "domain: {domain}\ndescriptors:\n  - key: user_id\n    rate_limit: {{ unit: second, requests_per_unit: {rate} }}\n"
-                ),
-            )?;
+            write_user_limit(&limits.join(format!("{domain}.yaml")), domain, rate)?;
         }
         let exact = RateLimitService::start(
             "bulwark-ratelimit (exact)",
             binary,
-            redis_port,
+            &redis.url(),
             &limits,
             &[(
                 "BULWARK_RATELIMIT__LEASE__MIN_RATE_PER_SECOND",
@@ -100,7 +77,7 @@ impl RateLimitStack {
         let leasing = RateLimitService::start(
             "bulwark-ratelimit (leasing)",
             binary,
-            redis_port,
+            &redis.url(),
             &limits,
             &[],
             &dir.join("ratelimit-leasing.log"),
@@ -108,7 +85,6 @@ impl RateLimitStack {
         .await?;
         Ok(Self {
             redis,
-            redis_port,
             exact,
             leasing,
         })
@@ -122,18 +98,32 @@ impl RateLimitStack {
         }
     }
 
-    pub async fn stop(self) {
-        self.exact.process.stop().await;
-        self.leasing.process.stop().await;
-        self.redis.stop().await;
+    /// Kills both instances, then Redis: the measurements are over.
+    pub fn stop(mut self) {
+        self.exact.stop("KILL");
+        self.leasing.stop("KILL");
+        drop(self.redis);
     }
 }
 
+/// Writes a limits file of `domain`: `rate` requests per second for each `user_id`.
+pub fn write_user_limit(path: &Path, domain: &str, rate: u64) -> anyhow::Result<()> {
+    std::fs::write(
+        path,
+        format!(
+            "domain: {domain}\ndescriptors:\n  - key: user_id\n    rate_limit: {{ unit: second, requests_per_unit: {rate} }}\n"
+        ),
+    )
+    .with_context(|| format!("writing {}", path.display()))
+}
+
 impl RateLimitService {
-    async fn start(
+    /// Starts `binary` on free ports with `limits` (a file, or a directory of them) over
+    /// the Redis at `redis_url`, `env` added to its settings, and waits until it is ready.
+    pub async fn start(
         name: &str,
         binary: &Path,
-        redis_port: u16,
+        redis_url: &str,
         limits: &Path,
         env: &[(&str, &str)],
         log: &Path,
@@ -148,21 +138,16 @@ impl RateLimitService {
         command
             .env("BULWARK_GRPC__LISTEN", format!("127.0.0.1:{grpc_port}"))
             .env("BULWARK_HTTP__LISTEN", format!("127.0.0.1:{http_port}"))
-            .env(
-                "BULWARK_REDIS__URL",
-                format!("redis://127.0.0.1:{redis_port}"),
-            )
+            .env("BULWARK_REDIS__URL", redis_url)
             .env("BULWARK_RATELIMIT__CONFIG_PATH", limits)
             .env("BULWARK_TELEMETRY__LOG_LEVEL", "warn");
         for (key, value) in env {
             command.env(key, value);
         }
-        let mut process = Process::spawn(name, command, log)?;
+        let mut process = ManagedChild::spawn(name, &mut command, log)?;
         process
-            .wait_ready(Duration::from_secs(20), || async move {
-                http_get(http_port, "/ready", None)
-                    .await
-                    .is_ok_and(|r| r.status == 200)
+            .wait_ready(&format!("{name} ready"), READY_WITHIN, || {
+                answers_200(http_port, "/ready", None)
             })
             .await?;
         Ok(Self {
@@ -170,5 +155,11 @@ impl RateLimitService {
             grpc_port,
             http_port,
         })
+    }
+
+    /// Sends `signal` (`TERM` lets it drain first) and waits for the exit; killed after
+    /// 5 s.
+    pub fn stop(&mut self, signal: &str) {
+        let _ = self.process.stop(signal, Duration::from_secs(5));
     }
 }

@@ -1,21 +1,24 @@
 //! One run of a case: its own Envoy, started, probed, warmed up and measured with wrk.
 
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use tokio::process::Command;
 
 use super::Bench;
 use super::cases::{Case, Filters, Limit, Tokens, USERS};
 use super::envoy_config::{Site, render, validate_envoy};
 use super::envoy_stats::{LEASE_RENEWALS, LEASE_SPENT, envoy_stats, stat_delta, stat_increase};
-use super::http_client::http_get;
+use super::http_client::{answers_200, http_get};
 use super::keys::Alg;
+use super::machine::load_average;
 use super::over_limit::{OverLimitCheck, over_limit_check};
-use super::process::{Process, load_average};
 use super::service_metrics::ServiceCounters;
 use super::wrk::{WrkFigures, wrk};
-use bulwark_e2e::free_port;
+use bulwark_e2e::{ManagedChild, free_port};
+
+/// How long a stopped process may take to exit (it is killed: the run is measured).
+pub const STOP_WITHIN: Duration = Duration::from_secs(5);
 
 /// The figures of one run of a case.
 #[derive(Debug)]
@@ -115,7 +118,7 @@ impl Bench {
         site: &Site,
         run_name: &str,
         workers: u32,
-    ) -> anyhow::Result<Process> {
+    ) -> anyhow::Result<ManagedChild> {
         let config_path = self.dir.path().join(format!("{run_name}.yaml"));
         std::fs::write(&config_path, render(case, site)?)?;
         validate_envoy(&self.tools.envoy, &config_path).await?;
@@ -132,13 +135,11 @@ impl Bench {
             ])
             .arg(&config_path);
         let log = self.dir.path().join(format!("{run_name}.log"));
-        let mut envoy = Process::spawn(&format!("envoy ({run_name})"), command, &log)?;
-        let admin_port = site.admin_port;
+        let name = format!("envoy ({run_name})");
+        let mut envoy = ManagedChild::spawn(&name, &mut command, &log)?;
         envoy
-            .wait_ready(Duration::from_secs(20), || async move {
-                http_get(admin_port, "/ready", None)
-                    .await
-                    .is_ok_and(|r| r.status == 200)
+            .wait_ready(&format!("{name} ready"), Duration::from_secs(20), || {
+                answers_200(site.admin_port, "/ready", None)
             })
             .await?;
         Ok(envoy)
@@ -194,7 +195,7 @@ impl Bench {
             None => ServiceCounters::default(),
         };
         let stats_before = envoy_stats(admin_port).await;
-        let cpu_before = envoy.cpu_seconds(self.ticks_per_second);
+        let cpu_before = envoy.cpu_seconds();
         let measured = wrk(
             &self.tools,
             &self.options,
@@ -204,7 +205,7 @@ impl Bench {
             self.options.seconds,
         )
         .await?;
-        let cpu_after = envoy.cpu_seconds(self.ticks_per_second);
+        let cpu_after = envoy.cpu_seconds();
         let load = load_average();
         let stats_after = envoy_stats(admin_port).await;
         let limiting = match service {
@@ -218,7 +219,7 @@ impl Bench {
             }),
             None => None,
         };
-        envoy.stop().await;
+        let _ = envoy.stop("KILL", STOP_WITHIN);
         if let Some(limiting) = &limiting {
             limiting
                 .verify(case, measured.requests)
@@ -262,21 +263,22 @@ impl Bench {
     /// Before measuring: a valid token passes (the JWKS is in) and, where a filter
     /// authenticates, a request without one is refused, so no case measures a filter that
     /// lets everything through.
-    pub async fn probe(&self, case: &Case, envoy: &mut Process, port: u16) -> anyhow::Result<()> {
+    pub async fn probe(
+        &self,
+        case: &Case,
+        envoy: &mut ManagedChild,
+        port: u16,
+    ) -> anyhow::Result<()> {
         let token = std::fs::read_to_string(&self.tokens.repeated)?;
-        let token = token.trim().to_owned();
-        let name = envoy.name.clone();
+        let token = token.trim();
+        let name = envoy.name().to_owned();
         envoy
-            .wait_ready(Duration::from_secs(15), || {
-                let token = token.clone();
-                async move {
-                    http_get(port, "/bench", Some(&token))
-                        .await
-                        .is_ok_and(|r| r.status == 200)
-                }
-            })
-            .await
-            .with_context(|| format!("{name}: a request with a valid token never got 200"))?;
+            .wait_ready(
+                &format!("{name}: a request with a valid token answered 200"),
+                Duration::from_secs(15),
+                || answers_200(port, "/bench", Some(token)),
+            )
+            .await?;
         if case.filters.authenticates() {
             let reply = http_get(port, "/bench", None).await?;
             ensure!(

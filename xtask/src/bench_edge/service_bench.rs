@@ -20,7 +20,7 @@ use super::RATELIMIT_DOMAIN;
 use super::options::Options;
 use super::ratelimit::RateLimitStack;
 use super::redis_raw::{RedisConnection, Reply};
-use super::tools::workspace_root;
+use bulwark_e2e::workspace_root;
 
 /// Concurrent callers of every phase.
 pub const CALLERS: usize = 64;
@@ -139,7 +139,7 @@ pub async fn bench_service(
     })
     .await;
 
-    let raw = raw_evalsha(stack.redis_port, options).await?;
+    let raw = raw_evalsha(stack.redis.port(), options).await?;
     Ok(ServiceResult {
         should_rate_limit,
         lease,

@@ -1,11 +1,12 @@
-//! The external programs the benchmark drives (Envoy, wrk, redis-server) and the workspace
-//! artefacts it builds first (the gateway filter, the rate-limit service).
+//! The external programs the benchmark drives (Envoy, wrk; redis-server is the e2e
+//! harness's) and the workspace artefacts it builds first (the gateway filter, the
+//! rate-limit service).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, ensure};
+use bulwark_e2e::{on_path, workspace_root};
 
-const INSTALL_ENVOY: &str = "`deploy/local/mesh up` installs it into .bulwark/venv (or set BULWARK_ENVOY to an envoy binary)";
 const WASM_BUILD: [&str; 6] = [
     "build",
     "-p",
@@ -16,22 +17,13 @@ const WASM_BUILD: [&str; 6] = [
 ];
 const RATELIMIT_BUILD: [&str; 4] = ["build", "--release", "-p", "bulwark-ratelimit"];
 
-pub fn workspace_root() -> PathBuf {
-    let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
-    xtask.parent().unwrap_or(xtask).to_path_buf()
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    })
+/// Where cargo puts what it builds: `$CARGO_TARGET_DIR` (relative to the workspace), else
+/// `<workspace>/target`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || workspace_root().join("target"),
+        |dir| workspace_root().join(dir),
+    )
 }
 
 /// The external programs the benchmark drives.
@@ -40,35 +32,11 @@ pub struct Tools {
     pub envoy: PathBuf,
     pub envoy_version: String,
     pub wrk: PathBuf,
-    pub redis_server: PathBuf,
 }
 
 impl Tools {
     pub fn find() -> anyhow::Result<Self> {
-        let envoy = match std::env::var_os("BULWARK_ENVOY") {
-            Some(path) => {
-                let path = PathBuf::from(path);
-                ensure!(
-                    path.is_file(),
-                    "BULWARK_ENVOY={} is not a file; {INSTALL_ENVOY}",
-                    path.display()
-                );
-                path
-            }
-            None => {
-                let venv = workspace_root().join(".bulwark/venv/bin/envoy");
-                if venv.is_file() {
-                    venv
-                } else {
-                    on_path("envoy").with_context(|| {
-                        format!(
-                            "envoy not found (BULWARK_ENVOY unset, no {}, none on PATH): {INSTALL_ENVOY}",
-                            venv.display()
-                        )
-                    })?
-                }
-            }
-        };
+        let envoy = bulwark_e2e::envoy_binary()?;
         let version = std::process::Command::new(&envoy)
             .arg("--version")
             .output()
@@ -81,21 +49,17 @@ impl Tools {
             .to_owned();
         let wrk = on_path("wrk")
             .context("wrk not found on PATH: install it with `apt-get install wrk`")?;
-        let redis_server = on_path("redis-server").context(
-            "redis-server not found on PATH: install it with `apt-get install redis-server`",
-        )?;
         Ok(Self {
             envoy,
             envoy_version,
             wrk,
-            redis_server,
         })
     }
 }
 
 /// Runs `cargo <args>` at the workspace root with its output shown; cargo itself decides
 /// whether anything is out of date, so an up-to-date artefact costs a no-op build.
-fn cargo(args: &[&str]) -> anyhow::Result<()> {
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("[build] cargo {}", args.join(" "));
     let status = std::process::Command::new(cargo)

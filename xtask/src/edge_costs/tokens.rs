@@ -8,8 +8,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::Signer as _;
 use serde_json::{Value, json};
 
-pub const ISSUER: &str = "https://auth.bulwark.bench";
-pub const AUDIENCE: &str = "bulwark-api";
+use crate::bench_edge::{AUDIENCE, ISSUER};
+
 const KID: &str = "edge-costs-ed25519";
 
 /// The key's JWKS and the signed tokens.
