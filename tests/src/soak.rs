@@ -21,9 +21,10 @@ use crate::wait::poll_until;
 /// `BULWARK_ADMIN_PASSWORD`), who may read the audit log.
 pub const BOOTSTRAP_ADMIN: (&str, &str) = ("admin@bulwark.local", "bulwark-admin-change-me");
 
-/// Rate limits far above the traffic (a soak is about faults, not limits), in the
-/// shipped file's shape so that the gateway filter still asks for every request.
-const SOAK_LIMITS: &str = "\
+/// Rate limits far above any test's traffic (a soak is about faults, not limits; the
+/// contract tests about routes), in the shipped file's shape so that the gateway filter
+/// still asks for every request.
+pub const GENEROUS_LIMITS: &str = "\
 domain: bulwark-edge
 descriptors:
   - key: route
@@ -236,7 +237,7 @@ impl SoakReport {
 pub async fn run(plan: SoakPlan, progress: impl Fn(&str)) -> anyhow::Result<SoakReport> {
     let limits = tempfile::tempdir().context("creating a directory for the limits file")?;
     let limits_path = limits.path().join("limits.yaml");
-    std::fs::write(&limits_path, SOAK_LIMITS)?;
+    std::fs::write(&limits_path, GENEROUS_LIMITS)?;
     progress(&format!(
         "starting {} replicas of every service behind {} Envoys",
         plan.replicas, plan.envoys

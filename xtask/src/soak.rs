@@ -89,29 +89,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
 
     // Before building: the build relinks this executable.
     release::release_dir(&release::this_executable()?)?;
-    if build {
-        step(
-            1,
-            "building the services (cargo build --release --workspace --bins)",
-        );
-        release::cargo(&["build", "--release", "--workspace", "--bins"])?;
-        step(
-            2,
-            "building the gateway filter (wasm32-wasip1, profile wasm)",
-        );
-        release::cargo(&[
-            "build",
-            "-p",
-            "bulwark-gateway-filter",
-            "--target",
-            "wasm32-wasip1",
-            "--profile",
-            "wasm",
-        ])?;
-    } else {
-        step(1, "building the services: skipped (--no-build)");
-        step(2, "building the gateway filter: skipped (--no-build)");
-    }
+    release::build_services_and_filter(build, step)?;
     step(
         3,
         &format!(

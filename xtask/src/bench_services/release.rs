@@ -18,7 +18,7 @@ pub fn this_executable() -> anyhow::Result<PathBuf> {
         .context("the xtask executable has no parent directory")?;
     if dir.file_name().and_then(|n| n.to_str()) != Some("release") {
         bail!(
-            "bench-services must run from a release build (it runs from {}); use `cargo xtask bench-services`",
+            "this task must run from a release build (it runs from {}); use `cargo xtask <task>`",
             dir.display()
         );
     }
@@ -33,6 +33,34 @@ pub fn release_dir(exe: &Path) -> anyhow::Result<PathBuf> {
         .context("the xtask executable has no parent directory")?;
     dir.canonicalize()
         .with_context(|| format!("resolving {}", dir.display()))
+}
+
+/// Steps 1 and 2 of the tools that run the mesh on release builds: the services, then the
+/// gateway filter (or, with `build` false, says both are skipped). `step` prints a step.
+pub fn build_services_and_filter(build: bool, step: impl Fn(usize, &str)) -> anyhow::Result<()> {
+    if !build {
+        step(1, "building the services: skipped (--no-build)");
+        step(2, "building the gateway filter: skipped (--no-build)");
+        return Ok(());
+    }
+    step(
+        1,
+        "building the services (cargo build --release --workspace --bins)",
+    );
+    cargo(&["build", "--release", "--workspace", "--bins"])?;
+    step(
+        2,
+        "building the gateway filter (wasm32-wasip1, profile wasm)",
+    );
+    cargo(&[
+        "build",
+        "-p",
+        "bulwark-gateway-filter",
+        "--target",
+        "wasm32-wasip1",
+        "--profile",
+        "wasm",
+    ])
 }
 
 /// Runs `cargo <args>` in the workspace, its output going to the terminal.

@@ -24,18 +24,8 @@ pub const PASSWORD: &str = "correct-horse-battery";
 pub const AUDIT_DELIVERY: Duration = Duration::from_secs(60);
 
 /// Far above anything a test sends: these tests are about the routes, and the
-/// contract's 10 per minute would stop the second registration of a test. The shape
-/// is the shipped limits.yaml's, so the gateway filter still asks for every request.
-pub const GENEROUS_LIMITS: &str = "\
-domain: bulwark-edge
-descriptors:
-  - key: route
-    descriptors:
-      - key: client_ip
-        rate_limit: { unit: second, requests_per_unit: 100000 }
-  - key: user_id
-    rate_limit: { unit: second, requests_per_unit: 100000 }
-";
+/// contract's 10 per minute would stop the second registration of a test.
+pub use bulwark_e2e::soak::GENEROUS_LIMITS;
 
 /// The gateway filter's rate-limit call budget in the contract mesh. The contract tests
 /// check what the edge answers, not how it copes with a slow limiter (the gateway tests
