@@ -214,6 +214,28 @@ impl Envoy {
         self.process.log()
     }
 
+    /// Envoy's view of a cluster's hosts (admin `/clusters`): each host's
+    /// `health_flags` (`healthy`, `/failed_active_hc`, ...).
+    pub async fn health_flags(
+        &self,
+        http: &reqwest::Client,
+        cluster: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        let text = http
+            .get(self.admin_url("/clusters"))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let prefix = format!("{cluster}::");
+        Ok(text
+            .lines()
+            .filter(|line| line.starts_with(&prefix) && line.contains("::health_flags::"))
+            .filter_map(|line| line.rsplit("::").next().map(str::to_owned))
+            .collect())
+    }
+
     /// The value of one counter or gauge from the admin `/stats`, 0 when absent.
     pub async fn stat(&self, http: &reqwest::Client, name: &str) -> anyhow::Result<u64> {
         let text = http

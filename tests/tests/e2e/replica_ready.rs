@@ -195,21 +195,10 @@ fn every_service_cluster_is_health_checked_ejects_failing_replicas_and_is_bounde
 
 /// Envoy's view of a cluster's hosts (`/clusters`): each host's `health_flags`.
 async fn health_flags(mesh: &Mesh, cluster: &str) -> Result<Vec<String>, String> {
-    let text = mesh
-        .http()
-        .get(mesh.envoy().admin_url("/clusters"))
-        .send()
+    mesh.envoy()
+        .health_flags(mesh.http(), cluster)
         .await
-        .map_err(|err| err.to_string())?
-        .text()
-        .await
-        .map_err(|err| err.to_string())?;
-    let prefix = format!("{cluster}::");
-    Ok(text
-        .lines()
-        .filter(|line| line.starts_with(&prefix) && line.contains("::health_flags::"))
-        .filter_map(|line| line.rsplit("::").next().map(str::to_owned))
-        .collect())
+        .map_err(|err| format!("{err:#}"))
 }
 
 /// Waits until identity's one host has the health flags `want`.

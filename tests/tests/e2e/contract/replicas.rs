@@ -80,20 +80,11 @@ fn kid_of(token: &str) -> String {
 
 /// The hosts of `cluster` each of the mesh's Envoys counts healthy.
 async fn healthy_hosts(mesh: &Mesh, envoy: usize, cluster: &str) -> Result<usize, String> {
-    let text = mesh
-        .http()
-        .get(mesh.envoys()[envoy].admin_url("/clusters"))
-        .send()
+    let flags = mesh.envoys()[envoy]
+        .health_flags(mesh.http(), cluster)
         .await
-        .map_err(|err| err.to_string())?
-        .text()
-        .await
-        .map_err(|err| err.to_string())?;
-    let prefix = format!("{cluster}::");
-    Ok(text
-        .lines()
-        .filter(|line| line.starts_with(&prefix) && line.ends_with("::health_flags::healthy"))
-        .count())
+        .map_err(|err| format!("{err:#}"))?;
+    Ok(flags.iter().filter(|flag| *flag == "healthy").count())
 }
 
 /// A login straight at one Auth replica (its gRPC port, no edge).
