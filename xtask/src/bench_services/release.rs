@@ -3,9 +3,10 @@
 //! the benchmark checks afterwards that every service runs from there.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, bail};
+
+use crate::bench_edge::tools::{build_wasm, cargo};
 
 /// The path of this executable, `<target>/release/xtask`, taken before anything is
 /// built: `cargo build --release --workspace --bins` relinks it (the workspace's feature
@@ -52,29 +53,7 @@ pub fn build_services_and_filter(build: bool, step: impl Fn(usize, &str)) -> any
         2,
         "building the gateway filter (wasm32-wasip1, profile wasm)",
     );
-    cargo(&[
-        "build",
-        "-p",
-        "bulwark-gateway-filter",
-        "--target",
-        "wasm32-wasip1",
-        "--profile",
-        "wasm",
-    ])
-}
-
-/// Runs `cargo <args>` in the workspace, its output going to the terminal.
-pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(&cargo)
-        .args(args)
-        .current_dir(bulwark_e2e::workspace_root())
-        .status()
-        .with_context(|| format!("running {} {}", cargo.to_string_lossy(), args.join(" ")))?;
-    if !status.success() {
-        bail!("`cargo {}` failed ({status})", args.join(" "));
-    }
-    Ok(())
+    build_wasm().map(drop)
 }
 
 /// Fails unless the process `pid` runs an executable from `release`.
