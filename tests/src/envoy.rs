@@ -81,6 +81,67 @@ pub fn endpoints_value<'a>(replicas: impl IntoIterator<Item = (&'a str, u16)>) -
     format!("[{}]", each.join(", "))
 }
 
+/// What one edge's configuration (`envoy/edge.yaml`, listening on 127.0.0.1) is
+/// rendered from, for the tests' Envoys and the local mesh's.
+#[derive(Debug)]
+pub struct EdgeTemplate<'a> {
+    pub port: u16,
+    pub admin_port: u16,
+    /// The API descriptor set the transcoder reads.
+    pub descriptor: &'a Path,
+    pub cors_origin_regex: &'a str,
+    /// The built gateway filter.
+    pub wasm: &'a Path,
+    /// The OTLP/gRPC collector (`http://host:port`) the edge traces to.
+    pub otlp: Option<&'a str>,
+    /// The percentage of requests traced when `otlp` is set (100 when `None`).
+    pub trace_sampling: Option<&'a str>,
+    /// The gateway filter's budget for a rate-limit call.
+    pub ratelimit_timeout_ms: u32,
+    /// The gRPC ports of each service's replicas.
+    pub upstreams: &'a [(ServiceKind, Vec<u16>)],
+}
+
+/// `envoy/edge.yaml` filled for `edge`; a placeholder left over is an error.
+pub fn render_edge(edge: &EdgeTemplate<'_>) -> anyhow::Result<String> {
+    let template_path = workspace_root().join("envoy/edge.yaml");
+    let template = std::fs::read_to_string(&template_path)
+        .with_context(|| format!("reading {}", template_path.display()))?;
+    let mut values = vec![
+        ("EDGE_ADDRESS".to_owned(), "127.0.0.1".to_owned()),
+        ("EDGE_PORT".to_owned(), edge.port.to_string()),
+        ("CLUSTER_TYPE".to_owned(), "STATIC".to_owned()),
+        ("ADMIN_PORT".to_owned(), edge.admin_port.to_string()),
+        (
+            "DESCRIPTOR".to_owned(),
+            edge.descriptor.display().to_string(),
+        ),
+        (
+            "CORS_ORIGIN_REGEX".to_owned(),
+            edge.cors_origin_regex.to_owned(),
+        ),
+        ("WASM".to_owned(), edge.wasm.display().to_string()),
+    ];
+    for (name, value) in tracing_values(edge.otlp)? {
+        let value = match (name.as_str(), edge.otlp, edge.trace_sampling) {
+            ("TRACE_SAMPLING", Some(_), Some(sampling)) => sampling.to_owned(),
+            _ => value,
+        };
+        values.push((name, value));
+    }
+    values.push((
+        "RATELIMIT_TIMEOUT_MS".to_owned(),
+        edge.ratelimit_timeout_ms.to_string(),
+    ));
+    for (kind, grpc_ports) in edge.upstreams {
+        values.push((
+            format!("{}_ENDPOINTS", kind.name().to_uppercase()),
+            endpoints_value(grpc_ports.iter().map(|port| ("127.0.0.1", *port))),
+        ));
+    }
+    render(&template, &values)
+}
+
 impl Envoy {
     /// Renders `envoy/edge.yaml` into `dir` with the gRPC ports of the services' replicas
     /// and starts Envoy with the options' worker threads; with an OTLP endpoint it traces
@@ -95,34 +156,21 @@ impl Envoy {
         log: &Path,
     ) -> anyhow::Result<Self> {
         let (port, admin_port) = ports;
-        let template_path = workspace_root().join("envoy/edge.yaml");
-        let template = std::fs::read_to_string(&template_path)
-            .with_context(|| format!("reading {}", template_path.display()))?;
-        let mut values = vec![
-            ("EDGE_ADDRESS".to_owned(), "127.0.0.1".to_owned()),
-            ("EDGE_PORT".to_owned(), port.to_string()),
-            ("CLUSTER_TYPE".to_owned(), "STATIC".to_owned()),
-            ("ADMIN_PORT".to_owned(), admin_port.to_string()),
-            ("DESCRIPTOR".to_owned(), descriptor.display().to_string()),
-            ("CORS_ORIGIN_REGEX".to_owned(), CORS_ORIGIN_REGEX.to_owned()),
-            (
-                "WASM".to_owned(),
-                gateway_filter_wasm()?.display().to_string(),
-            ),
-        ];
-        values.extend(tracing_values(options.otlp)?);
-        values.push((
-            "RATELIMIT_TIMEOUT_MS".to_owned(),
-            options.ratelimit_timeout.as_millis().to_string(),
-        ));
-        for (kind, grpc_ports) in upstreams {
-            values.push((
-                format!("{}_ENDPOINTS", kind.name().to_uppercase()),
-                endpoints_value(grpc_ports.iter().map(|port| ("127.0.0.1", *port))),
-            ));
-        }
+        let wasm = gateway_filter_wasm()?;
+        let rendered = render_edge(&EdgeTemplate {
+            port,
+            admin_port,
+            descriptor,
+            cors_origin_regex: CORS_ORIGIN_REGEX,
+            wasm: &wasm,
+            otlp: options.otlp,
+            trace_sampling: None,
+            ratelimit_timeout_ms: u32::try_from(options.ratelimit_timeout.as_millis())
+                .unwrap_or(u32::MAX),
+            upstreams,
+        })?;
         let config = dir.join("edge.yaml");
-        std::fs::write(&config, render(&template, &values)?)?;
+        std::fs::write(&config, rendered)?;
         let mut command = Command::new(envoy_binary()?);
         command
             .arg("-c")

@@ -1,6 +1,8 @@
-//! Harness for Bulwark's end-to-end tests: starts real PostgreSQL, Redis, an SMTP
-//! server (with Auth), the service binaries and Envoy on free ports in a temporary
-//! directory, and tears them down again when the [`Mesh`] is dropped.
+//! Bulwark's dev environment: starts real PostgreSQL, Redis, an SMTP server (with Auth),
+//! the service binaries and Envoy on free ports in a temporary directory for the
+//! end-to-end tests and `xtask`, and tears them down again when the [`Mesh`] is dropped;
+//! [`local`] runs the same components as the long-lived local mesh of
+//! `deploy/local/mesh` (the `bulwark-mesh` binary).
 //!
 //! Nothing is skipped: a missing tool or binary fails the test with a message that says
 //! how to get it. When a test fails, the tail of every component's log is printed.
@@ -21,6 +23,7 @@
 mod accounts;
 mod checkpoints;
 mod envoy;
+pub mod local;
 mod mail;
 mod mesh;
 mod net;
@@ -37,7 +40,9 @@ pub mod traffic;
 mod wait;
 mod workspace;
 
-pub use envoy::{CORS_ORIGIN_REGEX, Envoy, RATELIMIT_TIMEOUT, endpoints_value};
+pub use envoy::{
+    CORS_ORIGIN_REGEX, EdgeTemplate, Envoy, RATELIMIT_TIMEOUT, endpoints_value, render_edge,
+};
 pub use mail::{MailMessage, MailServer};
 pub use mesh::{Mesh, MeshBuilder};
 pub use net::{free_port, http_client};

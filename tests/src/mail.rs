@@ -175,7 +175,7 @@ impl MailServer {
 }
 
 /// Reads the server's `220` greeting.
-fn greeting(port: u16) -> Result<(), String> {
+pub(crate) fn greeting(port: u16) -> Result<(), String> {
     let timeout = Duration::from_millis(500);
     let addr = ([127, 0, 0, 1], port).into();
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;

@@ -30,14 +30,14 @@ pub struct Postgres {
     postmaster: Option<ManagedChild>,
 }
 
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     fs::metadata("/proc/self")
         .map(|meta| meta.uid() == 0)
         .unwrap_or(false)
 }
 
 /// uid and gid of the `postgres` user, from /etc/passwd.
-fn postgres_user_ids() -> anyhow::Result<(u32, u32)> {
+pub(crate) fn postgres_user_ids() -> anyhow::Result<(u32, u32)> {
     let passwd = fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
     for line in passwd.lines() {
         let fields: Vec<&str> = line.split(':').collect();
@@ -252,7 +252,7 @@ impl Postgres {
     }
 }
 
-fn pg_isready(bin: &Path, port: u16) -> Result<(), String> {
+pub(crate) fn pg_isready(bin: &Path, port: u16) -> Result<(), String> {
     let output = Command::new(bin.join("pg_isready"))
         .args([
             "-h",

@@ -101,16 +101,23 @@ pub fn config_values(mesh: &Mesh, scrape_interval: Duration) -> Vec<(&'static st
         ("ENVOY_ADMIN", address(mesh.envoy().admin_url(""))),
     ];
     for kind in ServiceKind::EVERY {
-        let placeholder = match kind {
-            ServiceKind::Identity => "IDENTITY_ADMIN",
-            ServiceKind::Auth => "AUTH_ADMIN",
-            ServiceKind::Authz => "AUTHZ_ADMIN",
-            ServiceKind::Audit => "AUDIT_ADMIN",
-            ServiceKind::Ratelimit => "RATELIMIT_ADMIN",
-        };
-        values.push((placeholder, address(mesh.service(kind).admin_url(""))));
+        values.push((
+            admin_placeholder(kind),
+            address(mesh.service(kind).admin_url("")),
+        ));
     }
     values
+}
+
+/// The scrape template's placeholder of a service's admin targets.
+pub(crate) fn admin_placeholder(kind: ServiceKind) -> &'static str {
+    match kind {
+        ServiceKind::Identity => "IDENTITY_ADMIN",
+        ServiceKind::Auth => "AUTH_ADMIN",
+        ServiceKind::Authz => "AUTHZ_ADMIN",
+        ServiceKind::Audit => "AUDIT_ADMIN",
+        ServiceKind::Ratelimit => "RATELIMIT_ADMIN",
+    }
 }
 
 /// Runs `promtool` with `args`; `Err` carries its output when it refuses.

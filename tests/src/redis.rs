@@ -86,7 +86,7 @@ async fn wait_for_pong(port: u16) -> anyhow::Result<()> {
     .await
 }
 
-fn ping(port: u16) -> Result<(), String> {
+pub(crate) fn ping(port: u16) -> Result<(), String> {
     let timeout = Duration::from_millis(500);
     let addr = ([127, 0, 0, 1], port).into();
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|err| err.to_string())?;

@@ -203,6 +203,7 @@ async fn up_starts_prometheus_with_every_target_healthy_and_status_reports_a_dea
         table_row(&text, "auth#1").is_none(),
         "one replica, yet the table lists auth#1:\n{text}"
     );
+    assert_steps_numbered(&text);
 
     // Prometheus itself: the six targets (five services and the edge) are up under their
     // service labels, and every shipped rule is loaded.
@@ -293,6 +294,27 @@ async fn up_starts_prometheus_with_every_target_healthy_and_status_reports_a_dea
         !status.status.success(),
         "status after down succeeded:\n{}",
         output_text(&status)
+    );
+}
+
+/// The `[k/N]` step lines of the script and of the binary it hands over to count to
+/// one total N, and the last is step N.
+fn assert_steps_numbered(text: &str) {
+    let steps: Vec<(usize, usize)> = text
+        .lines()
+        .filter_map(|line| {
+            let (k, rest) = line.strip_prefix('[')?.split_once('/')?;
+            let (n, _) = rest.split_once(']')?;
+            Some((k.parse().ok()?, n.parse().ok()?))
+        })
+        .collect();
+    let total = steps.first().map_or(0, |(_, n)| *n);
+    let numbers: Vec<usize> = steps.iter().map(|(k, _)| *k).collect();
+    assert!(
+        total > 0
+            && steps.iter().all(|(_, n)| *n == total)
+            && numbers == (1..=total).collect::<Vec<_>>(),
+        "the steps are not numbered 1 to N of one N: {steps:?}\n{text}"
     );
 }
 
@@ -553,6 +575,11 @@ async fn up_with_two_replicas_runs_and_reports_each_and_down_stops_them_all() {
             && text.contains("identity#1: already running"),
         "up again did not restart only auth#1:\n{text}"
     );
+    assert!(
+        text.contains("unchanged") && !text.contains("config or descriptor changed"),
+        "up again rewrote the descriptor or restarted Envoy, though neither changed:\n{text}"
+    );
+    assert_steps_numbered(&text);
     poll_until("status healthy again", DOWN_TIMEOUT, || async move {
         let status = mesh_ref.run(&["status"]);
         if status.status.success() {
