@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-use crate::process::{ManagedChild, tail};
+use crate::process::ManagedChild;
 use crate::service::ServiceKind;
 use crate::template::fill_placeholders;
 use crate::workspace::{envoy_binary, gateway_filter_wasm, workspace_root};
@@ -187,37 +187,29 @@ impl Envoy {
         })
     }
 
-    /// Waits for admin `/ready` = LIVE and the edge's own `/healthz` = 200.
+    /// Waits for admin `/ready` = LIVE and the edge's own `/healthz` = 200; fails at once
+    /// if Envoy exits.
     pub(crate) async fn wait_ready(
         &mut self,
         http: &reqwest::Client,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.process.exited() {
-                bail!(
-                    "envoy exited ({status}); its log ends with:\n{}",
-                    tail(self.log(), 40)
-                );
-            }
-            let last = match self.ready_state(http).await {
-                Ok(()) => return Ok(()),
-                Err(reason) => reason,
-            };
-            if Instant::now() >= deadline {
-                bail!(
-                    "envoy not ready within {timeout:?} (last: {last}); its log ends with:\n{}",
-                    tail(self.log(), 40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let admin_ready = self.admin_url("/ready");
+        let edge_healthz = self.url("/healthz");
+        self.process
+            .wait_ready("envoy ready", timeout, || {
+                Self::ready_state(http, &admin_ready, &edge_healthz)
+            })
+            .await
     }
 
-    async fn ready_state(&self, http: &reqwest::Client) -> Result<(), String> {
+    async fn ready_state(
+        http: &reqwest::Client,
+        admin_ready: &str,
+        edge_healthz: &str,
+    ) -> Result<(), String> {
         let admin = http
-            .get(self.admin_url("/ready"))
+            .get(admin_ready)
             .send()
             .await
             .map_err(|err| format!("admin /ready: {err}"))?;
@@ -227,7 +219,7 @@ impl Envoy {
             return Err(format!("admin /ready answered {admin_status} {body:?}"));
         }
         let edge = http
-            .get(self.url("/healthz"))
+            .get(edge_healthz)
             .send()
             .await
             .map_err(|err| format!("edge /healthz: {err}"))?;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
@@ -220,22 +220,11 @@ impl Service {
         http: &reqwest::Client,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.ensure_running()?;
-            let last = match ready_state(http, self).await {
-                Ok(()) => return Ok(()),
-                Err(reason) => reason,
-            };
-            if Instant::now() >= deadline {
-                bail!(
-                    "{} not ready within {timeout:?} (last: {last}); its log ends with:\n{}",
-                    self.label(),
-                    tail(self.log(), 30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        }
+        let what = format!("{} ready", self.label());
+        let urls = ["/healthz", "/ready"].map(|path| (path, self.admin_url(path)));
+        self.process
+            .wait_ready(&what, timeout, || ready_state(http, &urls))
+            .await
     }
 }
 
@@ -328,10 +317,11 @@ fn service_command(launch: &ServiceLaunch) -> anyhow::Result<Command> {
     Ok(command)
 }
 
-async fn ready_state(http: &reqwest::Client, service: &Service) -> Result<(), String> {
-    for path in ["/healthz", "/ready"] {
+/// `Ok` once every `(path, url)` answers 200.
+async fn ready_state(http: &reqwest::Client, urls: &[(&str, String)]) -> Result<(), String> {
+    for (path, url) in urls {
         let response = http
-            .get(service.admin_url(path))
+            .get(url)
             .send()
             .await
             .map_err(|err| format!("GET {path}: {err}"))?;

@@ -16,6 +16,8 @@ use anyhow::{Context, bail};
 
 use libfuzzer::FinalStats;
 
+use crate::bench_edge::tools::cargo_command;
+
 const USAGE: &str =
     "usage: cargo xtask fuzz [TARGET...] [--time DURATION] [--runs N] [--cmin] [--dev]
 
@@ -110,13 +112,9 @@ pub fn repo_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-}
-
 /// Whether `cargo fuzz` answers.
 pub fn cargo_fuzz_installed() -> bool {
-    cargo()
+    cargo_command()
         .args(["fuzz", "--version"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -130,7 +128,7 @@ fn ensure_cargo_fuzz() -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("cargo-fuzz is missing; installing it: cargo install cargo-fuzz --locked");
-    let status = cargo()
+    let status = cargo_command()
         .args(["install", "cargo-fuzz", "--locked"])
         .status()
         .context("running cargo install cargo-fuzz")?;
@@ -198,7 +196,7 @@ pub fn run_targets(root: &Path, options: &Options) -> anyhow::Result<Vec<TargetR
         build_flags(options).join(" ")
     );
     let build_log = logs.join("build.log");
-    let mut build = cargo();
+    let mut build = cargo_command();
     build
         .current_dir(root)
         .args(["fuzz", "build"])
@@ -249,7 +247,7 @@ fn run_target(root: &Path, target: &str, options: &Options) -> anyhow::Result<Ta
     );
     // libFuzzer writes new inputs into the first directory and only reads the others.
     let scratch = tempfile::tempdir()?;
-    let mut command = cargo();
+    let mut command = cargo_command();
     command
         .current_dir(root)
         .args(["fuzz", "run"])
@@ -298,7 +296,7 @@ fn run_target(root: &Path, target: &str, options: &Options) -> anyhow::Result<Ta
 fn minimize(root: &Path, target: &str, options: &Options) -> anyhow::Result<()> {
     let log = root.join("fuzz/logs").join(format!("{target}.cmin.log"));
     eprintln!("minimizing the corpus of {target} (log: {})", log.display());
-    let mut command = cargo();
+    let mut command = cargo_command();
     command
         .current_dir(root)
         .args(["fuzz", "cmin"])

@@ -21,6 +21,7 @@ use crate::lease::{self, Claim, Grant, GrantMode, Spend};
 use crate::lease_call::{self, ItemRequest};
 use crate::ratelimit::{self, DescriptorEntry, RateLimitSubject, RateLimitVerdict};
 use crate::response::{LocalResponse, answers_in_grpc, internal_error, unauthorized};
+use crate::verifier::CacheAnswer;
 use crate::worker::{PendingFetch, Renewal, Worker};
 
 /// The request facts kept while the request waits on a JWKS refetch.
@@ -100,13 +101,11 @@ fn refuse_over_limit(host: &impl Host, reply: &LocalResponse, grpc: bool) -> Act
 /// the verified-token cache: `miss`, or `none` when no token was looked up (a public
 /// route, no or a malformed `Authorization`). A hit is the default and records nothing.
 fn authorize(worker: &mut Worker, host: &impl Host, head: &RequestHead<'_>, now: u64) -> Access {
-    let before = worker.gateway().verifier().cache_stats();
-    let access = worker.gateway_mut().authorize(head, now);
-    let after = worker.gateway().verifier().cache_stats();
-    if after.misses != before.misses {
-        host.record(Fact::TokenCache, "miss");
-    } else if after.hits == before.hits {
-        host.record(Fact::TokenCache, "none");
+    let (access, answer) = worker.gateway_mut().authorize_answered(head, now);
+    match answer {
+        CacheAnswer::Hit => {}
+        CacheAnswer::Miss => host.record(Fact::TokenCache, "miss"),
+        CacheAnswer::NotAsked => host.record(Fact::TokenCache, "none"),
     }
     access
 }

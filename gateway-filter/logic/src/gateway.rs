@@ -10,7 +10,7 @@ use crate::jwks::{JwksError, KeyStore, LoadedJwks};
 use crate::ratelimit::{self, RateLimitCheck, RateLimitSubject};
 use crate::revocation::{self, RevokedIds};
 use crate::routes;
-use crate::verifier::{TokenVerifier, VerifiedClaims};
+use crate::verifier::{CacheAnswer, TokenVerifier, VerifiedClaims};
 
 /// The request facts the decision needs. The method is not one of them: what a call is
 /// (public, bearer, limited) is decided by its route, so that no method can make a call
@@ -95,15 +95,30 @@ impl Gateway {
 
     /// Decides on a request at time `now` (Unix seconds, host clock).
     pub fn authorize(&mut self, head: &RequestHead<'_>, now: u64) -> Access {
+        self.authorize_answered(head, now).0
+    }
+
+    /// [`Gateway::authorize`], with whether the verified-token cache answered.
+    pub fn authorize_answered(
+        &mut self,
+        head: &RequestHead<'_>,
+        now: u64,
+    ) -> (Access, CacheAnswer) {
         if self.is_public(head.path) {
-            return Access::Public;
+            return (Access::Public, CacheAnswer::NotAsked);
         }
         let token = match head.authorization.map(raw_bearer_token) {
-            None => return Access::Denied(AuthError::MissingToken),
-            Some(Err(e)) => return Access::Denied(e),
+            None => {
+                return (
+                    Access::Denied(AuthError::MissingToken),
+                    CacheAnswer::NotAsked,
+                );
+            }
+            Some(Err(e)) => return (Access::Denied(e), CacheAnswer::NotAsked),
             Some(Ok(token)) => token,
         };
-        match self.verifier.verify_raw(&token, now) {
+        let (verified, answer) = self.verifier.verify_raw_answered(&token, now);
+        let access = match verified {
             // Cached tokens too: a session revoked after its token was cached is refused.
             Ok(claims)
                 if !self.revoked.is_empty()
@@ -115,7 +130,8 @@ impl Gateway {
             }
             Ok(claims) => Access::Authenticated(claims),
             Err(e) => Access::Denied(e),
-        }
+        };
+        (access, answer)
     }
 
     /// The identity headers to set upstream for verified claims. Roles are comma-joined;

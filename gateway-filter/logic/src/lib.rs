@@ -43,5 +43,5 @@ pub use gateway::{Access, Gateway, RequestHead};
 pub use host::{Action, Counter, Fact, Host};
 pub use jwks::{JwksError, KeyAlgorithm, KeyStore};
 pub use response::LocalResponse;
-pub use verifier::{TokenVerifier, VerifiedClaims};
+pub use verifier::{CacheAnswer, TokenVerifier, VerifiedClaims};
 pub use worker::Worker;

@@ -16,6 +16,17 @@ use crate::error::AuthError;
 /// What a verified token says about its bearer: the contract's claims.
 pub use bulwark_token::VerifiedClaims;
 
+/// Whether the verified-token cache answered a verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheAnswer {
+    /// The cache answered: the token's claims, or that it has expired since.
+    Hit,
+    /// The token was verified in full.
+    Miss,
+    /// No token was looked up (no or an unreadable token, a public route).
+    NotAsked,
+}
+
 /// Verifies bearer tokens against the current key set.
 #[derive(Debug)]
 pub struct TokenVerifier {
@@ -66,17 +77,34 @@ impl TokenVerifier {
     /// that are not UTF-8 as U+FFFD) only when the cache does not answer: every cached
     /// token verified, so is ASCII, and bytes equal to it are that text.
     pub fn verify_raw(&mut self, token: &[u8], now: u64) -> Result<Rc<VerifiedClaims>, AuthError> {
+        self.verify_raw_answered(token, now).0
+    }
+
+    /// [`TokenVerifier::verify_raw`], with whether the cache answered: the request's
+    /// cache fact, without reading the cache's counters around the call.
+    pub fn verify_raw_answered(
+        &mut self,
+        token: &[u8],
+        now: u64,
+    ) -> (Result<Rc<VerifiedClaims>, AuthError>, CacheAnswer) {
         // Before the lookup, so an oversized token is never hashed. As text a token is no
         // shorter than its bytes, so only a token over the limit needs reading for the
         // error, which gives its length as text.
-        if token.len() > self.policy.max_token_bytes {
-            self.policy.check_size(&String::from_utf8_lossy(token))?;
+        if token.len() > self.policy.max_token_bytes
+            && let Err(e) = self.policy.check_size(&String::from_utf8_lossy(token))
+        {
+            return (Err(e), CacheAnswer::NotAsked);
         }
         match self.cache.lookup(token, now) {
-            Lookup::Hit(claims) => return Ok(claims),
-            Lookup::Expired => return Err(AuthError::Expired),
-            Lookup::Miss => {}
+            Lookup::Hit(claims) => (Ok(claims), CacheAnswer::Hit),
+            // Counted as a hit: the cache answered, with the token's expiry.
+            Lookup::Expired => (Err(AuthError::Expired), CacheAnswer::Hit),
+            Lookup::Miss => (self.verify_uncached(token, now), CacheAnswer::Miss),
         }
+    }
+
+    /// Verifies a token the cache did not answer, and caches it if it verifies.
+    fn verify_uncached(&mut self, token: &[u8], now: u64) -> Result<Rc<VerifiedClaims>, AuthError> {
         let token = String::from_utf8_lossy(token);
         let claims = Rc::new(self.policy.verify(&token, &self.keys, now)?);
         // The contract accepts a token until `exp` plus the skew; the cache holds it as long.

@@ -3,6 +3,7 @@
 //! rate-limit service).
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use anyhow::{Context as _, ensure};
 use bulwark_e2e::{on_path, workspace_root};
@@ -37,7 +38,7 @@ pub struct Tools {
 impl Tools {
     pub fn find() -> anyhow::Result<Self> {
         let envoy = bulwark_e2e::envoy_binary()?;
-        let version = std::process::Command::new(&envoy)
+        let version = Command::new(&envoy)
             .arg("--version")
             .output()
             .with_context(|| format!("running {} --version", envoy.display()))?;
@@ -57,14 +58,21 @@ impl Tools {
     }
 }
 
+/// A `cargo` command at the workspace root, for xtask's every cargo call: the cargo that
+/// runs xtask (`$CARGO`), else the one on `PATH`. Callers add arguments, a directory of
+/// their own or where the output goes.
+pub fn cargo_command() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
 /// Runs `cargo <args>` at the workspace root with its output shown; cargo itself decides
 /// whether anything is out of date, so an up-to-date artefact costs a no-op build.
 pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("[build] cargo {}", args.join(" "));
-    let status = std::process::Command::new(cargo)
+    let status = cargo_command()
         .args(args)
-        .current_dir(workspace_root())
         .status()
         .context("running cargo")?;
     ensure!(status.success(), "`cargo {}` failed", args.join(" "));
