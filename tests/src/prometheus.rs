@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::mesh::Mesh;
 use crate::net::free_port;
-use crate::process::{ManagedChild, tail};
+use crate::process::ManagedChild;
 use crate::service::ServiceKind;
 use crate::wait::poll_until;
 use crate::workspace::workspace_root;
@@ -61,12 +61,7 @@ fn tool(name: &str, override_var: &str) -> anyhow::Result<PathBuf> {
         }
         bail!("{override_var}={} does not exist", path.display());
     }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|path| path.is_file())
-    });
-    if let Some(path) = on_path {
+    if let Some(path) = crate::workspace::on_path(name) {
         return Ok(path);
     }
     let fallback = Path::new("/usr/bin").join(name);
@@ -178,27 +173,15 @@ impl Prometheus {
 
     async fn wait_ready(&mut self, http: &reqwest::Client) -> anyhow::Result<()> {
         let url = self.url("/-/ready");
-        let deadline = std::time::Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(status) = self.process.exited() {
-                bail!(
-                    "prometheus exited ({status}); its log ends with:\n{}",
-                    tail(self.log(), 40)
-                );
-            }
-            let last = match http.get(&url).send().await {
-                Ok(response) if response.status().is_success() => return Ok(()),
-                Ok(response) => format!("answered {}", response.status()),
-                Err(err) => err.to_string(),
-            };
-            if std::time::Instant::now() >= deadline {
-                bail!(
-                    "prometheus not ready within {READY_TIMEOUT:?} (last: {last}); its log ends with:\n{}",
-                    tail(self.log(), 40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.process
+            .wait_ready("prometheus /-/ready", READY_TIMEOUT, || async {
+                match http.get(&url).send().await {
+                    Ok(response) if response.status().is_success() => Ok(()),
+                    Ok(response) => Err(format!("answered {}", response.status())),
+                    Err(err) => Err(err.to_string()),
+                }
+            })
+            .await
     }
 
     /// `http://127.0.0.1:<port><path>`.
