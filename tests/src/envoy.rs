@@ -19,6 +19,36 @@ pub const CORS_ORIGIN_REGEX: &str = r"https?://(localhost|127\.0\.0\.1)(:[0-9]+)
 /// Compose and Nomad render 50 ms): past it the route's failure mode decides.
 pub const RATELIMIT_TIMEOUT: Duration = Duration::from_millis(50);
 
+/// The gateway filter's counter of successful JWKS fetches.
+pub const JWKS_REFRESHES: &str = "wasmcustom.bulwark_gateway.jwks_refreshes";
+
+/// One counter or gauge from the admin `/stats` of the Envoy whose admin listens on
+/// `admin_port`, 0 when absent.
+pub async fn admin_stat(
+    http: &reqwest::Client,
+    admin_port: u16,
+    name: &str,
+) -> anyhow::Result<u64> {
+    let text = http
+        .get(format!(
+            "http://127.0.0.1:{admin_port}/stats?filter=^{name}$"
+        ))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    for line in text.lines() {
+        if let Some(value) = line
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(": "))
+        {
+            return Ok(value.trim().parse()?);
+        }
+    }
+    Ok(0)
+}
+
 /// How to render and run one Envoy of a test's mesh.
 #[derive(Debug, Clone)]
 pub(crate) struct EnvoyOptions<'a> {
@@ -278,21 +308,27 @@ impl Envoy {
 
     /// The value of one counter or gauge from the admin `/stats`, 0 when absent.
     pub async fn stat(&self, http: &reqwest::Client, name: &str) -> anyhow::Result<u64> {
-        let text = http
-            .get(self.admin_url(&format!("/stats?filter=^{name}$")))
-            .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await?;
-        for line in text.lines() {
-            if let Some(value) = line
-                .strip_prefix(name)
-                .and_then(|rest| rest.strip_prefix(": "))
-            {
-                return Ok(value.trim().parse()?);
-            }
-        }
-        Ok(0)
+        admin_stat(http, self.admin_port, name).await
+    }
+
+    /// Waits until the gateway filter has loaded Auth's keys (its first JWKS fetch
+    /// succeeded): Envoy reports ready before that, and a fetch that fails at start (Auth's
+    /// cluster not yet healthy) is retried after 500 ms, during which every token would be
+    /// refused as signed by an unknown key.
+    pub(crate) async fn wait_for_keys(
+        &mut self,
+        http: &reqwest::Client,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let admin_port = self.admin_port;
+        self.process
+            .wait_ready("the gateway filter's first JWKS", timeout, || async move {
+                match admin_stat(http, admin_port, JWKS_REFRESHES).await {
+                    Ok(0) => Err(format!("{JWKS_REFRESHES} is 0")),
+                    Ok(_) => Ok(()),
+                    Err(err) => Err(format!("{err:#}")),
+                }
+            })
+            .await
     }
 }

@@ -56,18 +56,7 @@ impl MailServer {
     /// Starts the server (again) on the same port and maildir.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         let python = python_with_aiosmtpd()?;
-        // aiosmtpd creates the maildir's parts only when the directory itself is missing.
-        for part in ["tmp", "new", "cur"] {
-            let dir = self.maildir.join(part);
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("creating the maildir {}", dir.display()))?;
-        }
-        let mut command = Command::new(python);
-        command
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{}", self.port))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&self.maildir);
+        let mut command = server_command(&python, &self.maildir, self.port)?;
         self.process = Some(ManagedChild::spawn("aiosmtpd", &mut command, &self.log)?);
         let port = self.port;
         poll_until("aiosmtpd greeting with 220", START_TIMEOUT, || async move {
@@ -172,6 +161,28 @@ impl MailServer {
         })
         .await
     }
+}
+
+/// The handler class that keeps each message as a file of the maildir; the local mesh
+/// knows its aiosmtpd by it in the command line.
+pub(crate) const MAILBOX_HANDLER: &str = "aiosmtpd.handlers.Mailbox";
+
+/// aiosmtpd (run by `python`) on 127.0.0.1:`port`, keeping every message in the maildir
+/// `maildir` (its parts made now); the tests' server and the local mesh's.
+pub(crate) fn server_command(python: &Path, maildir: &Path, port: u16) -> anyhow::Result<Command> {
+    // aiosmtpd creates the maildir's parts only when the directory itself is missing.
+    for part in ["tmp", "new", "cur"] {
+        let dir = maildir.join(part);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the maildir {}", dir.display()))?;
+    }
+    let mut command = Command::new(python);
+    command
+        .args(["-m", "aiosmtpd", "-n", "-l"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-c", MAILBOX_HANDLER])
+        .arg(maildir);
+    Ok(command)
 }
 
 /// Reads the server's `220` greeting.

@@ -261,6 +261,11 @@ impl MeshBuilder {
         }
 
         if envoys > 0 {
+            // With Auth in the mesh, an Envoy is handed out once it can verify tokens.
+            let with_auth = mesh
+                .services
+                .iter()
+                .any(|service| service.kind() == ServiceKind::Auth);
             let descriptor = mesh.dir.path().join("bulwark.pb");
             std::fs::write(&descriptor, bulwark_proto::FILE_DESCRIPTOR_SET)
                 .context("writing the descriptor set for Envoy")?;
@@ -282,6 +287,9 @@ impl MeshBuilder {
                     &mesh.logs.join(name),
                 )?;
                 envoy.wait_ready(&mesh.http, ENVOY_READY_TIMEOUT).await?;
+                if with_auth {
+                    envoy.wait_for_keys(&mesh.http, ENVOY_READY_TIMEOUT).await?;
+                }
                 mesh.envoys.push(envoy);
             }
         }

@@ -61,6 +61,12 @@ impl Redis {
 }
 
 fn spawn(dir: &Path, port: u16, log: &Path) -> anyhow::Result<ManagedChild> {
+    ManagedChild::spawn("redis", &mut server_command(dir, port)?, log)
+}
+
+/// redis-server on 127.0.0.1:`port` with its working directory `dir`, persisting nothing
+/// (the tests' Redis and the local mesh's).
+pub(crate) fn server_command(dir: &Path, port: u16) -> anyhow::Result<Command> {
     let mut command = Command::new(redis_binary()?);
     command
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
@@ -74,7 +80,7 @@ fn spawn(dir: &Path, port: u16, log: &Path) -> anyhow::Result<ManagedChild> {
         ])
         .arg("--dir")
         .arg(dir);
-    ManagedChild::spawn("redis", &mut command, log)
+    Ok(command)
 }
 
 async fn wait_for_pong(port: u16) -> anyhow::Result<()> {

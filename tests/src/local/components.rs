@@ -2,13 +2,12 @@
 //! Envoy and Prometheus, each started once and left running (or reloaded, or restarted
 //! when its configuration changed) by every later `up`.
 
-use std::ffi::OsStr;
 use std::time::SystemTime;
 
 use super::Local;
 use super::services::port_busy;
 use super::ui::{failure, failure_with_log, info, step};
-use crate::envoy::{EdgeTemplate, render_edge};
+use crate::envoy::{EdgeTemplate, JWKS_REFRESHES, admin_stat, render_edge};
 use crate::prometheus::{admin_placeholder, prometheus_binary, promtool_binary, render_config};
 use crate::service::ServiceKind;
 
@@ -47,15 +46,6 @@ impl Local {
         let s = &self.settings;
         step(&format!("Starting Redis on 127.0.0.1:{} ...", s.redis_port));
         let dir = s.state.join("redis");
-        let conf = dir.join("redis.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "# Written by deploy/local/mesh; edits are overwritten.\nbind 127.0.0.1\nport {}\nprotected-mode yes\ndaemonize no\ndir {}\nsave \"\"\nappendonly no\n",
-                s.redis_port,
-                dir.display()
-            ),
-        )?;
         let log = s.log("redis");
         if let Some(pid) = self.daemons.alive("redis") {
             info(&format!("already running (pid {pid})"));
@@ -66,14 +56,8 @@ impl Local {
                     s.redis_port
                 )));
             }
-            let server = crate::workspace::redis_binary()?;
-            self.daemons.start(
-                "redis",
-                &log,
-                "redis-server",
-                &[server.as_os_str(), conf.as_os_str()],
-                &[],
-            )?;
+            let server = crate::redis::server_command(&dir, s.redis_port)?;
+            self.daemons.start("redis", &log, "redis-server", &server)?;
         }
         let port = s.redis_port;
         self.wait_for(
@@ -92,10 +76,6 @@ impl Local {
             s.mail_port,
             s.rel(&maildir)
         ));
-        // aiosmtpd makes the maildir's parts only when the directory itself is missing.
-        for part in ["tmp", "new", "cur"] {
-            std::fs::create_dir_all(maildir.join(part))?;
-        }
         let log = s.log("mail");
         if let Some(pid) = self.daemons.alive("mail") {
             info(&format!("already running (pid {pid})"));
@@ -107,24 +87,9 @@ impl Local {
                 )));
             }
             let python = s.venv.join("bin/python");
-            let listen = format!("127.0.0.1:{}", s.mail_port);
-            self.daemons.start(
-                "mail",
-                &log,
-                "aiosmtpd.handlers.Mailbox",
-                &[
-                    python.as_os_str(),
-                    OsStr::new("-m"),
-                    OsStr::new("aiosmtpd"),
-                    OsStr::new("-n"),
-                    OsStr::new("-l"),
-                    OsStr::new(&listen),
-                    OsStr::new("-c"),
-                    OsStr::new("aiosmtpd.handlers.Mailbox"),
-                    maildir.as_os_str(),
-                ],
-                &[],
-            )?;
+            let server = crate::mail::server_command(&python, &maildir, s.mail_port)?;
+            self.daemons
+                .start("mail", &log, crate::mail::MAILBOX_HANDLER, &server)?;
         }
         let port = s.mail_port;
         self.wait_for("mail", &log, || async move {
@@ -291,21 +256,13 @@ impl Local {
                 s.edge_port
             )));
         }
-        let marker = config.display().to_string();
-        self.daemons.start(
-            "envoy",
-            &log,
-            &marker,
-            &[
-                envoy.as_os_str(),
-                OsStr::new("-c"),
-                config.as_os_str(),
-                OsStr::new("--disable-hot-restart"),
-                OsStr::new("-l"),
-                OsStr::new("info"),
-            ],
-            &[],
-        )?;
+        let mut command = std::process::Command::new(&envoy);
+        command
+            .arg("-c")
+            .arg(&config)
+            .args(["--disable-hot-restart", "-l", "info"]);
+        self.daemons
+            .start("envoy", &log, &config.display().to_string(), &command)?;
         self.wait_envoy(&log).await
     }
 
@@ -317,7 +274,7 @@ impl Local {
             let (line, all) = self.envoy_hosts().await;
             if all {
                 info(&line);
-                return Ok(());
+                break;
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(failure_with_log(
@@ -330,6 +287,20 @@ impl Local {
             }
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         }
+        // Until then the edge would refuse every token as signed by an unknown key.
+        let admin = self.settings.edge_admin_port;
+        self.wait_for(
+            "the gateway filter's first JWKS fetch",
+            log,
+            || async move {
+                admin_stat(&self.http, admin, JWKS_REFRESHES)
+                    .await
+                    .is_ok_and(|fetched| fetched > 0)
+            },
+        )
+        .await?;
+        info("gateway filter: Auth's signing keys loaded");
+        Ok(())
     }
 
     /// The configuration Prometheus scrapes this mesh with.
@@ -396,23 +367,21 @@ impl Local {
                     s.prometheus_port
                 )));
             }
-            let binary = prometheus_binary()?;
-            let args = [
-                format!("--config.file={}", config.display()),
-                format!("--storage.tsdb.path={}", dir.join("data").display()),
-                "--storage.tsdb.retention.time=7d".to_owned(),
-                format!("--web.listen-address=127.0.0.1:{}", s.prometheus_port),
-                "--log.level=warn".to_owned(),
-            ];
-            let mut command: Vec<&OsStr> = vec![binary.as_os_str()];
-            command.extend(args.iter().map(OsStr::new));
-            self.daemons.start(
-                "prometheus",
-                &log,
-                &config.display().to_string(),
-                &command,
-                &[],
-            )?;
+            let mut command = std::process::Command::new(prometheus_binary()?);
+            command
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
+                .arg("--storage.tsdb.retention.time=7d")
+                .arg(format!(
+                    "--web.listen-address=127.0.0.1:{}",
+                    s.prometheus_port
+                ))
+                .arg("--log.level=warn");
+            self.daemons
+                .start("prometheus", &log, &config.display().to_string(), &command)?;
         }
         self.wait_for("prometheus", &log, || self.prometheus_ready())
             .await?;

@@ -56,20 +56,18 @@ impl Daemons {
         let Ok(program) = std::fs::read_to_string(self.file(name, "cmd")) else {
             return Some(pid);
         };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        contains(&cmdline, program.as_bytes()).then_some(pid)
+        contains(&command_line(pid)?, program.as_bytes()).then_some(pid)
     }
 
-    /// Starts `program args` detached (its own session, stdin closed, both output streams
-    /// to `log`, the previous log kept as `log.1`) with `envs` added to this environment,
-    /// and records it as `name`, recognised by `marker` in its command line.
+    /// Starts `command` detached (its own session, stdin closed, both output streams to
+    /// `log`, the previous log kept as `log.1`) and records it as `name`, recognised by
+    /// `marker` in its command line.
     pub fn start(
         &self,
         name: &str,
         log: &Path,
         marker: &str,
-        command: &[&std::ffi::OsStr],
-        envs: &[(String, String)],
+        command: &Command,
     ) -> anyhow::Result<u32> {
         if std::fs::metadata(log).is_ok_and(|meta| meta.len() > 0) {
             let mut old = log.as_os_str().to_owned();
@@ -80,12 +78,23 @@ impl Daemons {
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         // setsid(1) execs the program in place: the pid it gets is the program's.
-        let child = Command::new("setsid")
-            .args(command)
-            .envs(envs.iter().map(|(k, v)| (k, v)))
+        let mut detached = Command::new("setsid");
+        detached
+            .arg(command.get_program())
+            .args(command.get_args())
             .stdin(Stdio::null())
             .stdout(out)
-            .stderr(err)
+            .stderr(err);
+        for (key, value) in command.get_envs() {
+            match value {
+                Some(value) => detached.env(key, value),
+                None => detached.env_remove(key),
+            };
+        }
+        if let Some(dir) = command.get_current_dir() {
+            detached.current_dir(dir);
+        }
+        let child = detached
             .spawn()
             .with_context(|| format!("starting {name}: setsid {command:?}"))?;
         let pid = child.id();
@@ -150,6 +159,19 @@ pub(crate) fn signal(pid: u32, signal: &str) {
         .status();
 }
 
+/// The command line of a process. It reads as empty while the process execs (setsid(1)
+/// becoming the program), so an empty one is read again for a moment.
+fn command_line(pid: u32) -> Option<Vec<u8>> {
+    for _ in 0..50 {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        if !cmdline.is_empty() {
+            return Some(cmdline);
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
 /// The process exists and has not exited (a zombie has).
 pub(crate) fn process_running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
@@ -175,13 +197,7 @@ mod tests {
         let daemons = Daemons::new(dir.path());
         let log = dir.path().join("sleeper.log");
         let pid = daemons
-            .start(
-                "sleeper",
-                &log,
-                "sleep",
-                &["sleep".as_ref(), "30".as_ref()],
-                &[],
-            )
+            .start("sleeper", &log, "sleep", Command::new("sleep").arg("30"))
             .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(daemons.alive("sleeper"), Some(pid));
         // Another program under the recorded pid is not the one started.

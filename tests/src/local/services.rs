@@ -360,12 +360,13 @@ impl Local {
             if service != ServiceKind::Ratelimit && replica == 0 {
                 self.migrate(service, &binary, &env)?;
             }
+            let mut command = std::process::Command::new(&binary);
+            command.envs(env.iter().map(|(k, v)| (k, v)));
             let pid = self.daemons.start(
                 &name,
                 &s.log(&name),
                 &binary.display().to_string(),
-                &[binary.as_os_str()],
-                &env,
+                &command,
             )?;
             std::fs::write(self.daemons.file(&name, "settings"), settings_digest(&env))?;
             info(&format!(

@@ -51,17 +51,17 @@ pub(crate) struct Settings {
     pub admin_password: String,
 }
 
-fn var(name: &str) -> Option<String> {
-    env::var(name).ok().filter(|value| !value.is_empty())
-}
+/// The environment a [`Settings`] is read from: a variable's value, `None` when unset
+/// or empty.
+type Vars<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-fn var_or(name: &str, default: &str) -> String {
-    var(name).unwrap_or_else(|| default.to_owned())
+fn var_or(vars: Vars<'_>, name: &str, default: &str) -> String {
+    vars(name).unwrap_or_else(|| default.to_owned())
 }
 
 /// A port setting: a number from 1 to 65535, else an error naming the variable.
-fn port_var(name: &str, default: u16) -> anyhow::Result<u16> {
-    let Some(value) = var(name) else {
+fn port_var(vars: Vars<'_>, name: &str, default: u16) -> anyhow::Result<u16> {
+    let Some(value) = vars(name) else {
         return Ok(default);
     };
     match value.parse::<u16>() {
@@ -73,9 +73,14 @@ fn port_var(name: &str, default: u16) -> anyhow::Result<u16> {
 }
 
 /// A service's port setting: one port or a comma-separated list (one per replica).
-fn port_list_var(service: ServiceKind, kind: &str, default: u32) -> anyhow::Result<Vec<u32>> {
+fn port_list_var(
+    vars: Vars<'_>,
+    service: ServiceKind,
+    kind: &str,
+    default: u32,
+) -> anyhow::Result<Vec<u32>> {
     let name = format!("BULWARK_{}_{kind}_PORT", service.name().to_uppercase());
-    let Some(value) = var(&name) else {
+    let Some(value) = vars(&name) else {
         return Ok(vec![default]);
     };
     value
@@ -107,13 +112,19 @@ fn default_ports(service: ServiceKind) -> (u32, u32) {
 impl Settings {
     /// The settings of the checkout at `root` from the environment.
     pub fn from_env(root: &Path) -> anyhow::Result<Self> {
+        Self::from_vars(root, &|name| env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// The settings of the checkout at `root` from the variables `vars` gives.
+    fn from_vars(root: &Path, vars: Vars<'_>) -> anyhow::Result<Self> {
+        let var = |name: &str| vars(name);
         let state = var("BULWARK_STATE_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join(".bulwark"));
         let target_dir = var("CARGO_TARGET_DIR")
             .map(|dir| root.join(dir))
             .unwrap_or_else(|| root.join("target"));
-        let wait = var_or("BULWARK_WAIT_SECS", "60");
+        let wait = var_or(vars, "BULWARK_WAIT_SECS", "60");
         let wait = wait
             .parse::<u64>()
             .ok()
@@ -127,31 +138,31 @@ impl Settings {
         let mut admin_ports = HashMap::new();
         for service in ServiceKind::EVERY {
             let (grpc, admin) = default_ports(service);
-            grpc_ports.insert(service, port_list_var(service, "GRPC", grpc)?);
-            admin_ports.insert(service, port_list_var(service, "ADMIN", admin)?);
+            grpc_ports.insert(service, port_list_var(vars, service, "GRPC", grpc)?);
+            admin_ports.insert(service, port_list_var(vars, service, "ADMIN", admin)?);
         }
         Ok(Self {
             root: root.to_path_buf(),
             venv: root.join(".bulwark/venv"),
             state,
             target_dir,
-            pg_bin: PathBuf::from(var_or("BULWARK_PG_BIN", "/usr/lib/postgresql/15/bin")),
-            edge_port: port_var("BULWARK_EDGE_PORT", 8080)?,
-            edge_admin_port: port_var("BULWARK_EDGE_ADMIN_PORT", 9901)?,
-            pg_port: port_var("BULWARK_PG_PORT", 5432)?,
-            redis_port: port_var("BULWARK_REDIS_PORT", 6379)?,
-            mail_port: port_var("BULWARK_MAIL_PORT", 2525)?,
-            prometheus_port: port_var("BULWARK_PROMETHEUS_PORT", 9090)?,
-            scrape_interval: var_or("BULWARK_SCRAPE_INTERVAL", "15s"),
+            pg_bin: PathBuf::from(var_or(vars, "BULWARK_PG_BIN", "/usr/lib/postgresql/15/bin")),
+            edge_port: port_var(vars, "BULWARK_EDGE_PORT", 8080)?,
+            edge_admin_port: port_var(vars, "BULWARK_EDGE_ADMIN_PORT", 9901)?,
+            pg_port: port_var(vars, "BULWARK_PG_PORT", 5432)?,
+            redis_port: port_var(vars, "BULWARK_REDIS_PORT", 6379)?,
+            mail_port: port_var(vars, "BULWARK_MAIL_PORT", 2525)?,
+            prometheus_port: port_var(vars, "BULWARK_PROMETHEUS_PORT", 9090)?,
+            scrape_interval: var_or(vars, "BULWARK_SCRAPE_INTERVAL", "15s"),
             otlp_endpoint: var("BULWARK_OTLP_ENDPOINT"),
-            ratelimit_timeout_ms: var_or("BULWARK_RATELIMIT_TIMEOUT_MS", "50"),
-            cors_origin_regex: var_or("BULWARK_CORS_ORIGIN_REGEX", CORS_ORIGIN_REGEX),
+            ratelimit_timeout_ms: var_or(vars, "BULWARK_RATELIMIT_TIMEOUT_MS", "50"),
+            cors_origin_regex: var_or(vars, "BULWARK_CORS_ORIGIN_REGEX", CORS_ORIGIN_REGEX),
             wait: Duration::from_secs(wait),
             grpc_ports,
             admin_ports,
             replicas: 1,
-            admin_email: var_or("BULWARK_ADMIN_EMAIL", "admin@bulwark.local"),
-            admin_password: var_or("BULWARK_ADMIN_PASSWORD", "bulwark-admin-change-me"),
+            admin_email: var_or(vars, "BULWARK_ADMIN_EMAIL", "admin@bulwark.local"),
+            admin_password: var_or(vars, "BULWARK_ADMIN_PASSWORD", "bulwark-admin-change-me"),
         })
     }
 
@@ -354,6 +365,86 @@ mod tests {
             65600,
             "past 65535 is kept to be refused"
         );
+    }
+
+    fn settings(vars: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_vars(Path::new("/checkout"), &|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ports_and_state_directory() {
+        let s = settings(&[]).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(s.state, Path::new("/checkout/.bulwark"));
+        assert_eq!(
+            (s.edge_port, s.edge_admin_port, s.pg_port),
+            (8080, 9901, 5432)
+        );
+        assert_eq!(s.grpc_port(ServiceKind::Auth, 0), 50052);
+        assert_eq!(s.admin_port(ServiceKind::Ratelimit, 0), 9105);
+        assert_eq!(s.wait, Duration::from_secs(60));
+        s.check_ports().unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    #[test]
+    fn bad_settings_are_refused_naming_the_variable() {
+        for (vars, expected) in [
+            (
+                [("BULWARK_EDGE_PORT", "80x")],
+                "BULWARK_EDGE_PORT='80x' is not a port number",
+            ),
+            (
+                [("BULWARK_AUTH_GRPC_PORT", "1,two")],
+                "auth: '1,two' is not a port or a comma-separated list of ports (check BULWARK_AUTH_GRPC_PORT)",
+            ),
+            (
+                [("BULWARK_WAIT_SECS", "0")],
+                "BULWARK_WAIT_SECS='0' is not a number of seconds",
+            ),
+        ] {
+            let err = settings(&vars).expect_err("a bad setting was taken");
+            assert!(err.to_string().contains(expected), "{vars:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn ports_that_collide_or_pass_65535_are_refused_naming_both_owners() {
+        let s = settings(&[("BULWARK_REDIS_PORT", "9901")]).unwrap_or_else(|e| panic!("{e:#}"));
+        let err = s.check_ports().expect_err("redis on the edge admin port");
+        assert_eq!(
+            err.to_string(),
+            "redis and edge admin would both listen on port 9901"
+        );
+        let mut s = settings(&[("BULWARK_IDENTITY_GRPC_PORT", "65500")])
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        s.set_replicas("2").unwrap_or_else(|e| panic!("{e:#}"));
+        let err = s.check_ports().expect_err("identity#1 past 65535");
+        assert!(
+            err.to_string()
+                .starts_with("identity#1 gRPC: port '65600' is not a port number"),
+            "{err}"
+        );
+        // Two replicas of ports 100 apart collide with the next service's replica 0.
+        s = settings(&[
+            ("BULWARK_AUTH_ADMIN_PORT", "9102"),
+            ("BULWARK_AUTHZ_ADMIN_PORT", "9202"),
+        ])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        s.set_replicas("2").unwrap_or_else(|e| panic!("{e:#}"));
+        let err = s.check_ports().expect_err("auth#1 on authz's admin port");
+        assert!(
+            err.to_string().contains("would both listen on port 9202")
+                && err
+                    .to_string()
+                    .contains("choose fewer replicas or other ports"),
+            "{err}"
+        );
+        for bad in ["0", "10", "two", ""] {
+            assert!(s.set_replicas(bad).is_err(), "--replicas {bad:?} was taken");
+        }
     }
 
     #[test]

@@ -112,28 +112,22 @@ pub async fn start_replicated_mesh(replicas: usize, envoys: usize, limits: &str)
     }
 }
 
-/// Logs the admin in and waits until the edge accepts the token. Envoy reports ready
-/// before the gateway filter has fetched the JWKS (its first fetch waits for a timer
-/// tick, a failed one for the 5 s minimum refetch interval), and until then it refuses
-/// every token as signed by an unknown key; these tests are about what comes after.
+/// Logs the admin in and checks that the edge accepts the token at once: the harness hands
+/// an Envoy out only after the gateway filter has loaded Auth's keys.
 async fn await_token_verification(mesh: &Mesh) -> Tokens {
     let edge = Edge::new(mesh);
     let admin = edge.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let access = admin.access.as_str();
-    poll_until(
-        "the edge accepting the admin's fresh token on GET /v1/users/me",
-        Duration::from_secs(30),
-        || async move {
-            let reply = edge.get("/v1/users/me").bearer(access).send().await;
-            if reply.status == StatusCode::OK {
-                Ok(())
-            } else {
-                Err(format!("{}: {}", reply.status, reply.text))
-            }
-        },
-    )
-    .await
-    .unwrap_or_else(|err| panic!("{err:#}"));
+    let reply = edge
+        .get("/v1/users/me")
+        .bearer(admin.access.as_str())
+        .send()
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "the edge refused the admin's fresh token right after the mesh started: {}",
+        reply.text
+    );
     admin
 }
 
