@@ -149,8 +149,7 @@ impl Local {
         let sampling = match &s.otlp_endpoint {
             None => None,
             Some(_) => {
-                let value =
-                    std::env::var("BULWARK_TRACE_SAMPLING").unwrap_or_else(|_| "100".into());
+                let value = s.trace_sampling.clone();
                 let ok = value
                     .parse::<f64>()
                     .is_ok_and(|p| (0.0..=100.0).contains(&p))

@@ -173,7 +173,7 @@ impl Local {
         match &s.otlp_endpoint {
             Some(endpoint) => println!(
                 "Traces: the edge ({} % sampled) and the services export to {endpoint}",
-                std::env::var("BULWARK_TRACE_SAMPLING").unwrap_or_else(|_| "100".into())
+                s.trace_sampling
             ),
             None => println!(
                 "Traces: not exported (set BULWARK_OTLP_ENDPOINT=http://host:4317 and run up again; README, \"Observability\")"

@@ -24,7 +24,13 @@ impl Local {
     ) -> anyhow::Result<Vec<(String, String)>> {
         let s = &self.settings;
         let root = s.root.display();
-        let setting = |name: &str, default: String| std::env::var(name).unwrap_or(default);
+        // An override from the environment, as `${NAME:-default}` reads it.
+        let setting = |name: &str, default: String| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.is_empty())
+                .unwrap_or(default)
+        };
         let mut env: Vec<(String, String)> = vec![
             (
                 "BULWARK_GRPC__LISTEN".into(),

@@ -38,6 +38,8 @@ pub(crate) struct Settings {
     /// Prometheus's scrape and evaluation interval, as Prometheus spells it (`15s`).
     pub scrape_interval: String,
     pub otlp_endpoint: Option<String>,
+    /// The percentage of requests the edge traces when `otlp_endpoint` is set.
+    pub trace_sampling: String,
     pub ratelimit_timeout_ms: String,
     pub cors_origin_regex: String,
     /// How long a component gets to become healthy.
@@ -155,6 +157,7 @@ impl Settings {
             prometheus_port: port_var(vars, "BULWARK_PROMETHEUS_PORT", 9090)?,
             scrape_interval: var_or(vars, "BULWARK_SCRAPE_INTERVAL", "15s"),
             otlp_endpoint: var("BULWARK_OTLP_ENDPOINT"),
+            trace_sampling: var_or(vars, "BULWARK_TRACE_SAMPLING", "100"),
             ratelimit_timeout_ms: var_or(vars, "BULWARK_RATELIMIT_TIMEOUT_MS", "50"),
             cors_origin_regex: var_or(vars, "BULWARK_CORS_ORIGIN_REGEX", CORS_ORIGIN_REGEX),
             wait: Duration::from_secs(wait),
