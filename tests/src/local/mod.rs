@@ -304,7 +304,9 @@ impl Local {
         step("Running the tests ...");
         let s = &self.settings;
         let envoy = std::env::var("BULWARK_ENVOY")
-            .unwrap_or_else(|_| s.venv.join("bin/envoy").display().to_string());
+            .ok()
+            .filter(|path| !path.is_empty())
+            .unwrap_or_else(|| s.venv.join("bin/envoy").display().to_string());
         let nextest = std::process::Command::new("cargo")
             .args(["nextest", "--version"])
             .stdout(std::process::Stdio::null())
