@@ -83,11 +83,21 @@ impl ServiceAccounts {
 
 /// 32 bytes from the kernel's CSPRNG, in hex.
 pub(crate) fn random_secret() -> anyhow::Result<String> {
-    let mut bytes = [0u8; SECRET_BYTES];
+    random_hex(SECRET_BYTES)
+}
+
+/// `len` bytes from the kernel's CSPRNG, in hex (a secret of the tests or the local mesh).
+pub(crate) fn random_hex(len: usize) -> anyhow::Result<String> {
+    let mut bytes = vec![0u8; len];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut urandom| urandom.read_exact(&mut bytes))
-        .context("reading /dev/urandom for a service-account secret")?;
-    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+        .context("reading /dev/urandom for a secret")?;
+    Ok(hex(&bytes))
+}
+
+/// Bytes in lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[cfg(test)]

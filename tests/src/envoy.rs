@@ -19,6 +19,17 @@ pub const CORS_ORIGIN_REGEX: &str = r"https?://(localhost|127\.0\.0\.1)(:[0-9]+)
 /// Compose and Nomad render 50 ms): past it the route's failure mode decides.
 pub const RATELIMIT_TIMEOUT: Duration = Duration::from_millis(50);
 
+/// Each host's `health_flags` (`healthy`, `/failed_active_hc`, ...) in a cluster of the
+/// admin's `/clusters` text (`auth::127.0.0.1:50052::health_flags::healthy`).
+pub fn cluster_health_flags<'a>(clusters: &'a str, cluster: &str) -> Vec<&'a str> {
+    let prefix = format!("{cluster}::");
+    clusters
+        .lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .filter_map(|rest| rest.split_once("::health_flags::").map(|(_, flags)| flags))
+        .collect()
+}
+
 /// The gateway filter's counter of successful JWKS fetches.
 pub const JWKS_REFRESHES: &str = "wasmcustom.bulwark_gateway.jwks_refreshes";
 
@@ -298,11 +309,9 @@ impl Envoy {
             .error_for_status()?
             .text()
             .await?;
-        let prefix = format!("{cluster}::");
-        Ok(text
-            .lines()
-            .filter(|line| line.starts_with(&prefix) && line.contains("::health_flags::"))
-            .filter_map(|line| line.rsplit("::").next().map(str::to_owned))
+        Ok(cluster_health_flags(&text, cluster)
+            .into_iter()
+            .map(str::to_owned)
             .collect())
     }
 

@@ -48,7 +48,7 @@ pub use mesh::{Mesh, MeshBuilder};
 pub use net::{free_port, http_client};
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use postgres::Postgres;
-pub use proc_stat::{ProcessStat, clock_ticks_per_second, process_stat};
+pub use proc_stat::{ProcessStat, clock_ticks_per_second, process_running, process_stat};
 pub use process::{ManagedChild, tail};
 pub use prometheus::Prometheus;
 pub use redis::Redis;

@@ -22,6 +22,8 @@ use tokio::task::JoinHandle;
 
 use crate::wait::poll_until;
 
+use crate::accounts::hex;
+
 /// One span as received, ids in lowercase hex (a root span has no parent id).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReceivedSpan {
@@ -86,10 +88,6 @@ impl TraceService for Store {
             partial_success: None,
         }))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn text(value: &AnyValueMessage) -> Option<String> {

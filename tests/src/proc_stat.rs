@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 pub struct ProcessStat {
     /// The kernel's command name, cut at 15 bytes (`bulwark-identit`).
     pub command: String,
+    /// The state letter: `R` running, `S` sleeping, `Z` zombie, `X` dead, ...
+    pub state: char,
     pub parent: u32,
     /// User and system time of all its threads, in clock ticks
     /// ([`clock_ticks_per_second`]).
@@ -25,14 +27,21 @@ fn parse(text: &str) -> Option<ProcessStat> {
     let close = text.rfind(')')?;
     let command = text.get(open + 1..close)?.to_owned();
     let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    let state = rest.first()?.chars().next()?;
     let parent = rest.get(1)?.parse().ok()?;
     let utime: u64 = rest.get(11)?.parse().ok()?;
     let stime: u64 = rest.get(12)?.parse().ok()?;
     Some(ProcessStat {
         command,
+        state,
         parent,
         cpu_ticks: utime + stime,
     })
+}
+
+/// The process exists and has not exited (a zombie has, and waits to be reaped).
+pub fn process_running(pid: u32) -> bool {
+    process_stat(pid).is_some_and(|stat| !matches!(stat.state, 'Z' | 'X'))
 }
 
 /// The unit of `/proc`'s CPU times (`getconf CLK_TCK`, asked once; 100 if it cannot be).
@@ -59,6 +68,7 @@ mod tests {
             parse(line),
             Some(ProcessStat {
                 command: "envoy (main) x".to_owned(),
+                state: 'S',
                 parent: 17,
                 cpu_ticks: 281,
             })

@@ -361,7 +361,7 @@ fn home(state: &Path, as_root: bool) -> PathBuf {
         return link;
     }
     let digest = sha2::Sha256::digest(state.as_os_str().as_encoded_bytes());
-    let hash: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let hash = crate::accounts::hex(&digest[..6]);
     PathBuf::from(format!("/var/tmp/bulwark-{hash}/pg"))
 }
 

@@ -10,6 +10,7 @@ use super::ui::{failure, failure_with_log, info, step};
 use crate::envoy::{EdgeTemplate, JWKS_REFRESHES, admin_stat, render_edge};
 use crate::prometheus::{admin_placeholder, prometheus_binary, promtool_binary, render_config};
 use crate::service::ServiceKind;
+use crate::wait::poll_until;
 
 impl Local {
     pub(super) async fn start_postgres(&self) -> anyhow::Result<()> {
@@ -268,14 +269,21 @@ impl Local {
     /// Envoy is ready and its health checks find every replica serving.
     async fn wait_envoy(&self, log: &std::path::Path) -> anyhow::Result<()> {
         self.wait_for("envoy", log, || self.envoy_ready()).await?;
-        let deadline = tokio::time::Instant::now() + self.settings.wait;
-        loop {
-            let (line, all) = self.envoy_hosts().await;
-            if all {
-                info(&line);
-                break;
-            }
-            if tokio::time::Instant::now() >= deadline {
+        let hosts = poll_until(
+            "every replica healthy in Envoy",
+            self.settings.wait,
+            || async {
+                match self.envoy_hosts().await {
+                    (line, true) => Ok(line),
+                    (line, false) => Err(line),
+                }
+            },
+        )
+        .await;
+        match hosts {
+            Ok(line) => info(&line),
+            Err(_) => {
+                let (line, _) = self.envoy_hosts().await;
                 return Err(failure_with_log(
                     format!(
                         "Envoy's health checks did not find every replica serving within {}s: {line}",
@@ -284,7 +292,6 @@ impl Local {
                     log,
                 ));
             }
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         }
         // Until then the edge would refuse every token as signed by an unknown key.
         let admin = self.settings.edge_admin_port;

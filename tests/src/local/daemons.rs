@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::ui::{info, warn};
+use crate::proc_stat::process_running;
 
 /// How long a process gets to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -170,14 +171,6 @@ fn command_line(pid: u32) -> Option<Vec<u8>> {
         thread::sleep(Duration::from_millis(10));
     }
     None
-}
-
-/// The process exists and has not exited (a zombie has).
-pub(crate) fn process_running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
-    })
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -27,11 +27,10 @@ use settings::Settings;
 use ui::{failure, failure_with_log, info, plan_steps, step, warn};
 
 use crate::service::ServiceKind;
+use crate::wait::poll_until;
 
 /// How long one HTTP probe of a component may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
-/// How often a wait for a component asks again.
-const POLL_INTERVAL: Duration = Duration::from_millis(300);
 /// The steps each command takes after the shell's own (installing, building);
 /// `deploy/local/mesh` counts them too (`MESH_UP_STEPS`, `MESH_TEST_STEPS`).
 const UP_STEPS: usize = 7;
@@ -355,27 +354,33 @@ impl Local {
         self.http_get(port, path).await.map(|(status, _)| status)
     }
 
-    /// Asks `check` every 300 ms until it holds; after the wait the settings allow, a
+    /// Asks `check` until it holds ([`poll_until`]); after the wait the settings allow, a
     /// failure that names `what` and quotes its log.
     async fn wait_for<F, Fut>(&self, what: &str, log: &Path, mut check: F) -> anyhow::Result<()>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = bool>,
     {
-        let deadline = tokio::time::Instant::now() + self.settings.wait;
-        while !check().await {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(failure_with_log(
-                    format!(
-                        "{what} did not become healthy within {}s",
-                        self.settings.wait.as_secs()
-                    ),
-                    log,
-                ));
+        poll_until(what, self.settings.wait, || {
+            let healthy = check();
+            async move {
+                if healthy.await {
+                    Ok(())
+                } else {
+                    Err("not yet".to_owned())
+                }
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-        Ok(())
+        })
+        .await
+        .map_err(|_| {
+            failure_with_log(
+                format!(
+                    "{what} did not become healthy within {}s",
+                    self.settings.wait.as_secs()
+                ),
+                log,
+            )
+        })
     }
 }
 

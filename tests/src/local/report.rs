@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::Local;
 use super::settings::{replica_label, replica_name};
 use super::ui::colours;
+use crate::envoy::cluster_health_flags;
 use crate::service::ServiceKind;
 
 /// A component's health, as the table shows it.
@@ -64,12 +65,7 @@ impl Local {
         let mut all = true;
         let mut parts = Vec::new();
         for service in ServiceKind::EVERY {
-            let prefix = format!("{}::", service.name());
-            let flags: Vec<&str> = clusters
-                .lines()
-                .filter_map(|line| line.strip_prefix(&prefix))
-                .filter_map(|rest| rest.split_once("::health_flags::").map(|(_, flags)| flags))
-                .collect();
+            let flags = cluster_health_flags(&clusters, service.name());
             let healthy = flags.iter().filter(|flags| **flags == "healthy").count();
             let ok = healthy == replicas && flags.len() == replicas;
             all &= ok;

@@ -1,7 +1,7 @@
 //! The mesh's secrets in `<state>/secrets/` (mode 600): random bytes in hex, made once and
 //! reused by every later `up`; deleting one and running `up` again rotates it.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
@@ -35,11 +35,7 @@ impl Secrets {
         {
             return Ok(value.trim_end().to_owned());
         }
-        let mut random = vec![0u8; bytes];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut urandom| urandom.read_exact(&mut random))
-            .context("reading /dev/urandom")?;
-        let value: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let value = crate::accounts::random_hex(bytes)?;
         let tmp = self.path(&format!("{name}.tmp"));
         let mut file = std::fs::OpenOptions::new()
             .write(true)

@@ -448,11 +448,7 @@ fn settings_digest(env: &[(String, String)]) -> String {
     for (name, value) in env {
         hasher.update(format!("{name}={value}\n"));
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::accounts::hex(&hasher.finalize())
 }
 
 /// Something accepts connections on the loopback port.

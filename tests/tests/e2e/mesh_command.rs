@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use bulwark_e2e::{free_port, gateway_filter_wasm, poll_until, workspace_root};
+use bulwark_e2e::{free_port, gateway_filter_wasm, poll_until, process_running, workspace_root};
 use serde_json::Value;
 
 use crate::support::shipped_rules;
@@ -138,7 +138,7 @@ impl MeshCommand {
     }
 
     /// The pid of a component the command started.
-    fn pid(&self, name: &str) -> i32 {
+    fn pid(&self, name: &str) -> u32 {
         let file = self.state.path().join("run").join(format!("{name}.pid"));
         let text = std::fs::read_to_string(&file)
             .unwrap_or_else(|err| panic!("reading {}: {err}", file.display()));
@@ -342,15 +342,6 @@ fn replica_name(service: &str, replica: usize) -> String {
     } else {
         format!("{service}-{replica}")
     }
-}
-
-/// The process exists and is not a zombie.
-fn process_running(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // The state letter follows the command name's closing parenthesis.
-        stat.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
-    })
 }
 
 /// The hosts of an Envoy cluster that its health checks find healthy, from `/clusters`
@@ -592,7 +583,7 @@ async fn up_with_two_replicas_runs_and_reports_each_and_down_stops_them_all() {
     .unwrap_or_else(|err| panic!("{err:#}"));
 
     // `down` stops every process the command started, both replicas of each service too.
-    let mut started: Vec<(String, i32)> = Vec::new();
+    let mut started: Vec<(String, u32)> = Vec::new();
     for service in SERVICES {
         for replica in 0..REPLICAS {
             let name = replica_name(service, replica);
