@@ -21,19 +21,29 @@ use crate::wait::poll_until;
 /// `BULWARK_ADMIN_PASSWORD`), who may read the audit log.
 pub const BOOTSTRAP_ADMIN: (&str, &str) = ("admin@bulwark.local", "bulwark-admin-change-me");
 
-/// Rate limits far above any test's traffic (a soak is about faults, not limits; the
-/// contract tests about routes), in the shipped file's shape so that the gateway filter
-/// still asks for every request.
-pub const GENEROUS_LIMITS: &str = "\
+/// Route limits far above any test's traffic, and `user_per_second` requests a second per
+/// user, in the shipped file's shape so that the gateway filter still asks for every
+/// request.
+pub fn edge_limits(user_per_second: u32) -> String {
+    format!(
+        "\
 domain: bulwark-edge
 descriptors:
   - key: route
     descriptors:
       - key: client_ip
-        rate_limit: { unit: second, requests_per_unit: 100000 }
+        rate_limit: {{ unit: second, requests_per_unit: 100000 }}
   - key: user_id
-    rate_limit: { unit: second, requests_per_unit: 100000 }
-";
+    rate_limit: {{ unit: second, requests_per_unit: {user_per_second} }}
+"
+    )
+}
+
+/// Rate limits far above any test's traffic (a soak is about faults, not limits; the
+/// contract tests about routes).
+pub fn generous_limits() -> String {
+    edge_limits(100_000)
+}
 
 /// After a fault's component is back, how long its window stays open: the edge's health
 /// checks (1 s apart, one success to take a replica back) and outlier ejections (10 s)
@@ -237,7 +247,7 @@ impl SoakReport {
 pub async fn run(plan: SoakPlan, progress: impl Fn(&str)) -> anyhow::Result<SoakReport> {
     let limits = tempfile::tempdir().context("creating a directory for the limits file")?;
     let limits_path = limits.path().join("limits.yaml");
-    std::fs::write(&limits_path, GENEROUS_LIMITS)?;
+    std::fs::write(&limits_path, generous_limits())?;
     progress(&format!(
         "starting {} replicas of every service behind {} Envoys",
         plan.replicas, plan.envoys

@@ -25,7 +25,7 @@ pub const AUDIT_DELIVERY: Duration = Duration::from_secs(60);
 
 /// Far above anything a test sends: these tests are about the routes, and the
 /// contract's 10 per minute would stop the second registration of a test.
-pub use bulwark_e2e::soak::GENEROUS_LIMITS;
+pub use bulwark_e2e::soak::generous_limits;
 
 /// The gateway filter's rate-limit call budget in the contract mesh. The contract tests
 /// check what the edge answers, not how it copes with a slow limiter (the gateway tests
@@ -78,7 +78,7 @@ impl DerefMut for ContractMesh {
 
 /// Starts PostgreSQL, Redis, the four services, the rate-limit service and Envoy.
 pub async fn start_mesh() -> ContractMesh {
-    start_replicated_mesh(1, 1, GENEROUS_LIMITS).await
+    start_replicated_mesh(1, 1, &generous_limits()).await
 }
 
 /// Like [`start_mesh`], with `replicas` of every service behind `envoys` Envoys (of

@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use bulwark_e2e::soak::edge_limits;
 use bulwark_e2e::traffic::{Traffic, TrafficPlan};
 use bulwark_e2e::{Mesh, Service, ServiceKind, poll_until};
 use bulwark_proto::audit::v1::VerifyChainRequest;
@@ -22,24 +23,13 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::client::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, Edge, GENEROUS_LIMITS, PASSWORD, start_replicated_mesh,
+    ADMIN_EMAIL, ADMIN_PASSWORD, Edge, PASSWORD, generous_limits, start_replicated_mesh,
 };
 
-/// Route limits far above the test's needs, and the shipped bearer limit: 100 requests
-/// a second per user, leased by the gateway filter 20 hits at a time.
-const LIMITS: &str = "\
-domain: bulwark-edge
-descriptors:
-  - key: route
-    descriptors:
-      - key: client_ip
-        rate_limit: { unit: second, requests_per_unit: 100000 }
-  - key: user_id
-    rate_limit: { unit: second, requests_per_unit: 100 }
-";
-
-/// The user limit and what one Envoy instance may hold of it on lease.
-const USER_LIMIT_PER_SECOND: f64 = 100.0;
+/// The shipped bearer limit, which the test's limits file sets beside route limits far
+/// above its needs (leased by the gateway filter 20 hits at a time), and what one Envoy
+/// instance may hold of it on lease.
+const USER_LIMIT_PER_SECOND: u32 = 100;
 const LEASE_SIZE: f64 = 20.0;
 
 /// How long Envoy's health checks (1 s apart) may take to see every replica.
@@ -189,7 +179,7 @@ async fn counter_sum(mesh: &Mesh, service: ServiceKind, name: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_of_every_service_behind_two_envoys_act_as_one() {
-    let mesh = start_replicated_mesh(2, 2, LIMITS).await;
+    let mesh = start_replicated_mesh(2, 2, &edge_limits(USER_LIMIT_PER_SECOND)).await;
     let mesh = &*mesh;
     for kind in ServiceKind::EVERY {
         assert_eq!(mesh.replicas(kind).len(), 2, "{} replicas", kind.name());
@@ -447,7 +437,7 @@ async fn two_replicas_of_every_service_behind_two_envoys_act_as_one() {
     let admitted: u32 = counts.iter().map(|(a, _)| a).sum();
     let refused: u32 = counts.iter().map(|(_, r)| r).sum();
     // A full bucket's burst, the rate over the run, and a lease per Envoy instance.
-    let bound = USER_LIMIT_PER_SECOND * (1.0 + elapsed) + 2.0 * LEASE_SIZE;
+    let bound = f64::from(USER_LIMIT_PER_SECOND) * (1.0 + elapsed) + 2.0 * LEASE_SIZE;
     eprintln!(
         "one user through two Envoys: {admitted} admitted, {refused} refused in {elapsed:.2} s (bound {bound:.0})"
     );
@@ -488,7 +478,7 @@ async fn draining(mesh: &Mesh, replica: &Service) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_under_load_fails_no_request() {
-    let mut mesh = start_replicated_mesh(2, 1, GENEROUS_LIMITS).await;
+    let mut mesh = start_replicated_mesh(2, 1, &generous_limits()).await;
     let edge = Edge::new(&mesh);
     let mut users = Vec::new();
     for n in 0..4 {
